@@ -1,0 +1,28 @@
+-- Called by the worker after it stored version ARGV[2] of a key in S3.
+-- KEYS[1] blob hash, KEYS[2] upload lease, KEYS[3] dirty set.
+-- ARGV[1] lease token, ARGV[2] uploaded version, ARGV[3] ttl seconds, ARGV[4] key.
+-- Returns 'clean' (done), 'newer' (a newer version arrived: upload again, lease kept),
+-- 'gone' (the blob left the cache) or 'lost' (the lease expired and another worker may have
+-- stored a newer version before ours landed: the key is marked dirty again to be re-queued).
+local holder = redis.call('GET', KEYS[2])
+local current = redis.call('HGET', KEYS[1], 'v')
+if not current then
+  if holder == ARGV[1] then redis.call('DEL', KEYS[2]) end
+  redis.call('ZREM', KEYS[3], ARGV[4])
+  return 'gone'
+end
+if holder ~= ARGV[1] then
+  local t = redis.call('TIME')
+  redis.call('HSET', KEYS[1], 's', 'dirty')
+  redis.call('PERSIST', KEYS[1])
+  redis.call('ZADD', KEYS[3], 'NX', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[4])
+  return 'lost'
+end
+if current == ARGV[2] then
+  redis.call('HSET', KEYS[1], 's', 'clean')
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[4])
+  redis.call('DEL', KEYS[2])
+  return 'clean'
+end
+return 'newer'

@@ -1,0 +1,113 @@
+//! One `Settings` struct, read from `BLOBPROXY_*` environment variables (flags mirror them).
+//!
+//! Every setting has a default and is checked by [`Settings::validate`] at start-up, so a bad
+//! value stops the process with an error that names the variable instead of failing later.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::bail;
+
+/// Settings shared by `serve`, `worker` and `all`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Settings {
+    /// Address the HTTP server listens on.
+    #[arg(long, env = "BLOBPROXY_BIND", default_value = "0.0.0.0:8080")]
+    pub bind: SocketAddr,
+
+    /// Redis holding the write-back cache and the job queue.
+    #[arg(
+        long,
+        env = "BLOBPROXY_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    pub redis_url: String,
+
+    /// S3 endpoint; unset means AWS. Set it for MinIO or any S3-compatible server (path-style).
+    #[arg(long, env = "BLOBPROXY_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+
+    /// Bucket the blobs are stored in; created at start-up when missing.
+    #[arg(long, env = "BLOBPROXY_S3_BUCKET", default_value = "blobs")]
+    pub s3_bucket: String,
+
+    /// S3 region.
+    #[arg(long, env = "BLOBPROXY_S3_REGION", default_value = "us-east-1")]
+    pub s3_region: String,
+
+    /// Largest blob accepted, in decoded bytes.
+    #[arg(long, env = "BLOBPROXY_MAX_BLOB_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_blob_bytes: usize,
+
+    /// How long a blob already safe in S3 stays in the cache, in seconds.
+    #[arg(long, env = "BLOBPROXY_CACHE_TTL_SECS", default_value_t = 3600)]
+    pub cache_ttl_secs: u64,
+
+    /// Uploads one worker process runs at once.
+    #[arg(long, env = "BLOBPROXY_WORKER_CONCURRENCY", default_value_t = 16)]
+    pub worker_concurrency: usize,
+
+    /// How often an idle worker looks for new jobs, in milliseconds (apalis-redis does not push).
+    #[arg(long, env = "BLOBPROXY_WORKER_POLL_MS", default_value_t = 100)]
+    pub worker_poll_ms: u64,
+
+    /// Name of this replica, sent back in the `X-Served-By` header; defaults to the host name.
+    #[arg(long, env = "BLOBPROXY_REPLICA_NAME")]
+    pub replica_name: Option<String>,
+}
+
+impl Settings {
+    /// Checks what clap's types cannot, naming the variable at fault.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.max_blob_bytes == 0 || self.max_blob_bytes > 512 * 1024 * 1024 {
+            bail!("BLOBPROXY_MAX_BLOB_BYTES must be between 1 and 536870912 (Redis caps a value at 512 MiB)");
+        }
+        if self.cache_ttl_secs == 0 {
+            bail!("BLOBPROXY_CACHE_TTL_SECS must be at least 1");
+        }
+        if self.s3_bucket.len() < 3 || self.s3_bucket.len() > 63 {
+            bail!("BLOBPROXY_S3_BUCKET must be 3 to 63 characters long");
+        }
+        if !self
+            .s3_bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        {
+            bail!("BLOBPROXY_S3_BUCKET may only hold lowercase letters, digits, '-' and '.'");
+        }
+        if !self.redis_url.starts_with("redis://")
+            && !self.redis_url.starts_with("rediss://")
+            && !self.redis_url.starts_with("unix://")
+        {
+            bail!("BLOBPROXY_REDIS_URL must start with redis://, rediss:// or unix://");
+        }
+        if let Some(endpoint) = &self.s3_endpoint
+            && !endpoint.starts_with("http://")
+            && !endpoint.starts_with("https://")
+        {
+            bail!("BLOBPROXY_S3_ENDPOINT must start with http:// or https://");
+        }
+        if self.worker_concurrency == 0 || self.worker_concurrency > 1024 {
+            bail!("BLOBPROXY_WORKER_CONCURRENCY must be between 1 and 1024");
+        }
+        if !(10..=30_000).contains(&self.worker_poll_ms) {
+            bail!("BLOBPROXY_WORKER_POLL_MS must be between 10 and 30000");
+        }
+        Ok(())
+    }
+
+    pub fn cache_ttl(&self) -> Duration {
+        Duration::from_secs(self.cache_ttl_secs)
+    }
+
+    /// The replica name, falling back to the host name (a container id under Docker).
+    pub fn replica(&self) -> String {
+        self.replica_name.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .map(|s| s.trim().to_owned())
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "blobproxy".to_owned())
+        })
+    }
+}

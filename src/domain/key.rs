@@ -1,0 +1,135 @@
+//! `BlobKey` and `Extension`: the only ways a key or an extension enters the system, so every
+//! layer below can trust them.
+
+use std::fmt;
+
+/// Why a request's key, extension or data was refused.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InvalidInput {
+    #[error("invalid key: {0}")]
+    Key(&'static str),
+    #[error("invalid extension: {0}")]
+    Extension(&'static str),
+    #[error("data is not valid base64: {0}")]
+    Base64(String),
+}
+
+/// A blob key: 1 to 1024 bytes of UTF-8, no control characters, no leading `/`, and no empty,
+/// `.` or `..` segment between slashes (so it maps one-to-one onto an S3 object key).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct BlobKey(String);
+
+pub const MAX_KEY_BYTES: usize = 1024;
+
+impl BlobKey {
+    pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidInput> {
+        let raw = raw.into();
+        if raw.is_empty() {
+            return Err(InvalidInput::Key("the key is empty"));
+        }
+        if raw.len() > MAX_KEY_BYTES {
+            return Err(InvalidInput::Key("the key is longer than 1024 bytes"));
+        }
+        if raw.chars().any(char::is_control) {
+            return Err(InvalidInput::Key("the key contains a control character"));
+        }
+        if raw.starts_with('/') {
+            return Err(InvalidInput::Key("the key starts with '/'"));
+        }
+        if raw.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+            return Err(InvalidInput::Key(
+                "the key has an empty, '.' or '..' segment between slashes",
+            ));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BlobKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A file extension without the dot (`png`, `tar.gz`); may be empty.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Extension(String);
+
+impl Extension {
+    pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidInput> {
+        let raw = raw.into();
+        if raw.len() > 32 {
+            return Err(InvalidInput::Extension(
+                "the extension is longer than 32 characters",
+            ));
+        }
+        if !raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        {
+            return Err(InvalidInput::Extension(
+                "the extension may only hold A-Z, a-z, 0-9, '.', '_' and '-'",
+            ));
+        }
+        Ok(Self(raw))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The `Content-Type` S3 stores for this extension (`application/octet-stream` when unknown).
+    pub fn content_type(&self) -> String {
+        let last = self.0.rsplit('.').next().unwrap_or("");
+        mime_guess::from_ext(last)
+            .first_or_octet_stream()
+            .essence_str()
+            .to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_ordinary_and_nested_keys() {
+        for ok in ["a", "photos/2024/cat.png", "ünïcode", "with space", "a.b", "x..y"] {
+            assert_eq!(BlobKey::parse(ok).unwrap().as_str(), ok);
+        }
+        assert!(BlobKey::parse("k".repeat(1024)).is_ok());
+    }
+
+    #[test]
+    fn refuses_keys_that_do_not_map_to_one_object() {
+        for bad in [
+            "", "/a", "a/", "a//b", ".", "..", "a/./b", "a/../b", "tab\there", "nl\n",
+        ] {
+            assert!(BlobKey::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+        assert!(BlobKey::parse("k".repeat(1025)).is_err());
+    }
+
+    #[test]
+    fn extensions_are_short_and_plain() {
+        assert!(Extension::parse("").is_ok());
+        assert!(Extension::parse("tar.gz").is_ok());
+        assert!(Extension::parse("x".repeat(33)).is_err());
+        assert!(Extension::parse("p/ng").is_err());
+        assert!(Extension::parse("png ").is_err());
+    }
+
+    #[test]
+    fn content_type_follows_the_extension() {
+        assert_eq!(Extension::parse("png").unwrap().content_type(), "image/png");
+        assert_eq!(Extension::parse("tar.gz").unwrap().content_type(), "application/gzip");
+        assert_eq!(
+            Extension::parse("").unwrap().content_type(),
+            "application/octet-stream"
+        );
+    }
+}

@@ -1,0 +1,26 @@
+//! Liveness (`/healthz`: the process answers) and readiness (`/readyz`: Redis and S3 answer).
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::service::BlobService;
+
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+pub async fn readyz(service: web::Data<BlobService>) -> HttpResponse {
+    let (redis, s3) = tokio::join!(service.cache.ping(), service.store.ping());
+    let down: Vec<String> = [("redis", redis.err().map(|e| e.to_string())), ("s3", s3.err().map(|e| e.to_string()))]
+        .into_iter()
+        .filter_map(|(name, err)| err.map(|e| format!("{name}: {e}")))
+        .collect();
+    if down.is_empty() {
+        HttpResponse::Ok().json(json!({"status": "ready"}))
+    } else {
+        HttpResponse::ServiceUnavailable().json(json!({
+            "code": "not_ready",
+            "msg": format!("not ready: {}", down.join("; ")),
+        }))
+    }
+}

@@ -1,0 +1,41 @@
+//! The `blobproxy` binary: picks a run mode; everything else lives in the library.
+
+use clap::{Parser, Subcommand};
+
+use blobproxy::config::Settings;
+use blobproxy::startup;
+
+/// Stores binary blobs by key in S3 behind a Redis write-back cache. Every write is readable
+/// at once from any replica; workers copy it to S3 in the background.
+///
+/// Every option can also be set through the environment variable shown with it.
+#[derive(Parser)]
+#[command(version, about, long_about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a stateless HTTP replica (POST /put/, GET /get/<key>, /healthz, /readyz).
+    Serve(Settings),
+    /// Run a worker that drains blobs from Redis into S3.
+    Worker(Settings),
+    /// Run the HTTP server and a worker in one process (for local use).
+    All(Settings),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    blobproxy::telemetry::init();
+    let (Command::Serve(settings) | Command::Worker(settings) | Command::All(settings)) =
+        &cli.command;
+    settings.validate()?;
+    match cli.command {
+        Command::Serve(s) => startup::serve(s).await,
+        Command::Worker(s) => startup::worker(s).await,
+        Command::All(s) => startup::all(s).await,
+    }
+}

@@ -1,0 +1,188 @@
+//! Wiring: connect to Redis and S3, build the HTTP application and the worker, and run them
+//! until a shutdown signal. `main` only picks which of these to run.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::{Server, ServerHandle};
+use actix_web::middleware::DefaultHeaders;
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+use futures::FutureExt as _;
+use futures::future::{BoxFuture, Shared};
+
+use crate::cache::{self, BlobCache};
+use crate::config::Settings;
+use crate::jobs::{self, Drainer, JobQueue};
+use crate::service::BlobService;
+use crate::store::BlobStore;
+
+/// In-flight requests and jobs get this long after SIGTERM; Docker kills after 10 s.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
+
+/// Longest pause between upload retries while S3 is down.
+const MAX_UPLOAD_BACKOFF: Duration = Duration::from_secs(5);
+
+/// A future that resolves once, on SIGINT or SIGTERM; clones resolve together.
+pub type Shutdown = Shared<BoxFuture<'static, ()>>;
+
+pub fn shutdown_signal() -> Shutdown {
+    async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("cannot install the SIGTERM handler");
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        tracing::info!("shutdown signal received");
+    }
+    .boxed()
+    .shared()
+}
+
+/// Connections to what the service depends on; cheap to clone.
+#[derive(Clone)]
+pub struct Dependencies {
+    pub cache: BlobCache,
+    pub store: BlobStore,
+    pub queue: JobQueue,
+}
+
+impl Dependencies {
+    /// Connects to Redis and S3 and makes sure the bucket exists. Retries for a while, because
+    /// under Compose or Swarm the dependencies may start after us.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let conn = cache::connect(&settings.redis_url).await?;
+        let store = BlobStore::connect(settings).await?;
+        let mut attempt = 0;
+        loop {
+            match store.ensure_bucket().await {
+                Ok(()) => break,
+                Err(e) if attempt < 10 => {
+                    attempt += 1;
+                    tracing::warn!(error = %format!("{e:#}"), attempt, "S3 not ready; retrying");
+                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let poll = Duration::from_millis(settings.worker_poll_ms);
+        Ok(Self {
+            cache: BlobCache::new(conn.clone()),
+            store,
+            queue: JobQueue::new(conn, JobQueue::config(poll)),
+        })
+    }
+
+    pub fn service(&self, settings: &Settings) -> BlobService {
+        BlobService {
+            cache: self.cache.clone(),
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+            max_blob_bytes: settings.max_blob_bytes,
+            cache_ttl: settings.cache_ttl(),
+        }
+    }
+
+    pub fn drainer(&self, settings: &Settings) -> Drainer {
+        Drainer {
+            cache: self.cache.clone(),
+            store: self.store.clone(),
+            queue: self.queue.clone(),
+            cache_ttl: settings.cache_ttl(),
+            max_backoff: MAX_UPLOAD_BACKOFF,
+        }
+    }
+}
+
+/// The HTTP server, bound and ready to run. Binding happens in `build`, so a test can ask for
+/// port 0 and read the real port from [`Application::port`].
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    pub fn build(settings: &Settings, deps: &Dependencies) -> anyhow::Result<Self> {
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("cannot listen on BLOBPROXY_BIND={}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let service = web::Data::new(deps.service(settings));
+        let replica = settings.replica();
+        // Room for the base64 of the largest blob plus the key and field names.
+        let json_limit = crate::domain::base64_len(settings.max_blob_bytes) + 16 * 1024;
+        let server = HttpServer::new(move || {
+            App::new()
+                .wrap(DefaultHeaders::new().add(("X-Served-By", replica.clone())))
+                .app_data(service.clone())
+                .configure(|cfg| crate::http::routes(cfg, json_limit))
+        })
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+        .listen(listener)?
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn handle(&self) -> ServerHandle {
+        self.server.handle()
+    }
+
+    /// Serves until `shutdown`, then stops accepting and lets in-flight requests finish.
+    pub async fn run_until(self, shutdown: Shutdown) -> std::io::Result<()> {
+        let handle = self.server.handle();
+        tokio::spawn(async move {
+            shutdown.await;
+            handle.stop(true).await;
+        });
+        self.server.await
+    }
+}
+
+/// `blobproxy serve`.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let deps = Dependencies::connect(&settings).await?;
+    let app = Application::build(&settings, &deps)?;
+    tracing::info!(port = app.port(), replica = %settings.replica(), "serving");
+    app.run_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// `blobproxy worker`.
+pub async fn worker(settings: Settings) -> anyhow::Result<()> {
+    let deps = Dependencies::connect(&settings).await?;
+    tracing::info!(concurrency = settings.worker_concurrency, "draining");
+    jobs::worker::run(
+        deps.drainer(&settings),
+        deps.queue.clone(),
+        settings.worker_concurrency,
+        shutdown_signal(),
+        SHUTDOWN_GRACE,
+    )
+    .await
+}
+
+/// `blobproxy all`: the server and a worker in one process, for local use.
+pub async fn all(settings: Settings) -> anyhow::Result<()> {
+    let deps = Dependencies::connect(&settings).await?;
+    let app = Application::build(&settings, &deps)?;
+    tracing::info!(port = app.port(), "serving and draining");
+    let shutdown = shutdown_signal();
+    let worker = jobs::worker::run(
+        deps.drainer(&settings),
+        deps.queue.clone(),
+        settings.worker_concurrency,
+        shutdown.clone(),
+        SHUTDOWN_GRACE,
+    );
+    let (served, drained) = tokio::join!(app.run_until(shutdown), worker);
+    served?;
+    drained
+}

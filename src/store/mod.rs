@@ -1,0 +1,185 @@
+//! The S3 side: where blobs end up. One object per key, with the extension and version in the
+//! object's metadata so a cache miss can rebuild the exact record.
+//!
+//! Errors are classified for the caller: `NotFound` (answer 404), `Transient` (retry with
+//! backoff: the store is down or slow), `Permanent` (retrying the same request cannot help).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+use crate::config::Settings;
+use crate::domain::{Blob, BlobKey, Extension};
+
+const META_EXTENSION: &str = "extension";
+const META_VERSION: &str = "version";
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found in S3")]
+    NotFound,
+    #[error("S3 is unavailable: {0}")]
+    Transient(String),
+    #[error("S3 refused the request: {0}")]
+    Permanent(String),
+}
+
+impl StoreError {
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient(_))
+    }
+}
+
+/// Error codes S3 answers while overloaded or briefly unable; worth retrying.
+const TRANSIENT_CODES: &[&str] = &[
+    "SlowDown",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+    "RequestTimeTooSkewed",
+    "ThrottlingException",
+    "Throttling",
+];
+
+fn classify<E>(err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let text = aws_sdk_s3::error::DisplayErrorContext(&err).to_string();
+    match &err {
+        SdkError::ServiceError(service) => {
+            let code = service.err().code().unwrap_or_default();
+            let status = service.raw().status().as_u16();
+            if code == "NoSuchKey" || status == 404 {
+                StoreError::NotFound
+            } else if status >= 500 || TRANSIENT_CODES.contains(&code) {
+                StoreError::Transient(text)
+            } else {
+                StoreError::Permanent(text)
+            }
+        }
+        // Connection refused, DNS, timeouts, truncated responses: the store is unreachable.
+        _ => StoreError::Transient(text),
+    }
+}
+
+/// The bucket the blobs live in.
+#[derive(Clone)]
+pub struct BlobStore {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+}
+
+impl BlobStore {
+    /// Builds a client from the standard AWS chain (env, profile, IMDS) plus our endpoint.
+    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .operation_attempt_timeout(Duration::from_secs(20))
+            .build();
+        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(settings.s3_region.clone()))
+            .timeout_config(timeouts)
+            .load()
+            .await;
+        let mut config = aws_sdk_s3::config::Builder::from(&shared);
+        if let Some(endpoint) = &settings.s3_endpoint {
+            config = config.endpoint_url(endpoint).force_path_style(true);
+        }
+        Ok(Self {
+            client: aws_sdk_s3::Client::from_conf(config.build()),
+            bucket: settings.s3_bucket.clone(),
+        })
+    }
+
+    /// Creates the bucket when it does not exist yet.
+    pub async fn ensure_bucket(&self) -> anyhow::Result<()> {
+        if self
+            .client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .is_ok()
+        {
+            return Ok(());
+        }
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(anyhow::Error::new(e)).with_context(|| {
+                format!(
+                    "cannot create bucket BLOBPROXY_S3_BUCKET={} (check BLOBPROXY_S3_ENDPOINT and the AWS credentials)",
+                    self.bucket
+                )
+            }),
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(%key, version = blob.version, size = blob.data.len()))]
+    pub async fn put(&self, key: &BlobKey, blob: &Blob) -> Result<(), StoreError> {
+        let content_type = Extension::parse(blob.extension.clone())
+            .map(|e| e.content_type())
+            .unwrap_or_else(|_| "application/octet-stream".to_owned());
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .body(ByteStream::from(blob.data.clone()))
+            .content_type(content_type)
+            .metadata(META_EXTENSION, &blob.extension)
+            .metadata(META_VERSION, blob.version.to_string())
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(%key))]
+    pub async fn get(&self, key: &BlobKey) -> Result<Blob, StoreError> {
+        let object = self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(classify)?;
+        let metadata = object.metadata().cloned().unwrap_or_default();
+        let data: Bytes = object
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Transient(format!("reading the object body: {e}")))?
+            .into_bytes();
+        Ok(Blob {
+            data,
+            extension: metadata.get(META_EXTENSION).cloned().unwrap_or_default(),
+            version: metadata
+                .get(META_VERSION)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        })
+    }
+
+    /// Cheap reachability probe for readiness checks.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+}
