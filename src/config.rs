@@ -60,7 +60,9 @@ impl Settings {
     /// Checks what clap's types cannot, naming the variable at fault.
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.max_blob_bytes == 0 || self.max_blob_bytes > 512 * 1024 * 1024 {
-            bail!("BLOBPROXY_MAX_BLOB_BYTES must be between 1 and 536870912 (Redis caps a value at 512 MiB)");
+            bail!(
+                "BLOBPROXY_MAX_BLOB_BYTES must be between 1 and 536870912 (Redis caps a value at 512 MiB)"
+            );
         }
         if self.cache_ttl_secs == 0 {
             bail!("BLOBPROXY_CACHE_TTL_SECS must be at least 1");

@@ -31,8 +31,9 @@ pub fn shutdown_signal() -> Shutdown {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]
         {
-            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                .expect("cannot install the SIGTERM handler");
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    .expect("cannot install the SIGTERM handler");
             tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
         }
         #[cfg(not(unix))]
@@ -55,8 +56,16 @@ impl Dependencies {
     /// Connects to Redis and S3 and makes sure the bucket exists. Retries for a while, because
     /// under Compose or Swarm the dependencies may start after us.
     pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+        Self::connect_with(settings, None).await
+    }
+
+    /// Like [`Dependencies::connect`], with explicit S3 credentials instead of the AWS chain.
+    pub async fn connect_with(
+        settings: &Settings,
+        credentials: Option<aws_sdk_s3::config::Credentials>,
+    ) -> anyhow::Result<Self> {
         let conn = cache::connect(&settings.redis_url).await?;
-        let store = BlobStore::connect(settings).await?;
+        let store = BlobStore::connect(settings, credentials).await?;
         let mut attempt = 0;
         loop {
             match store.ensure_bucket().await {
@@ -136,7 +145,10 @@ impl Application {
     }
 
     /// Serves until `shutdown`, then stops accepting and lets in-flight requests finish.
-    pub async fn run_until(self, shutdown: Shutdown) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         let handle = self.server.handle();
         tokio::spawn(async move {
             shutdown.await;

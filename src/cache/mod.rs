@@ -287,7 +287,8 @@ fn parse_version(raw: &str) -> Result<u64, CacheError> {
 /// Connects to Redis with a connection manager that reconnects by itself after a restart.
 pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
     use anyhow::Context as _;
-    let client = redis::Client::open(url).context("BLOBPROXY_REDIS_URL is not a valid Redis URL")?;
+    let client =
+        redis::Client::open(url).context("BLOBPROXY_REDIS_URL is not a valid Redis URL")?;
     let config = redis::aio::ConnectionManagerConfig::new()
         .set_connection_timeout(Some(Duration::from_secs(5)))
         .set_response_timeout(Some(Duration::from_secs(30)));

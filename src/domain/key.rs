@@ -36,7 +36,10 @@ impl BlobKey {
         if raw.starts_with('/') {
             return Err(InvalidInput::Key("the key starts with '/'"));
         }
-        if raw.split('/').any(|s| s.is_empty() || s == "." || s == "..") {
+        if raw
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
+        {
             return Err(InvalidInput::Key(
                 "the key has an empty, '.' or '..' segment between slashes",
             ));
@@ -98,7 +101,14 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_and_nested_keys() {
-        for ok in ["a", "photos/2024/cat.png", "ünïcode", "with space", "a.b", "x..y"] {
+        for ok in [
+            "a",
+            "photos/2024/cat.png",
+            "ünïcode",
+            "with space",
+            "a.b",
+            "x..y",
+        ] {
             assert_eq!(BlobKey::parse(ok).unwrap().as_str(), ok);
         }
         assert!(BlobKey::parse("k".repeat(1024)).is_ok());
@@ -107,7 +117,16 @@ mod tests {
     #[test]
     fn refuses_keys_that_do_not_map_to_one_object() {
         for bad in [
-            "", "/a", "a/", "a//b", ".", "..", "a/./b", "a/../b", "tab\there", "nl\n",
+            "",
+            "/a",
+            "a/",
+            "a//b",
+            ".",
+            "..",
+            "a/./b",
+            "a/../b",
+            "tab\there",
+            "nl\n",
         ] {
             assert!(BlobKey::parse(bad).is_err(), "{bad:?} should be refused");
         }
@@ -126,7 +145,10 @@ mod tests {
     #[test]
     fn content_type_follows_the_extension() {
         assert_eq!(Extension::parse("png").unwrap().content_type(), "image/png");
-        assert_eq!(Extension::parse("tar.gz").unwrap().content_type(), "application/gzip");
+        assert_eq!(
+            Extension::parse("tar.gz").unwrap().content_type(),
+            "application/gzip"
+        );
         assert_eq!(
             Extension::parse("").unwrap().content_type(),
             "application/octet-stream"

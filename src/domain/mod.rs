@@ -12,7 +12,8 @@ use base64::engine::{GeneralPurpose, GeneralPurposeConfig, general_purpose};
 /// written on output.
 const BASE64_IN: GeneralPurpose = GeneralPurpose::new(
     &base64::alphabet::STANDARD,
-    GeneralPurposeConfig::new().with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    GeneralPurposeConfig::new()
+        .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
 );
 
 /// Decodes the `data` field of a PUT. The caller checks the size limit.

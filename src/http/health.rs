@@ -11,10 +11,13 @@ pub async fn healthz() -> HttpResponse {
 
 pub async fn readyz(service: web::Data<BlobService>) -> HttpResponse {
     let (redis, s3) = tokio::join!(service.cache.ping(), service.store.ping());
-    let down: Vec<String> = [("redis", redis.err().map(|e| e.to_string())), ("s3", s3.err().map(|e| e.to_string()))]
-        .into_iter()
-        .filter_map(|(name, err)| err.map(|e| format!("{name}: {e}")))
-        .collect();
+    let down: Vec<String> = [
+        ("redis", redis.err().map(|e| e.to_string())),
+        ("s3", s3.err().map(|e| e.to_string())),
+    ]
+    .into_iter()
+    .filter_map(|(name, err)| err.map(|e| format!("{name}: {e}")))
+    .collect();
     if down.is_empty() {
         HttpResponse::Ok().json(json!({"status": "ready"}))
     } else {

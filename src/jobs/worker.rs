@@ -111,7 +111,10 @@ async fn sweep_orphaned_keys(drainer: Arc<Drainer>, queue: JobQueue) {
             }
         };
         if !orphans.is_empty() {
-            tracing::warn!(count = orphans.len(), "re-queueing dirty keys that had no job");
+            tracing::warn!(
+                count = orphans.len(),
+                "re-queueing dirty keys that had no job"
+            );
         }
         for key in orphans {
             if let Err(e) = queue.push(DrainJob { key, version: 0 }).await {

@@ -74,17 +74,23 @@ pub struct BlobStore {
 }
 
 impl BlobStore {
-    /// Builds a client from the standard AWS chain (env, profile, IMDS) plus our endpoint.
-    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
+    /// Builds a client from the standard AWS credential chain (env, profile, IMDS) plus our
+    /// endpoint. `credentials` replaces the chain (tests pass the S3 server's keys this way).
+    pub async fn connect(
+        settings: &Settings,
+        credentials: Option<aws_sdk_s3::config::Credentials>,
+    ) -> anyhow::Result<Self> {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(3))
             .operation_attempt_timeout(Duration::from_secs(20))
             .build();
-        let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new(settings.s3_region.clone()))
-            .timeout_config(timeouts)
-            .load()
-            .await;
+            .timeout_config(timeouts);
+        if let Some(credentials) = credentials {
+            loader = loader.credentials_provider(credentials);
+        }
+        let shared = loader.load().await;
         let mut config = aws_sdk_s3::config::Builder::from(&shared);
         if let Some(endpoint) = &settings.s3_endpoint {
             config = config.endpoint_url(endpoint).force_path_style(true);

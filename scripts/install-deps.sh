@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what the tests and the local stack need, when missing: redis-server and nginx
+# (Debian packages) and s3s-fs (a small S3-compatible server, from crates.io).
+# Safe to run again: it only installs what is not there.
+set -euo pipefail
+
+S3S_FS_VERSION=0.14.1 # newer versions need a newer rustc than 1.95
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing_apt=()
+command -v redis-server >/dev/null || missing_apt+=(redis-server)
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing_apt+=(nginx)
+if [ ${#missing_apt[@]} -gt 0 ]; then
+  echo "installing ${missing_apt[*]} (apt)"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_apt[@]}" >/dev/null
+  # The packages start system services we do not use; the tests start their own servers.
+  as_root service redis-server stop >/dev/null 2>&1 || true
+  as_root service nginx stop >/dev/null 2>&1 || true
+fi
+
+if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
+  echo "installing s3s-fs $S3S_FS_VERSION (cargo install, ~5-10 minutes once)"
+  cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked
+fi
+
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "installing cargo-nextest (cargo install)"
+  cargo install cargo-nextest --locked
+fi

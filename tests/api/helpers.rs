@@ -1,0 +1,419 @@
+//! Test harness: real `redis-server` and real `s3s-fs` processes on free loopback ports, and
+//! the real application (in-process, port 0) or the real binary.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::config::Credentials;
+use blobproxy::config::Settings;
+use blobproxy::jobs;
+use blobproxy::startup::{Application, Dependencies};
+use rand::RngCore as _;
+use tokio::sync::oneshot;
+
+pub const ACCESS_KEY: &str = "blobproxy-test";
+pub const SECRET_KEY: &str = "blobproxy-test-secret";
+pub const BUCKET: &str = "blobs";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Finds a program on PATH or in ~/.cargo/bin (where `cargo install` puts s3s-fs).
+fn program(name: &str) -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect())
+        .unwrap_or_default();
+    if let Some(home) = std::env::var_os("HOME") {
+        dirs.push(PathBuf::from(home).join(".cargo/bin"));
+    }
+    dirs.into_iter()
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} is not installed; run scripts/test.sh, which installs it")
+        })
+}
+
+async fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    proc: Option<Proc>,
+    extra_args: Vec<String>,
+}
+
+impl RedisServer {
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts redis-server with extra arguments, e.g. `["--appendonly", "yes"]`.
+    pub async fn start_with(extra: &[&str]) -> Self {
+        let mut server = RedisServer {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            proc: None,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.restart().await;
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        self.proc = None;
+    }
+
+    /// (Re)starts on the same port and directory.
+    pub async fn restart(&mut self) {
+        self.stop();
+        let child = Command::new(program("redis-server"))
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--protected-mode", "no"])
+            .args(["--dir", self.dir.path().to_str().unwrap()])
+            .args(&self.extra_args)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("cannot start redis-server");
+        self.proc = Some(Proc(child));
+        wait_for_port(self.port, "redis-server").await;
+    }
+
+    pub async fn client(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .unwrap()
+            .get_multiplexed_async_connection()
+            .await
+            .unwrap()
+    }
+}
+
+pub struct S3Server {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    proc: Option<Proc>,
+}
+
+impl S3Server {
+    pub async fn start() -> Self {
+        let mut server = S3Server {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            proc: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn stop(&mut self) {
+        self.proc = None;
+    }
+
+    pub async fn restart(&mut self) {
+        self.stop();
+        let child = Command::new(program("s3s-fs"))
+            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start s3s-fs");
+        self.proc = Some(Proc(child));
+        wait_for_port(self.port, "s3s-fs").await;
+    }
+
+    /// A plain S3 client, to check what really landed in the bucket.
+    pub fn client(&self) -> aws_sdk_s3::Client {
+        let config = aws_sdk_s3::config::Builder::new()
+            .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+            .region(aws_sdk_s3::config::Region::new("us-east-1"))
+            .endpoint_url(self.endpoint())
+            .force_path_style(true)
+            .credentials_provider(credentials())
+            .build();
+        aws_sdk_s3::Client::from_conf(config)
+    }
+
+    /// The object stored under `key`: bytes, Content-Type and metadata; `None` when absent.
+    pub async fn object(&self, key: &str) -> Option<S3Object> {
+        let out = self
+            .client()
+            .get_object()
+            .bucket(BUCKET)
+            .key(key)
+            .send()
+            .await
+            .ok()?;
+        let content_type = out.content_type().unwrap_or_default().to_owned();
+        let metadata = out.metadata().cloned().unwrap_or_default();
+        let data = out.body.collect().await.unwrap().into_bytes().to_vec();
+        Some(S3Object {
+            data,
+            content_type,
+            extension: metadata.get("extension").cloned().unwrap_or_default(),
+            version: metadata
+                .get("version")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        })
+    }
+
+    /// Every key in the bucket.
+    pub async fn keys(&self) -> Vec<String> {
+        let mut keys = Vec::new();
+        let mut pages = self
+            .client()
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .into_paginator()
+            .send();
+        while let Some(page) = pages.next().await {
+            let Ok(page) = page else { break };
+            keys.extend(
+                page.contents()
+                    .iter()
+                    .filter_map(|o| o.key().map(str::to_owned)),
+            );
+        }
+        keys
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct S3Object {
+    pub data: Vec<u8>,
+    pub content_type: String,
+    pub extension: String,
+    pub version: u64,
+}
+
+pub fn credentials() -> Credentials {
+    Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "blobproxy-tests")
+}
+
+/// Redis and S3, started for one test.
+pub struct Backends {
+    pub redis: RedisServer,
+    pub s3: S3Server,
+}
+
+impl Backends {
+    pub async fn start() -> Self {
+        let (redis, s3) = tokio::join!(RedisServer::start(), S3Server::start());
+        Backends { redis, s3 }
+    }
+
+    pub fn settings(&self) -> Settings {
+        Settings {
+            bind: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
+            redis_url: self.redis.url(),
+            s3_endpoint: Some(self.s3.endpoint()),
+            s3_bucket: BUCKET.into(),
+            s3_region: "us-east-1".into(),
+            max_blob_bytes: 16 * 1024 * 1024,
+            cache_ttl_secs: 3600,
+            worker_concurrency: 8,
+            worker_poll_ms: 50,
+            replica_name: None,
+        }
+    }
+
+    /// Waits until no blob is dirty, i.e. the workers stored everything in S3.
+    pub async fn wait_until_drained(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        let mut conn = self.redis.client().await;
+        loop {
+            let dirty: u64 = redis::cmd("ZCARD")
+                .arg("bp:dirty")
+                .query_async(&mut conn)
+                .await
+                .unwrap_or(u64::MAX);
+            if dirty == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{dirty} blobs still dirty after {within:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// A running replica of the HTTP app, on its own port.
+pub struct TestApp {
+    pub address: String,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn(settings: &Settings) -> Self {
+        let deps = Dependencies::connect_with(settings, Some(credentials()))
+            .await
+            .expect("cannot connect the app");
+        let app = Application::build(settings, &deps).expect("cannot build the app");
+        let address = format!("http://127.0.0.1:{}", app.port());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        TestApp {
+            address,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+        }
+    }
+
+    pub async fn put(&self, key: &str, extension: &str, data: &[u8]) -> reqwest::Response {
+        self.http
+            .post(format!("{}/put/", self.address))
+            .json(&serde_json::json!({
+                "key": key,
+                "extension": extension,
+                "data": blobproxy::domain::encode_base64(data),
+            }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, key: &str) -> reqwest::Response {
+        let encoded = key
+            .split('/')
+            .map(|s| {
+                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
+                    .to_string()
+            })
+            .collect::<Vec<_>>()
+            .join("/");
+        self.http
+            .get(format!("{}/get/{encoded}", self.address))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GETs a key and returns its decoded bytes and extension; panics unless 200.
+    pub async fn get_bytes(&self, key: &str) -> (Vec<u8>, String) {
+        let response = self.get(key).await;
+        assert_eq!(response.status(), 200, "GET {key}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["key"], key);
+        let data = blobproxy::domain::decode_base64(body["data"].as_str().unwrap()).unwrap();
+        (data, body["extension"].as_str().unwrap().to_owned())
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// An in-process drain worker; stopped (gracefully) when dropped or by `stop`.
+pub struct TestWorker {
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestWorker {
+    pub async fn spawn(settings: &Settings) -> Self {
+        let deps = Dependencies::connect_with(settings, Some(credentials()))
+            .await
+            .expect("cannot connect the worker");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(jobs::worker::run(
+            deps.drainer(settings),
+            deps.queue.clone(),
+            settings.worker_concurrency,
+            async move {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(2),
+        ));
+        TestWorker {
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+impl Drop for TestWorker {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+pub fn random_bytes(len: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; len];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes
+}
+
+/// Polls `check` until it returns `Some`, or panics after `within`.
+pub async fn eventually<T, F, Fut>(within: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + within;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -1,0 +1,9 @@
+//! Black-box tests of blobproxy against real Redis and a real S3 server. One binary, so the
+//! build links once; each test starts its own backends on free ports.
+
+mod helpers;
+
+mod bad_input;
+mod cli;
+mod drain;
+mod round_trip;
