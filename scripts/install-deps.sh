@@ -13,6 +13,7 @@ as_root() {
 missing_apt=()
 command -v redis-server >/dev/null || missing_apt+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing_apt+=(nginx)
+command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || missing_apt+=(dnsmasq-base)
 if [ ${#missing_apt[@]} -gt 0 ]; then
   echo "installing ${missing_apt[*]} (apt)"
   as_root apt-get update -qq

@@ -18,6 +18,7 @@ pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod error;
+pub mod healthcheck;
 pub mod http;
 pub mod jobs;
 pub mod service;

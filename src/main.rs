@@ -24,18 +24,26 @@ enum Command {
     Worker(Settings),
     /// Run the HTTP server and a worker in one process (for local use).
     All(Settings),
+    /// Exit 0 when the local replica answers GET /healthz with 200 (Docker HEALTHCHECK).
+    Healthcheck(blobproxy::healthcheck::HealthcheckArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Healthcheck(args) = &cli.command {
+        return blobproxy::healthcheck::probe(args).await;
+    }
     blobproxy::telemetry::init();
-    let (Command::Serve(settings) | Command::Worker(settings) | Command::All(settings)) =
-        &cli.command;
-    settings.validate()?;
+    if let Command::Serve(settings) | Command::Worker(settings) | Command::All(settings) =
+        &cli.command
+    {
+        settings.validate()?;
+    }
     match cli.command {
         Command::Serve(s) => startup::serve(s).await,
         Command::Worker(s) => startup::worker(s).await,
         Command::All(s) => startup::all(s).await,
+        Command::Healthcheck(_) => unreachable!("handled above"),
     }
 }

@@ -56,7 +56,7 @@ impl Dependencies {
     /// Connects to Redis and S3 and makes sure the bucket exists. Retries for a while, because
     /// under Compose or Swarm the dependencies may start after us.
     pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
-        Self::connect_with(settings, None).await
+        Self::connect_with(settings, crate::store::credentials_from_secret_files()?).await
     }
 
     /// Like [`Dependencies::connect`], with explicit S3 credentials instead of the AWS chain.

@@ -7,3 +7,4 @@ mod bad_input;
 mod cli;
 mod drain;
 mod round_trip;
+mod topology;

@@ -1,0 +1,391 @@
+//! The production topology as processes: redis-server, s3s-fs, three `blobproxy serve`
+//! replicas on their own loopback addresses, one `blobproxy worker`, a DNS server (dnsmasq)
+//! standing in for Docker's, and the real nginx running the project's own config.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::*;
+
+/// A `blobproxy` child process; killed when dropped.
+pub struct BlobproxyProcess {
+    child: Child,
+    pub name: String,
+}
+
+impl BlobproxyProcess {
+    pub fn spawn(args: &[&str], backends: &Backends, env: &[(&str, String)], log: &Path) -> Self {
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_blobproxy"))
+            .args(args)
+            .env("BLOBPROXY_REDIS_URL", backends.redis.url())
+            .env("BLOBPROXY_S3_ENDPOINT", backends.s3.endpoint())
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("BLOBPROXY_WORKER_POLL_MS", "50")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start blobproxy");
+        BlobproxyProcess {
+            child,
+            name: args.join(" "),
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {within:?}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for BlobproxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn wait_for_addr(addr: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// dnsmasq answering `web` with one A record per replica, like Docker's DNS for a service.
+struct Dns {
+    child: Child,
+    hosts: PathBuf,
+    port: u16,
+}
+
+impl Dns {
+    fn start(dir: &Path, replicas: &[&str]) -> Self {
+        let hosts = dir.join("hosts");
+        // Written before the start: a SIGHUP that arrives before dnsmasq installs its handler
+        // would kill it.
+        std::fs::write(&hosts, hosts_file(replicas)).unwrap();
+        let port = free_port();
+        let dns = Dns {
+            child: Command::new("dnsmasq")
+                .args([
+                    "--keep-in-foreground",
+                    "--bind-interfaces",
+                    "--listen-address=127.0.0.1",
+                ])
+                .args([
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--user=root",
+                    &format!("--port={port}"),
+                ])
+                .arg(format!("--addn-hosts={}", hosts.display()))
+                .arg(format!("--pid-file={}", dir.join("dnsmasq.pid").display()))
+                .stderr(std::fs::File::create(dir.join("dnsmasq.err")).unwrap())
+                .spawn()
+                .expect("cannot start dnsmasq (scripts/install-deps.sh installs it)"),
+            hosts,
+            port,
+        };
+        dns
+    }
+
+    /// Replaces the replica list and makes dnsmasq re-read it.
+    fn set(&self, replicas: &[&str]) {
+        let lines = hosts_file(replicas);
+        // Atomically, so dnsmasq never reads a half-written file.
+        let tmp = self.hosts.with_extension("tmp");
+        std::fs::write(&tmp, lines).unwrap();
+        std::fs::rename(&tmp, &self.hosts).unwrap();
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status();
+    }
+}
+
+fn hosts_file(replicas: &[&str]) -> String {
+    replicas.iter().map(|ip| format!("{ip} web\n")).collect()
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Renders the project's nginx config like the nginx image does (envsubst of the variables
+/// given), pointing its include at our directory instead of /etc/nginx/conf.d.
+pub fn render_nginx(dir: &Path, vars: &HashMap<&str, String>) -> PathBuf {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("nginx");
+    let conf_d = dir.join("conf.d");
+    std::fs::create_dir_all(&conf_d).unwrap();
+    let mut template =
+        std::fs::read_to_string(root.join("templates/blobproxy.conf.template")).unwrap();
+    for (name, value) in vars {
+        template = template.replace(&format!("${{{name}}}"), value);
+    }
+    assert!(
+        !template.contains("${"),
+        "an nginx template variable was left unset"
+    );
+    std::fs::write(conf_d.join("blobproxy.conf"), template).unwrap();
+    let main = std::fs::read_to_string(root.join("nginx.conf"))
+        .unwrap()
+        .replace("/etc/nginx/conf.d/", &format!("{}/", conf_d.display()));
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, main).unwrap();
+    path
+}
+
+pub struct Nginx(Child);
+
+impl Nginx {
+    pub async fn start(dir: &Path, config: &Path, port: u16) -> Self {
+        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .expect("nginx is not installed (scripts/install-deps.sh installs it)");
+        let child = Command::new(nginx)
+            .arg("-p")
+            .arg(format!("{}/", dir.display()))
+            .arg("-c")
+            .arg(config)
+            .arg("-g")
+            .arg(format!("pid {}/nginx.pid; daemon off;", dir.display()))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("nginx.err")).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for_addr(&format!("127.0.0.1:{port}"), "nginx").await;
+        Nginx(child)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn replica(backends: &Backends, dir: &Path, ip: &str, port: u16, name: &str) -> BlobproxyProcess {
+    BlobproxyProcess::spawn(
+        &["serve"],
+        backends,
+        &[
+            ("BLOBPROXY_BIND", format!("{ip}:{port}")),
+            ("BLOBPROXY_REPLICA_NAME", name.to_owned()),
+        ],
+        &dir.join(format!("{name}.log")),
+    )
+}
+
+async fn put_via(http: &reqwest::Client, base: &str, key: &str, data: &[u8]) -> (u16, String) {
+    let response = http
+        .post(format!("{base}/put/"))
+        .json(&serde_json::json!({"key": key, "extension": "bin",
+            "data": blobproxy::domain::encode_base64(data)}))
+        .send()
+        .await
+        .unwrap();
+    let Some(served_by) = response.headers().get("x-served-by") else {
+        panic!(
+            "PUT {key}: no X-Served-By: {}",
+            response.text().await.unwrap()
+        );
+    };
+    let served_by = served_by.to_str().unwrap().to_owned();
+    (response.status().as_u16(), served_by)
+}
+
+async fn get_via(http: &reqwest::Client, base: &str, key: &str) -> (Vec<u8>, String) {
+    let response = http.get(format!("{base}/get/{key}")).send().await.unwrap();
+    let status = response.status();
+    assert_eq!(
+        status,
+        200,
+        "GET {key} through nginx: {}",
+        response.text().await.unwrap()
+    );
+    let served_by = response.headers()["x-served-by"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = response.json().await.unwrap();
+    let data = blobproxy::domain::decode_base64(body["data"].as_str().unwrap()).unwrap();
+    (data, served_by)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn nginx_round_robins_over_replicas_and_follows_them_as_they_come_and_go() {
+    let backends = Backends::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let web_port = free_port();
+    let ips = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
+    let mut replicas: Vec<BlobproxyProcess> = ips
+        .iter()
+        .enumerate()
+        .map(|(i, ip)| {
+            replica(
+                &backends,
+                dir.path(),
+                ip,
+                web_port,
+                &format!("web-{}", i + 1),
+            )
+        })
+        .collect();
+    let _worker =
+        BlobproxyProcess::spawn(&["worker"], &backends, &[], &dir.path().join("worker.log"));
+    for ip in ips {
+        wait_for_addr(&format!("{ip}:{web_port}"), "replica").await;
+    }
+    let dns = Dns::start(dir.path(), &ips);
+    wait_for_addr(&format!("127.0.0.1:{}", dns.port), "dnsmasq").await;
+    let nginx_port = free_port();
+    let vars = HashMap::from([
+        ("NGINX_PORT", nginx_port.to_string()),
+        ("NGINX_RESOLVER", format!("127.0.0.1:{}", dns.port)),
+        ("NGINX_RESOLVER_VALID", "1s".to_owned()),
+        ("BLOBPROXY_UPSTREAM", format!("web:{web_port}")),
+        ("NGINX_CLIENT_MAX_BODY_SIZE", "22m".to_owned()),
+    ]);
+    let config = render_nginx(dir.path(), &vars);
+    let _nginx = Nginx::start(dir.path(), &config, nginx_port).await;
+    let base = format!("http://127.0.0.1:{nginx_port}");
+    // No connection reuse on our side, like many independent clients.
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+
+    // Round-robin, and read-after-write across replicas.
+    let mut served = HashMap::<String, usize>::new();
+    let mut cross_replica_reads = 0;
+    let mut written = Vec::new();
+    for i in 0..30 {
+        let key = format!("rr/{i}");
+        let data = random_bytes(2000 + i);
+        let (status, put_by) = put_via(&http, &base, &key, &data).await;
+        assert_eq!(status, 201);
+        let (read, get_by) = get_via(&http, &base, &key).await;
+        assert!(read == data, "{key}: read differs from write");
+        cross_replica_reads += usize::from(put_by != get_by);
+        *served.entry(put_by).or_default() += 1;
+        *served.entry(get_by).or_default() += 1;
+        written.push((key, data));
+    }
+    let names: HashSet<&str> = served.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        HashSet::from(["web-1", "web-2", "web-3"]),
+        "served: {served:?}"
+    );
+    assert!(
+        cross_replica_reads > 0,
+        "no read went to another replica than its write"
+    );
+
+    // The worker behind the replicas drains everything into S3.
+    backends.wait_until_drained(Duration::from_secs(30)).await;
+    for (key, data) in &written {
+        assert!(backends.s3.object(key).await.expect("in S3").data == *data);
+    }
+
+    // A replica dies (still in DNS, as for a moment in Swarm): no request fails.
+    replicas[1].signal("KILL");
+    let _ = replicas[1].wait_exit(Duration::from_secs(5)).await;
+    for i in 0..30 {
+        let key = format!("after-kill/{i}");
+        let data = random_bytes(100);
+        let (status, put_by) = put_via(&http, &base, &key, &data).await;
+        assert_eq!(status, 201, "PUT failed after a replica died");
+        assert_ne!(put_by, "web-2");
+        assert_eq!(get_via(&http, &base, &key).await.0, data);
+    }
+
+    // Scale up: a new replica appears in DNS and gets traffic without touching nginx.
+    replicas.push(replica(
+        &backends,
+        dir.path(),
+        "127.0.0.5",
+        web_port,
+        "web-4",
+    ));
+    wait_for_addr(&format!("127.0.0.5:{web_port}"), "new replica").await;
+    dns.set(&["127.0.0.2", "127.0.0.4", "127.0.0.5"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut new_replica_requests = 0;
+    while new_replica_requests < 3 {
+        assert!(
+            Instant::now() < deadline,
+            "the new replica never got traffic"
+        );
+        let (_, by) = get_via(&http, &base, "rr/0").await;
+        new_replica_requests += usize::from(by == "web-4");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_and_worker_exit_cleanly_and_promptly_on_sigterm() {
+    let backends = Backends::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut web = BlobproxyProcess::spawn(
+        &["serve"],
+        &backends,
+        &[("BLOBPROXY_BIND", format!("127.0.0.1:{port}"))],
+        &dir.path().join("web.log"),
+    );
+    let mut worker =
+        BlobproxyProcess::spawn(&["worker"], &backends, &[], &dir.path().join("worker.log"));
+    wait_for_addr(&format!("127.0.0.1:{port}"), "replica").await;
+    // The healthcheck subcommand (the image's HEALTHCHECK) sees it healthy.
+    let health = Command::new(env!("CARGO_BIN_EXE_blobproxy"))
+        .args(["healthcheck", "--bind", &format!("0.0.0.0:{port}")])
+        .status()
+        .unwrap();
+    assert!(health.success());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    web.signal("TERM");
+    worker.signal("TERM");
+    // Docker sends SIGKILL 10 s after SIGTERM.
+    assert_eq!(web.wait_exit(Duration::from_secs(9)).await, Some(0));
+    assert_eq!(worker.wait_exit(Duration::from_secs(9)).await, Some(0));
+    let health = Command::new(env!("CARGO_BIN_EXE_blobproxy"))
+        .args(["healthcheck", "--bind", &format!("127.0.0.1:{port}")])
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(
+        !health.success(),
+        "healthcheck passed with the replica gone"
+    );
+}
