@@ -91,7 +91,7 @@ impl Dns {
         // would kill it.
         std::fs::write(&hosts, hosts_file(replicas)).unwrap();
         let port = free_port();
-        let dns = Dns {
+        Dns {
             child: Command::new("dnsmasq")
                 .args([
                     "--keep-in-foreground",
@@ -111,8 +111,7 @@ impl Dns {
                 .expect("cannot start dnsmasq (scripts/install-deps.sh installs it)"),
             hosts,
             port,
-        };
-        dns
+        }
     }
 
     /// Replaces the replica list and makes dnsmasq re-read it.
