@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the tests and the local stack need, when missing: redis-server and nginx
-# (Debian packages) and s3s-fs (a small S3-compatible server, from crates.io).
+# Installs what the tests and the local stack need, when missing: redis-server, nginx,
+# dnsmasq (stands in for Docker's DNS in the topology test) and docker-compose v1 (validates
+# the compose files without a Docker engine), all Debian packages; s3s-fs (a small
+# S3-compatible server, from crates.io); cargo-nextest.
 # Safe to run again: it only installs what is not there.
 set -euo pipefail
 
@@ -14,10 +16,11 @@ missing_apt=()
 command -v redis-server >/dev/null || missing_apt+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing_apt+=(nginx)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || missing_apt+=(dnsmasq-base)
+command -v docker-compose >/dev/null || missing_apt+=(docker-compose)
 if [ ${#missing_apt[@]} -gt 0 ]; then
   echo "installing ${missing_apt[*]} (apt)"
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing_apt[@]}" >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
   # The packages start system services we do not use; the tests start their own servers.
   as_root service redis-server stop >/dev/null 2>&1 || true
   as_root service nginx stop >/dev/null 2>&1 || true

@@ -5,6 +5,7 @@ mod helpers;
 
 mod bad_input;
 mod cli;
+mod deploy_files;
 mod drain;
 mod round_trip;
 mod topology;
