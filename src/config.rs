@@ -43,6 +43,10 @@ pub struct Settings {
     #[arg(long, env = "BLOBPROXY_CACHE_TTL_SECS", default_value_t = 3600)]
     pub cache_ttl_secs: u64,
 
+    /// With `?wc=1`, how long a write waits for S3 before answering 504 (it is still stored).
+    #[arg(long, env = "BLOBPROXY_WC_TIMEOUT_SECS", default_value_t = 10)]
+    pub wc_timeout_secs: u64,
+
     /// Uploads one worker process runs at once.
     #[arg(long, env = "BLOBPROXY_WORKER_CONCURRENCY", default_value_t = 16)]
     pub worker_concurrency: usize,
@@ -88,6 +92,9 @@ impl Settings {
             && !endpoint.starts_with("https://")
         {
             bail!("BLOBPROXY_S3_ENDPOINT must start with http:// or https://");
+        }
+        if self.wc_timeout_secs == 0 || self.wc_timeout_secs > 3600 {
+            bail!("BLOBPROXY_WC_TIMEOUT_SECS must be between 1 and 3600");
         }
         if self.worker_concurrency == 0 || self.worker_concurrency > 1024 {
             bail!("BLOBPROXY_WORKER_CONCURRENCY must be between 1 and 1024");

@@ -15,6 +15,8 @@ pub enum ApiError {
     #[error("{0}")]
     InvalidJson(String),
     #[error("{0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
     InvalidBase64(String),
     #[error("{0}")]
     InvalidKey(String),
@@ -34,6 +36,15 @@ pub enum ApiError {
     RedisUnavailable(String),
     #[error("S3 is unavailable: {0}")]
     S3Unavailable(String),
+    #[error(
+        "stored in Redis and queued for S3, but not yet in S3 after {secs} s; it will be stored \
+         without further action"
+    )]
+    PersistTimeout {
+        key: String,
+        version: u64,
+        secs: u64,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -48,6 +59,7 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::InvalidQuery(_) => "invalid_query",
             ApiError::InvalidBase64(_) => "invalid_base64",
             ApiError::InvalidKey(_) => "invalid_key",
             ApiError::InvalidExtension(_) => "invalid_extension",
@@ -58,6 +70,7 @@ impl ApiError {
             ApiError::CacheFull(_) => "cache_full",
             ApiError::RedisUnavailable(_) => "redis_unavailable",
             ApiError::S3Unavailable(_) => "s3_unavailable",
+            ApiError::PersistTimeout { .. } => "persist_timeout",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -81,6 +94,7 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::InvalidJson(_)
+            | ApiError::InvalidQuery(_)
             | ApiError::InvalidBase64(_)
             | ApiError::InvalidKey(_)
             | ApiError::InvalidExtension(_) => StatusCode::BAD_REQUEST,
@@ -90,6 +104,7 @@ impl ResponseError for ApiError {
             ApiError::CacheFull(_) | ApiError::RedisUnavailable(_) | ApiError::S3Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::PersistTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -98,6 +113,16 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header(("Retry-After", "1"));
+        }
+        if let ApiError::PersistTimeout { key, version, .. } = self {
+            // The write did happen: say so in a form a client can act on.
+            return response.json(serde_json::json!({
+                "code": self.code(),
+                "msg": self.to_string(),
+                "key": key,
+                "version": version,
+                "persisted": false,
+            }));
         }
         response.json(ErrorBody {
             code: self.code(),
@@ -126,8 +151,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Cache(CacheError::Unavailable(m)) => ApiError::RedisUnavailable(m),
             ServiceError::Cache(CacheError::Protocol(m)) => ApiError::Internal(m),
             ServiceError::Store(StoreError::NotFound) => ApiError::NotFound(String::new()),
-            ServiceError::Store(StoreError::Transient(m) | StoreError::Permanent(m)) => {
-                ApiError::S3Unavailable(m)
+            ServiceError::Store(e @ (StoreError::Transient { .. } | StoreError::Permanent(_))) => {
+                ApiError::S3Unavailable(e.to_string())
             }
         }
     }

@@ -22,6 +22,7 @@ pub mod healthcheck;
 pub mod http;
 pub mod jobs;
 pub mod service;
+pub mod shutdown;
 pub mod startup;
 pub mod store;
 pub mod telemetry;

@@ -24,6 +24,8 @@ enum Command {
     Worker(Settings),
     /// Run the HTTP server and a worker in one process (for local use).
     All(Settings),
+    /// Queue every dead-lettered key for another drain (after fixing what made S3 refuse it).
+    ReplayDeadLetters(Settings),
     /// Exit 0 when the local replica answers GET /healthz with 200 (Docker HEALTHCHECK).
     Healthcheck(blobproxy::healthcheck::HealthcheckArgs),
 }
@@ -35,8 +37,10 @@ async fn main() -> anyhow::Result<()> {
         return blobproxy::healthcheck::probe(args).await;
     }
     blobproxy::telemetry::init();
-    if let Command::Serve(settings) | Command::Worker(settings) | Command::All(settings) =
-        &cli.command
+    if let Command::Serve(settings)
+    | Command::Worker(settings)
+    | Command::All(settings)
+    | Command::ReplayDeadLetters(settings) = &cli.command
     {
         settings.validate()?;
     }
@@ -44,6 +48,11 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(s) => startup::serve(s).await,
         Command::Worker(s) => startup::worker(s).await,
         Command::All(s) => startup::all(s).await,
+        Command::ReplayDeadLetters(s) => {
+            let queued = startup::replay_dead_letters(s).await?;
+            println!("re-queued {queued} dead-lettered key(s)");
+            Ok(())
+        }
         Command::Healthcheck(_) => unreachable!("handled above"),
     }
 }

@@ -8,13 +8,12 @@ use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
-use futures::FutureExt as _;
-use futures::future::{BoxFuture, Shared};
 
 use crate::cache::{self, BlobCache};
 use crate::config::Settings;
 use crate::jobs::{self, Drainer, JobQueue};
 use crate::service::BlobService;
+use crate::shutdown;
 use crate::store::BlobStore;
 
 /// In-flight requests and jobs get this long after SIGTERM; Docker kills after 10 s.
@@ -22,27 +21,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 /// Longest pause between upload retries while S3 is down.
 const MAX_UPLOAD_BACKOFF: Duration = Duration::from_secs(5);
-
-/// A future that resolves once, on SIGINT or SIGTERM; clones resolve together.
-pub type Shutdown = Shared<BoxFuture<'static, ()>>;
-
-pub fn shutdown_signal() -> Shutdown {
-    async {
-        let ctrl_c = tokio::signal::ctrl_c();
-        #[cfg(unix)]
-        {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-                    .expect("cannot install the SIGTERM handler");
-            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
-        }
-        #[cfg(not(unix))]
-        let _ = ctrl_c.await;
-        tracing::info!("shutdown signal received");
-    }
-    .boxed()
-    .shared()
-}
 
 /// Connections to what the service depends on; cheap to clone.
 #[derive(Clone)]
@@ -65,6 +43,13 @@ impl Dependencies {
         credentials: Option<aws_sdk_s3::config::Credentials>,
     ) -> anyhow::Result<Self> {
         let conn = cache::connect(&settings.redis_url).await?;
+        let cache = BlobCache::new(conn.clone());
+        match cache.check_eviction_policy().await? {
+            Some(policy) => tracing::info!(%policy, "Redis eviction policy keeps unsaved blobs"),
+            None => tracing::warn!(
+                "cannot read Redis maxmemory-policy (CONFIG disabled); make sure it is noeviction or volatile-*"
+            ),
+        }
         let store = BlobStore::connect(settings, credentials).await?;
         let mut attempt = 0;
         loop {
@@ -80,7 +65,7 @@ impl Dependencies {
         }
         let poll = Duration::from_millis(settings.worker_poll_ms);
         Ok(Self {
-            cache: BlobCache::new(conn.clone()),
+            cache,
             store,
             queue: JobQueue::new(conn, JobQueue::config(poll)),
         })
@@ -121,13 +106,16 @@ impl Application {
         let port = listener.local_addr()?.port();
         let service = web::Data::new(deps.service(settings));
         let replica = settings.replica();
-        // Room for the base64 of the largest blob plus the key and field names.
-        let json_limit = crate::domain::base64_len(settings.max_blob_bytes) + 16 * 1024;
+        let http_settings = crate::http::HttpSettings {
+            // Room for the base64 of the largest blob plus the key and field names.
+            json_limit: crate::domain::base64_len(settings.max_blob_bytes) + 16 * 1024,
+            wc_timeout: Duration::from_secs(settings.wc_timeout_secs),
+        };
         let server = HttpServer::new(move || {
             App::new()
                 .wrap(DefaultHeaders::new().add(("X-Served-By", replica.clone())))
                 .app_data(service.clone())
-                .configure(|cfg| crate::http::routes(cfg, json_limit))
+                .configure(|cfg| crate::http::routes(cfg, http_settings))
         })
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
@@ -163,7 +151,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let deps = Dependencies::connect(&settings).await?;
     let app = Application::build(&settings, &deps)?;
     tracing::info!(port = app.port(), replica = %settings.replica(), "serving");
-    app.run_until(shutdown_signal()).await?;
+    app.run_until(shutdown::on_signal()).await?;
     Ok(())
 }
 
@@ -175,7 +163,7 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
         deps.drainer(&settings),
         deps.queue.clone(),
         settings.worker_concurrency,
-        shutdown_signal(),
+        shutdown::on_signal(),
         SHUTDOWN_GRACE,
     )
     .await
@@ -186,7 +174,7 @@ pub async fn all(settings: Settings) -> anyhow::Result<()> {
     let deps = Dependencies::connect(&settings).await?;
     let app = Application::build(&settings, &deps)?;
     tracing::info!(port = app.port(), "serving and draining");
-    let shutdown = shutdown_signal();
+    let shutdown = shutdown::on_signal();
     let worker = jobs::worker::run(
         deps.drainer(&settings),
         deps.queue.clone(),
@@ -197,4 +185,30 @@ pub async fn all(settings: Settings) -> anyhow::Result<()> {
     let (served, drained) = tokio::join!(app.run_until(shutdown), worker);
     served?;
     drained
+}
+
+/// `blobproxy replay-dead-letters`: gives every dead-lettered key another drain. Returns how
+/// many keys were queued.
+pub async fn replay_dead_letters(settings: Settings) -> anyhow::Result<u64> {
+    let deps = Dependencies::connect(&settings).await?;
+    let mut queued = 0;
+    loop {
+        let (_, letters) = deps.cache.dead_letters(500).await?;
+        if letters.is_empty() {
+            return Ok(queued);
+        }
+        for letter in letters {
+            // Forget first: a job that fails again will dead-letter the key anew.
+            if deps.cache.forget_dead_letter(&letter.key).await? {
+                deps.queue
+                    .push(crate::jobs::DrainJob {
+                        key: letter.key.clone(),
+                        version: letter.version,
+                    })
+                    .await?;
+                tracing::info!(key = %letter.key, error = %letter.error, "re-queued");
+                queued += 1;
+            }
+        }
+    }
 }

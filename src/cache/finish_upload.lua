@@ -1,8 +1,10 @@
--- Called by the worker after it stored version ARGV[2] of a key in S3.
--- KEYS[1] blob hash, KEYS[2] upload lease, KEYS[3] dirty set.
--- ARGV[1] lease token, ARGV[2] uploaded version, ARGV[3] ttl seconds, ARGV[4] key.
--- Returns 'clean' (done), 'newer' (a newer version arrived: upload again, lease kept),
--- 'gone' (the blob left the cache) or 'lost' (the lease expired and another worker may have
+#!lua flags=allow-oom
+-- Called by the worker after it stored (or deleted) version ARGV[2] of a key in S3.
+-- allow-oom: marking blobs clean is what lets a full Redis evict them again.
+-- KEYS[1] record hash, KEYS[2] upload lease, KEYS[3] dirty set.
+-- ARGV[1] lease token, ARGV[2] stored version, ARGV[3] ttl seconds, ARGV[4] key.
+-- Returns 'clean' (done), 'newer' (a newer version arrived: store again, lease kept),
+-- 'gone' (the record left the cache) or 'lost' (the lease expired and another worker may have
 -- stored a newer version before ours landed: the key is marked dirty again to be re-queued).
 local holder = redis.call('GET', KEYS[2])
 local current = redis.call('HGET', KEYS[1], 'v')
@@ -19,6 +21,7 @@ if holder ~= ARGV[1] then
   return 'lost'
 end
 if current == ARGV[2] then
+  -- Clean records (blobs and delete markers) get the TTL: volatile-* policies may evict them.
   redis.call('HSET', KEYS[1], 's', 'clean')
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   redis.call('ZREM', KEYS[3], ARGV[4])

@@ -1,15 +1,21 @@
-//! The Redis side: blob records with their version and dirty/clean state, the set of dirty
-//! keys, and the per-key upload lease that keeps two workers from racing on one key.
+//! The Redis side: versioned records (blobs and delete markers) with their dirty/clean state,
+//! the set of dirty keys, and what the worker needs to drain them ([`drain`]).
 //!
 //! Every multi-step change is one Lua script, so a reader never sees half a write and a PUT is
 //! one round trip. This module knows nothing of HTTP or S3.
 //!
 //! Layout in Redis (all under the `bp:` prefix):
-//! - `bp:blob:<key>`: hash `d` (bytes), `e` (extension), `v` (version), `s` (`dirty`/`clean`).
-//!   Dirty hashes have no TTL; clean ones expire after `BLOBPROXY_CACHE_TTL_SECS`.
+//! - `bp:blob:<key>`: hash `k` (`blob` or `tomb`), `d` (bytes), `e` (extension), `v` (version),
+//!   `s` (`dirty`/`clean`). Dirty records have no TTL, so no expiry and no `volatile-*`
+//!   eviction can drop them; clean ones expire after `BLOBPROXY_CACHE_TTL_SECS`.
 //! - `bp:version`: the last version handed out.
 //! - `bp:dirty`: sorted set of dirty keys, scored by when they became dirty (ms).
 //! - `bp:lease:<key>`: token of the worker uploading that key.
+//! - `bp:dead`: hash of keys the worker gave up on (key -> JSON reason).
+
+mod drain;
+
+pub use drain::{DeadLetter, Finish};
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -22,16 +28,20 @@ use crate::domain::{Blob, BlobKey};
 
 const VERSION_KEY: &str = "bp:version";
 pub const DIRTY_SET: &str = "bp:dirty";
+pub const DEAD_LETTERS: &str = "bp:dead";
+const LEASE_PREFIX: &str = "bp:lease:";
 
-fn blob_key(key: &BlobKey) -> String {
+fn record_key(key: &BlobKey) -> String {
     format!("bp:blob:{key}")
 }
-
-const LEASE_PREFIX: &str = "bp:lease:";
 
 fn lease_key(key: &BlobKey) -> String {
     format!("{LEASE_PREFIX}{key}")
 }
+
+// Each script hashes its source once; `invoke_async` sends EVALSHA and loads it on NOSCRIPT.
+static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
+static RECACHE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("recache.lua")));
 
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
@@ -46,7 +56,7 @@ pub enum CacheError {
 
 impl From<redis::RedisError> for CacheError {
     fn from(e: redis::RedisError) -> Self {
-        if e.code() == Some("OOM") {
+        if e.code() == Some("OOM") || e.to_string().contains("OOM command not allowed") {
             CacheError::OutOfMemory(e.to_string())
         } else {
             CacheError::Unavailable(e.to_string())
@@ -54,37 +64,22 @@ impl From<redis::RedisError> for CacheError {
     }
 }
 
-/// What a PUT wrote.
+/// What a PUT or DELETE wrote.
 #[derive(Debug, Clone, Copy)]
 pub struct Written {
     pub version: u64,
-    /// The key was clean (or absent) before: nobody is draining it, so a job must be queued.
+    /// Nobody is draining the key (it was clean, absent or dead-lettered): queue a job.
     pub needs_job: bool,
 }
 
-/// A cached blob and whether S3 already holds this version.
+/// A cached record: a blob, or the marker of a delete, and whether S3 already reflects it.
 #[derive(Debug, Clone)]
-pub struct CachedBlob {
-    pub blob: Blob,
+pub struct Cached {
+    /// `None` for a delete marker.
+    pub blob: Option<Blob>,
+    pub version: u64,
     pub dirty: bool,
 }
-
-/// Outcome of [`BlobCache::finish_upload`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finish {
-    Clean,
-    Newer,
-    Gone,
-    Lost,
-}
-
-// Each script hashes its source once; `invoke_async` sends EVALSHA and loads it on NOSCRIPT.
-static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
-static RECACHE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("recache.lua")));
-static FINISH_UPLOAD: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("finish_upload.lua")));
-static ORPHANS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("orphans.lua")));
-static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
 
 /// The write-back cache. Cheap to clone: clones share one multiplexed connection.
 #[derive(Clone)]
@@ -109,49 +104,76 @@ impl BlobCache {
         extension: &str,
         data: &[u8],
     ) -> Result<Written, CacheError> {
-        let (version, newly): (String, i64) = PUT
-            .key(blob_key(key))
+        self.write(key, extension, data, "blob").await
+    }
+
+    /// Records the delete of `key` as a new, dirty version: reads answer 404 at once, and the
+    /// worker removes the S3 object; an older pending upload can never bring the key back.
+    #[tracing::instrument(skip_all, fields(%key))]
+    pub async fn delete(&self, key: &BlobKey) -> Result<Written, CacheError> {
+        self.write(key, "", &[], "tomb").await
+    }
+
+    async fn write(
+        &self,
+        key: &BlobKey,
+        extension: &str,
+        data: &[u8],
+        kind: &str,
+    ) -> Result<Written, CacheError> {
+        let (version, needs_job): (String, i64) = PUT
+            .key(record_key(key))
             .key(VERSION_KEY)
             .key(DIRTY_SET)
+            .key(DEAD_LETTERS)
             .arg(data)
             .arg(extension)
             .arg(key.as_str())
+            .arg(kind)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(Written {
             version: parse_version(&version)?,
-            needs_job: newly == 1,
+            needs_job: needs_job == 1,
         })
     }
 
     #[tracing::instrument(skip_all, fields(%key))]
-    pub async fn get(&self, key: &BlobKey) -> Result<Option<CachedBlob>, CacheError> {
+    pub async fn get(&self, key: &BlobKey) -> Result<Option<Cached>, CacheError> {
         type Fields = (
+            Option<String>,
             Option<Vec<u8>>,
             Option<String>,
             Option<String>,
             Option<String>,
         );
-        let (data, ext, version, state): Fields = self
+        let (kind, data, ext, version, state): Fields = self
             .conn
             .clone()
-            .hmget(blob_key(key), &["d", "e", "v", "s"])
+            .hmget(record_key(key), &["k", "d", "e", "v", "s"])
             .await?;
-        let (Some(data), Some(version)) = (data, version) else {
+        let Some(version) = version else {
             return Ok(None);
         };
-        Ok(Some(CachedBlob {
-            blob: Blob {
+        let version = parse_version(&version)?;
+        let blob = match (kind.as_deref(), data) {
+            (Some("tomb"), _) => None,
+            (_, Some(data)) => Some(Blob {
                 data: Bytes::from(data),
                 extension: ext.unwrap_or_default(),
-                version: parse_version(&version)?,
-            },
+                version,
+            }),
+            (_, None) => return Ok(None), // a partial record cannot exist; treat as a miss
+        };
+        Ok(Some(Cached {
+            blob,
+            version,
             dirty: state.as_deref() != Some("clean"),
         }))
     }
 
-    /// Caches a blob read from S3 as clean, unless the key is cached already (a newer dirty
-    /// version written meanwhile must win). Returns whether it was cached.
+    /// Caches a blob read from S3 as clean, unless the key has a record already (a newer dirty
+    /// version or a delete written meanwhile must win). Returns whether it was cached.
     #[tracing::instrument(skip_all, fields(%key))]
     pub async fn recache(
         &self,
@@ -160,7 +182,7 @@ impl BlobCache {
         ttl: Duration,
     ) -> Result<bool, CacheError> {
         let cached: i64 = RECACHE
-            .key(blob_key(key))
+            .key(record_key(key))
             .arg(blob.data.as_ref())
             .arg(&blob.extension)
             .arg(blob.version.to_string())
@@ -170,104 +192,19 @@ impl BlobCache {
         Ok(cached == 1)
     }
 
-    /// Takes the upload lease of `key` for `ttl`, unless another worker holds it.
-    pub async fn claim_lease(
-        &self,
-        key: &BlobKey,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<bool, CacheError> {
-        let set: Option<String> = redis::cmd("SET")
-            .arg(lease_key(key))
-            .arg(token)
-            .arg("NX")
-            .arg("PX")
-            .arg(ttl.as_millis() as u64)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        Ok(set.is_some())
-    }
-
-    /// Extends a lease this worker holds; false when it was lost.
-    pub async fn renew_lease(
-        &self,
-        key: &BlobKey,
-        token: &str,
-        ttl: Duration,
-    ) -> Result<bool, CacheError> {
-        let held: i64 = LEASE
-            .key(lease_key(key))
-            .arg(token)
-            .arg((ttl.as_millis() as u64).max(1))
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(held == 1)
-    }
-
-    pub async fn release_lease(&self, key: &BlobKey, token: &str) -> Result<(), CacheError> {
-        let _: i64 = LEASE
-            .key(lease_key(key))
-            .arg(token)
-            .arg(0)
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        Ok(())
-    }
-
-    /// Marks `version` of `key` as stored in S3, if it is still the newest; see `Finish`.
-    #[tracing::instrument(skip_all, fields(%key, version))]
-    pub async fn finish_upload(
-        &self,
-        key: &BlobKey,
-        token: &str,
-        version: u64,
-        ttl: Duration,
-    ) -> Result<Finish, CacheError> {
-        let outcome: String = FINISH_UPLOAD
-            .key(blob_key(key))
-            .key(lease_key(key))
-            .key(DIRTY_SET)
-            .arg(token)
-            .arg(version.to_string())
-            .arg(ttl.as_secs())
-            .arg(key.as_str())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
-        match outcome.as_str() {
-            "clean" => Ok(Finish::Clean),
-            "newer" => Ok(Finish::Newer),
-            "gone" => Ok(Finish::Gone),
-            "lost" => Ok(Finish::Lost),
-            other => Err(CacheError::Protocol(format!(
-                "finish_upload returned {other:?}"
-            ))),
-        }
-    }
-
-    /// Number of blobs not yet in S3.
+    /// Number of records not yet reflected in S3.
     pub async fn dirty_count(&self) -> Result<u64, CacheError> {
         Ok(self.conn.clone().zcard(DIRTY_SET).await?)
     }
 
-    /// Keys dirty for longer than `age` that no worker is uploading: their job was lost (a
-    /// crash between the cache write and the enqueue) or their worker died.
-    pub async fn orphaned_dirty_keys(
-        &self,
-        age: Duration,
-        limit: usize,
-    ) -> Result<Vec<String>, CacheError> {
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
-        let cutoff = now_ms.saturating_sub(age.as_millis() as u64);
-        Ok(ORPHANS
-            .key(DIRTY_SET)
-            .arg(cutoff)
-            .arg(limit)
-            .arg(LEASE_PREFIX)
-            .invoke_async(&mut self.conn.clone())
-            .await?)
+    /// Age of the oldest dirty record, if any.
+    pub async fn oldest_dirty_age(&self) -> Result<Option<Duration>, CacheError> {
+        let oldest: Vec<(String, f64)> =
+            self.conn.clone().zrange_withscores(DIRTY_SET, 0, 0).await?;
+        let now = now_ms() as f64;
+        Ok(oldest
+            .first()
+            .map(|(_, since)| Duration::from_millis((now - since).max(0.0) as u64)))
     }
 
     /// Answers PING; used by readiness checks.
@@ -277,11 +214,42 @@ impl BlobCache {
             .await?;
         Ok(())
     }
+
+    /// Refuses a Redis whose eviction policy could drop records not yet in S3 (they have no
+    /// TTL, so only `allkeys-*` policies can evict them). Returns the policy, or `None` when
+    /// CONFIG is not available (managed Redis): then the operator is trusted.
+    pub async fn check_eviction_policy(&self) -> anyhow::Result<Option<String>> {
+        let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory-policy")
+            .query_async(&mut self.conn.clone())
+            .await;
+        let Ok(reply) = reply else {
+            return Ok(None);
+        };
+        let Some(policy) = reply.get(1).cloned() else {
+            return Ok(None);
+        };
+        if policy.starts_with("allkeys") {
+            anyhow::bail!(
+                "Redis maxmemory-policy is {policy}, which can evict blobs not yet stored in S3; \
+                 set it to volatile-lru (evicts only blobs already in S3) or noeviction"
+            );
+        }
+        Ok(Some(policy))
+    }
 }
 
 fn parse_version(raw: &str) -> Result<u64, CacheError> {
     raw.parse()
         .map_err(|_| CacheError::Protocol(format!("version {raw:?} is not a number")))
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64
 }
 
 /// Connects to Redis with a connection manager that reconnects by itself after a restart.

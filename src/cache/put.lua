@@ -1,8 +1,10 @@
--- Writes a blob as dirty and gives it the next version, in one round trip.
--- KEYS[1] blob hash, KEYS[2] version counter, KEYS[3] dirty set (member = key, score = ms
--- since the blob first became dirty).
--- ARGV[1] data, ARGV[2] extension, ARGV[3] key.
--- Returns {version, 1 if the key was clean before (a drain job is needed), else 0}.
+-- Writes a new version of a key, as dirty, in one round trip: a blob (ARGV[4] = 'blob') or a
+-- delete marker (ARGV[4] = 'tomb', so the delete is ordered with the writes and drained too).
+-- KEYS[1] record hash, KEYS[2] version counter, KEYS[3] dirty set (member = key, score = ms
+-- since the key first became dirty), KEYS[4] dead letters.
+-- ARGV[1] data, ARGV[2] extension, ARGV[3] key, ARGV[4] kind.
+-- Returns {version, 1 if a drain job is needed (the key was clean, or dead-lettered), else 0}.
+-- No allow-oom flag: when Redis is full the first write (SET) fails and nothing is written.
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 -- Versions follow Redis time so they keep growing after a restart or a flush; the counter
@@ -12,8 +14,15 @@ local v = now_us
 if v <= last then v = last + 1 end
 local vs = string.format('%d', v)
 redis.call('SET', KEYS[2], vs)
-redis.call('HSET', KEYS[1], 'd', ARGV[1], 'e', ARGV[2], 'v', vs, 's', 'dirty')
--- A dirty blob must never expire: it is the only copy until the worker has stored it.
+if ARGV[4] == 'tomb' then
+  redis.call('HSET', KEYS[1], 'k', 'tomb', 'v', vs, 's', 'dirty')
+  redis.call('HDEL', KEYS[1], 'd', 'e')
+else
+  redis.call('HSET', KEYS[1], 'k', 'blob', 'd', ARGV[1], 'e', ARGV[2], 'v', vs, 's', 'dirty')
+end
+-- A dirty record must never expire or be evicted: it is the only copy until it is in S3.
 redis.call('PERSIST', KEYS[1])
-local newly = redis.call('ZADD', KEYS[3], 'NX', math.floor(now_us / 1000), ARGV[3])
-return {vs, newly}
+local needs_job = redis.call('ZADD', KEYS[3], 'NX', math.floor(now_us / 1000), ARGV[3])
+-- A new write gives a dead-lettered key a fresh start.
+if redis.call('HDEL', KEYS[4], ARGV[3]) == 1 then needs_job = 1 end
+return {vs, needs_job}

@@ -1,11 +1,13 @@
-//! The JSON blob API of the service it replaces: `POST /put/` and `GET /get/<key>`.
+//! The JSON blob API of the service it replaces: `POST /put/`, `GET /get/<key>`, and deletes
+//! (`DELETE /blobs/<key>`, `GET /remove/<key>`).
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use super::HttpSettings;
 use crate::domain::{BlobKey, Extension, decode_base64, encode_base64};
 use crate::error::ApiError;
-use crate::service::BlobService;
+use crate::service::{BlobService, Stored, WriteConcern};
 
 #[derive(Deserialize)]
 pub struct PutRequest {
@@ -15,13 +17,36 @@ pub struct PutRequest {
     data: String,
 }
 
+/// `?wc=0` (default): answer once the write is in Redis and queued; `?wc=1`: once it is in S3.
+#[derive(Deserialize)]
+pub struct WriteParams {
+    #[serde(default)]
+    wc: Option<u8>,
+}
+
+impl WriteParams {
+    fn concern(&self) -> Result<WriteConcern, ApiError> {
+        match self.wc {
+            None | Some(0) => Ok(WriteConcern::Cached),
+            Some(1) => Ok(WriteConcern::Persisted),
+            Some(other) => Err(ApiError::InvalidQuery(format!(
+                "wc must be 0 (in Redis and queued) or 1 (in S3), not {other}"
+            ))),
+        }
+    }
+}
+
 #[derive(Serialize)]
-struct PutResponse<'a> {
+struct WriteResponse<'a> {
     msg: &'static str,
     key: &'a str,
-    extension: &'a str,
-    size: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    extension: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<usize>,
     version: u64,
+    /// Whether S3 already holds this version (always true when `wc=1` answered 2xx).
+    persisted: bool,
 }
 
 #[derive(Serialize)]
@@ -33,11 +58,38 @@ struct GetResponse<'a> {
     version: u64,
 }
 
+/// Applies the write concern: with `wc=1`, waits for S3 or answers 504 (the write stands).
+async fn persisted(
+    service: &BlobService,
+    settings: &HttpSettings,
+    concern: WriteConcern,
+    stored: &Stored,
+) -> Result<bool, ApiError> {
+    if concern == WriteConcern::Cached {
+        return Ok(false);
+    }
+    if service
+        .wait_persisted(&stored.key, stored.version, settings.wc_timeout)
+        .await?
+    {
+        Ok(true)
+    } else {
+        Err(ApiError::PersistTimeout {
+            key: stored.key.to_string(),
+            version: stored.version,
+            secs: settings.wc_timeout.as_secs(),
+        })
+    }
+}
+
 #[tracing::instrument(skip_all, fields(key = %body.key))]
 pub async fn put_json(
     service: web::Data<BlobService>,
+    settings: web::Data<HttpSettings>,
+    params: web::Query<WriteParams>,
     body: web::Json<PutRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    let concern = params.concern()?;
     let PutRequest {
         key,
         extension,
@@ -46,8 +98,7 @@ pub async fn put_json(
     let key = BlobKey::parse(key)?;
     let extension = Extension::parse(extension.unwrap_or_default())?;
     // Reject an oversized blob before decoding it.
-    let most = crate::domain::base64_len(service.max_blob_bytes);
-    if data.len() > most + 2 {
+    if data.len() > crate::domain::base64_len(service.max_blob_bytes) + 2 {
         return Err(ApiError::BlobTooLarge(format!(
             "the blob is over the limit of {} bytes",
             service.max_blob_bytes
@@ -56,12 +107,14 @@ pub async fn put_json(
     let bytes = decode_base64(&data)?;
     drop(data);
     let stored = service.put(key, &extension, &bytes).await?;
-    Ok(HttpResponse::Created().json(PutResponse {
+    let persisted = persisted(&service, &settings, concern, &stored).await?;
+    Ok(HttpResponse::Created().json(WriteResponse {
         msg: "stored",
         key: stored.key.as_str(),
-        extension: extension.as_str(),
-        size: stored.size,
+        extension: Some(extension.as_str()),
+        size: Some(stored.size),
         version: stored.version,
+        persisted,
     }))
 }
 
@@ -88,5 +141,33 @@ pub async fn get_json(
         data: encode_base64(&blob.data),
         size: blob.data.len(),
         version: blob.version,
+    }))
+}
+
+/// `DELETE /blobs/<key>` and the older `GET /remove/<key>`.
+#[tracing::instrument(skip_all, fields(key))]
+pub async fn delete(
+    service: web::Data<BlobService>,
+    settings: web::Data<HttpSettings>,
+    params: web::Query<WriteParams>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let concern = params.concern()?;
+    let prefix = if req.path().starts_with("/remove/") {
+        "/remove/"
+    } else {
+        "/blobs/"
+    };
+    let key = key_from_path(&req, prefix)?;
+    tracing::Span::current().record("key", key.as_str());
+    let stored = service.delete(key).await?;
+    let persisted = persisted(&service, &settings, concern, &stored).await?;
+    Ok(HttpResponse::Ok().json(WriteResponse {
+        msg: "deleted",
+        key: stored.key.as_str(),
+        extension: None,
+        size: None,
+        version: stored.version,
+        persisted,
     }))
 }

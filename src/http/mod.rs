@@ -1,29 +1,49 @@
-//! The HTTP edge: one file per route group, handlers only parse and map errors.
+//! The HTTP edge: one file per route group; handlers only parse and map errors.
 
 pub mod blobs;
 pub mod health;
+pub mod status;
 
-use actix_web::web;
+use std::time::Duration;
 
-/// Registers every route. `json_limit` is the largest JSON body a PUT may send.
-pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(json_limit)
-            .error_handler(move |err, _req| {
-                crate::error::ApiError::from_json(&err, json_limit).into()
-            }),
-    )
-    .route("/put/", web::post().to(blobs::put_json))
-    .route("/put", web::post().to(blobs::put_json))
-    .route("/get/{key:.*}", web::get().to(blobs::get_json))
-    .route("/healthz", web::get().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz))
-    .default_service(web::to(no_route));
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::error::{ApiError, ErrorBody};
+
+/// What the handlers need besides the service.
+#[derive(Clone, Copy)]
+pub struct HttpSettings {
+    /// Largest JSON body a PUT may send.
+    pub json_limit: usize,
+    /// How long `?wc=1` waits for S3.
+    pub wc_timeout: Duration,
 }
 
-async fn no_route(req: actix_web::HttpRequest) -> actix_web::HttpResponse {
-    actix_web::HttpResponse::NotFound().json(crate::error::ErrorBody {
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig, settings: HttpSettings) {
+    let json_limit = settings.json_limit;
+    cfg.app_data(web::Data::new(settings))
+        .app_data(
+            web::JsonConfig::default()
+                .limit(json_limit)
+                .error_handler(move |err, _req| ApiError::from_json(&err, json_limit).into()),
+        )
+        .app_data(web::QueryConfig::default().error_handler(|err, _req| {
+            ApiError::InvalidQuery(format!("invalid query string: {err}")).into()
+        }))
+        .route("/put/", web::post().to(blobs::put_json))
+        .route("/put", web::post().to(blobs::put_json))
+        .route("/get/{key:.*}", web::get().to(blobs::get_json))
+        .route("/remove/{key:.*}", web::get().to(blobs::delete))
+        .route("/blobs/{key:.*}", web::delete().to(blobs::delete))
+        .route("/status", web::get().to(status::status))
+        .route("/healthz", web::get().to(health::healthz))
+        .route("/readyz", web::get().to(health::readyz))
+        .default_service(web::to(no_route));
+}
+
+async fn no_route(req: HttpRequest) -> HttpResponse {
+    HttpResponse::NotFound().json(ErrorBody {
         code: "no_route",
         msg: format!("no route for {} {}", req.method(), req.path()),
     })

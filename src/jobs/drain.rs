@@ -1,16 +1,22 @@
-//! What one drain job does: copy the newest version of one key from Redis to S3, then mark it
-//! clean, without ever leaving S3 older than the last acknowledged write.
+//! What draining one key means: make S3 reflect the newest cached version of the key (store
+//! the blob, or delete the object for a delete marker), then mark it clean, without ever
+//! leaving S3 older than the last acknowledged write.
 //!
 //! Safety argument, in short:
-//! - Only the holder of a key's upload lease uploads it, so two uploads of one key never race.
-//! - The holder keeps uploading the newest cached version until `finish_upload` confirms that
-//!   the version it stored is still the newest (`Finish::Newer` means loop again). A PUT that
+//! - Only the holder of a key's upload lease writes it to S3, so two uploads of one key never
+//!   race. The lease is short (10 s) and renewed while the upload runs, so a killed worker's
+//!   key is free again within seconds.
+//! - The holder keeps storing the newest cached version until `finish_upload` confirms that
+//!   the version it stored is still the newest (`Finish::Newer` means loop again). A write that
 //!   finds its key already dirty therefore needs no job of its own: the holder will pick it up.
 //! - A lease lost mid-upload (a stalled worker) marks the key dirty again and re-queues it,
 //!   because our late upload may have overwritten a newer object.
 //! - A key left dirty with no job (a crash between the cache write and the enqueue, a dead
-//!   lease holder) is re-queued by the worker's sweep ([`super::worker`]).
-//! - Handlers are idempotent: a job delivered twice finds the key clean and does nothing.
+//!   lease holder, a full Redis refusing the job) is drained by the worker's sweep.
+//! - Transient S3 failures are retried without limit (exponential backoff with jitter, capped,
+//!   honouring `Retry-After`); permanent ones a few times, then the key is dead-lettered: it
+//!   stays dirty in the cache and is never dropped.
+//! - Draining is idempotent: a job delivered twice finds the key clean and does nothing.
 
 use std::time::Duration;
 
@@ -18,18 +24,17 @@ use backon::{ExponentialBuilder, Retryable as _};
 use rand::Rng as _;
 
 use crate::cache::{BlobCache, CacheError, Finish};
-use crate::domain::BlobKey;
+use crate::domain::{Blob, BlobKey};
 use crate::store::{BlobStore, StoreError};
 
 use super::queue::{DrainJob, JobQueue};
 
-/// How long a worker may hold a key's lease without renewing it. Renewed before every upload
-/// attempt, and S3 attempts time out before it (20 s).
-const LEASE_TTL: Duration = Duration::from_secs(30);
+/// How long a lease lives without renewal; renewed every third of it while uploading.
+const LEASE_TTL: Duration = Duration::from_secs(10);
 
-/// Attempts for a failure S3 calls permanent (403, a bad request...) before the job fails and
-/// apalis reschedules it; transient failures are retried without limit.
-const PERMANENT_ATTEMPTS: usize = 5;
+/// Attempts for a failure S3 calls permanent (403, a missing bucket...) before the key is
+/// dead-lettered.
+const PERMANENT_ATTEMPTS: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DrainError {
@@ -41,7 +46,18 @@ pub enum DrainError {
     BadKey(String),
 }
 
-/// Everything a drain job needs; shared by all jobs of a worker process.
+/// What a drain did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// S3 now reflects the newest version (or the key was already clean, or left the cache).
+    Done,
+    /// Another worker holds the key's lease and will finish it.
+    Busy,
+    /// S3 refused permanently; the key is in the dead letters and still dirty in the cache.
+    DeadLettered,
+}
+
+/// Everything a drain needs; shared by all jobs of a worker process.
 #[derive(Clone)]
 pub struct Drainer {
     pub cache: BlobCache,
@@ -53,89 +69,106 @@ pub struct Drainer {
 }
 
 impl Drainer {
-    /// Runs one job to completion. See the module docs for why this never loses a write.
+    /// Drains one key. See the module docs for why this never loses a write.
     #[tracing::instrument(skip_all, fields(key = %job.key, version = job.version))]
-    pub async fn drain(&self, job: &DrainJob) -> Result<(), DrainError> {
+    pub async fn drain(&self, job: &DrainJob) -> Result<Drained, DrainError> {
         let key = BlobKey::parse(job.key.clone()).map_err(|e| DrainError::BadKey(e.to_string()))?;
-        let token = lease_token();
+        let token = format!("{:032x}", rand::rng().random::<u128>());
         if !self.cache.claim_lease(&key, &token, LEASE_TTL).await? {
-            // The holder uploads until the key is clean, newest version included. If it died,
-            // its lease expires and the sweep re-queues the key.
-            return Ok(());
+            return Ok(Drained::Busy);
         }
-        let result = self.upload_until_clean(&key, &token, job).await;
+        let renew = async {
+            loop {
+                tokio::time::sleep(LEASE_TTL / 3).await;
+                if let Ok(false) = self.cache.renew_lease(&key, &token, LEASE_TTL).await {
+                    tracing::warn!("upload lease lost; the key will be re-queued when done");
+                }
+            }
+        };
+        let result = tokio::select! {
+            result = self.store_until_clean(&key, &token) => result,
+            _ = renew => unreachable!("the renewal loop never ends"),
+        };
         if result.is_err() {
-            // Let the rescheduled job (or another worker) take over at once.
+            // Let the rescheduled job (or the sweep) take over at once.
             let _ = self.cache.release_lease(&key, &token).await;
         }
         result
     }
 
-    async fn upload_until_clean(
-        &self,
-        key: &BlobKey,
-        token: &str,
-        job: &DrainJob,
-    ) -> Result<(), DrainError> {
+    async fn store_until_clean(&self, key: &BlobKey, token: &str) -> Result<Drained, DrainError> {
         loop {
             let Some(cached) = self.cache.get(key).await? else {
                 self.cache.release_lease(key, token).await?;
-                return Ok(());
+                return Ok(Drained::Done);
             };
             if !cached.dirty {
                 self.cache.release_lease(key, token).await?;
-                return Ok(());
+                return Ok(Drained::Done);
             }
-            let blob = cached.blob;
-            let upload = || async {
-                self.cache.renew_lease(key, token, LEASE_TTL).await?;
-                self.store.put(key, &blob).await?;
-                Ok::<_, DrainError>(())
-            };
-            let mut permanent_failures = 0;
-            upload
-                .retry(
-                    ExponentialBuilder::default()
-                        .with_min_delay(Duration::from_millis(50))
-                        .with_max_delay(self.max_backoff)
-                        .with_jitter()
-                        .without_max_times(),
-                )
-                .when(|e| match e {
-                    DrainError::Store(StoreError::Permanent(_)) => {
-                        permanent_failures += 1;
-                        permanent_failures < PERMANENT_ATTEMPTS
-                    }
-                    DrainError::Store(_) | DrainError::Cache(_) => true,
-                    _ => false,
-                })
-                .notify(|e, pause| {
-                    tracing::warn!(error = %e, ?pause, "upload failed; retrying");
-                })
-                .await?;
+            if let Err(e) = self.write_to_s3(key, cached.blob.as_ref()).await {
+                let error = e.to_string();
+                tracing::error!(%error, "S3 refused the key permanently; dead-lettering it");
+                self.cache
+                    .dead_letter(key, token, cached.version, &error)
+                    .await?;
+                return Ok(Drained::DeadLettered);
+            }
             match self
                 .cache
-                .finish_upload(key, token, blob.version, self.cache_ttl)
+                .finish_upload(key, token, cached.version, self.cache_ttl)
                 .await?
             {
-                Finish::Clean | Finish::Gone => return Ok(()),
+                Finish::Clean | Finish::Gone => return Ok(Drained::Done),
                 Finish::Newer => continue,
                 Finish::Lost => {
                     tracing::warn!("upload lease expired mid-upload; re-queueing the key");
-                    self.queue
-                        .push(DrainJob {
-                            key: job.key.clone(),
-                            version: blob.version,
-                        })
-                        .await
-                        .map_err(|e| CacheError::Unavailable(e.to_string()))?;
-                    return Ok(());
+                    let job = DrainJob {
+                        key: key.to_string(),
+                        version: cached.version,
+                    };
+                    // If this push fails too, the sweep finds the dirty key.
+                    let _ = self.queue.push(job).await;
+                    return Ok(Drained::Done);
                 }
             }
         }
     }
-}
 
-fn lease_token() -> String {
-    format!("{:032x}", rand::rng().random::<u128>())
+    /// Stores the blob, or deletes the object for a delete marker (`None`). Transient failures
+    /// are retried until they succeed; returns the error once a failure proved permanent.
+    async fn write_to_s3(&self, key: &BlobKey, blob: Option<&Blob>) -> Result<(), StoreError> {
+        let attempt = || async {
+            match blob {
+                Some(blob) => self.store.put(key, blob).await,
+                None => self.store.delete(key).await,
+            }
+        };
+        let mut permanent_failures = 0;
+        attempt
+            .retry(
+                ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(50))
+                    .with_max_delay(self.max_backoff)
+                    .with_jitter()
+                    .without_max_times(),
+            )
+            .when(|e| match e {
+                StoreError::Permanent(_) | StoreError::NotFound => {
+                    permanent_failures += 1;
+                    permanent_failures < PERMANENT_ATTEMPTS
+                }
+                StoreError::Transient { .. } => true,
+            })
+            .adjust(|e, delay| match e {
+                // The server knows best how long it needs; never wait less than it asked.
+                StoreError::Transient {
+                    retry_after: Some(asked),
+                    ..
+                } => delay.map(|d| d.max(*asked)),
+                _ => delay,
+            })
+            .notify(|e, pause| tracing::warn!(error = %e, ?pause, "S3 write failed; retrying"))
+            .await
+    }
 }

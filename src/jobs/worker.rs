@@ -1,33 +1,35 @@
-//! The worker process: an apalis monitor running one drain worker, plus housekeeping of the
-//! job records apalis-redis leaves behind.
+//! The worker process: the apalis drain worker, kept alive across Redis outages, plus two
+//! background loops: the sweep (drains dirty keys nobody is draining) and the vacuum (removes
+//! finished job records, which apalis-redis never deletes itself).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use apalis::prelude::*;
 use apalis_core::backend::Vacuum as _;
+use futures::StreamExt as _;
 use rand::Rng as _;
 
-use super::drain::Drainer;
+use super::drain::{Drained, Drainer};
 use super::queue::{DrainJob, JobQueue};
+use crate::shutdown::Shutdown;
 
-/// How often finished job records are removed (apalis-redis never deletes them itself).
+/// How often finished job records are removed.
 const VACUUM_EVERY: Duration = Duration::from_secs(30);
 
-/// How often the sweep looks for dirty keys that have no job, and how old (dirty since) a key
-/// must be before it counts as orphaned.
-const SWEEP_EVERY: Duration = Duration::from_secs(10);
-const ORPHAN_AGE: Duration = Duration::from_secs(30);
-
-/// Restarts of a crashed worker before the process gives up and exits non-zero, so the
-/// orchestrator restarts it instead of leaving a process that serves no jobs.
-const MAX_RESTARTS: usize = 5;
+/// How often the sweep looks for orphaned dirty keys, and how long (dirty since) a key must
+/// wait before the sweep drains it itself.
+const SWEEP_EVERY: Duration = Duration::from_secs(2);
+const ORPHAN_AGE: Duration = Duration::from_secs(10);
 
 async fn drain_job(job: DrainJob, drainer: Data<Arc<Drainer>>) -> Result<(), BoxDynError> {
-    drainer.drain(&job).await.map_err(|e| {
-        tracing::warn!(key = %job.key, error = %e, "drain job failed; apalis will retry it");
-        e.into()
-    })
+    match drainer.drain(&job).await {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            tracing::warn!(key = %job.key, error = %e, "drain job failed; it will be retried");
+            Err(e.into())
+        }
+    }
 }
 
 /// A worker name no other live process uses: apalis-redis refuses a name seen in the last few
@@ -40,41 +42,68 @@ fn unique_worker_name() -> String {
     format!("blobproxy-drain-{host}-{suffix:016x}")
 }
 
-/// Runs the drain worker until `shutdown` resolves; in-flight jobs get `grace` to finish, and
-/// whatever is still running after that is delivered again to the next worker.
+/// Runs the drain worker until `shutdown`; in-flight jobs get `grace` to finish, and whatever
+/// is still running after that is delivered again (apalis re-queues the jobs of a worker that
+/// stops heart-beating) or drained by the sweep.
 pub async fn run(
     drainer: Drainer,
     queue: JobQueue,
     concurrency: usize,
-    shutdown: impl Future<Output = ()> + Send + 'static,
+    shutdown: Shutdown,
     grace: Duration,
 ) -> anyhow::Result<()> {
     let drainer = Arc::new(drainer);
     let vacuum = tokio::spawn(vacuum_finished_jobs(queue.clone()));
-    let sweep = tokio::spawn(sweep_orphaned_keys(drainer.clone(), queue.clone()));
-    let monitor = Monitor::new()
-        .shutdown_timeout(grace)
-        .should_restart(|ctx, error| {
-            tracing::error!(worker = ctx.name(), %error, "drain worker stopped with an error");
-            ctx.restarts() < MAX_RESTARTS
-        })
-        .register(move |_restarts| {
-            WorkerBuilder::new(unique_worker_name())
-                .backend(queue.storage())
-                .data(drainer.clone())
-                .concurrency(concurrency)
-                .parallelize(tokio::spawn)
-                .build(drain_job)
-        });
-    let result = monitor
-        .run_with_signal(async move {
-            shutdown.await;
-            Ok(())
-        })
-        .await;
+    let sweep = tokio::spawn(sweep_orphaned_keys(drainer.clone(), concurrency));
+    let mut pause = Duration::from_millis(200);
+    loop {
+        let started = tokio::time::Instant::now();
+        let monitor = Monitor::new()
+            .shutdown_timeout(grace)
+            // Restarts are ours (below), with a new name and a pause each time.
+            .should_restart(|_, _| false)
+            .register({
+                let drainer = drainer.clone();
+                let queue = queue.clone();
+                move |_| {
+                    WorkerBuilder::new(unique_worker_name())
+                        .backend(queue.storage())
+                        .data(drainer.clone())
+                        .concurrency(concurrency)
+                        .parallelize(tokio::spawn)
+                        .build(drain_job)
+                }
+            });
+        let context = monitor.context();
+        let run = monitor.run();
+        tokio::pin!(run);
+        tokio::select! {
+            result = &mut run => {
+                // A worker only stops by itself on an error (Redis down or full): start a new
+                // one after a pause, rather than leave a process that drains nothing.
+                let error = result.err().map(|e| e.to_string()).unwrap_or_else(|| "stopped".into());
+                tracing::error!(%error, ?pause, "drain worker stopped; starting a new one");
+            }
+            _ = shutdown.clone() => {
+                let _ = context.shutdown();
+                if tokio::time::timeout(grace, run).await.is_err() {
+                    tracing::warn!("jobs still running at shutdown; they will be delivered again");
+                }
+                break;
+            }
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            pause = Duration::from_millis(200);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = shutdown.clone() => break,
+        }
+        pause = (pause * 2).min(Duration::from_secs(10));
+    }
     vacuum.abort();
     sweep.abort();
-    result.map_err(|e| anyhow::anyhow!("drain worker failed: {e}"))
+    Ok(())
 }
 
 async fn vacuum_finished_jobs(queue: JobQueue) {
@@ -94,33 +123,35 @@ async fn vacuum_finished_jobs(queue: JobQueue) {
     }
 }
 
-/// Re-queues dirty keys that nobody drains. Runs only while the queue is empty, so a long
-/// backlog is not queued twice; the drain of a key already clean is a no-op anyway.
-async fn sweep_orphaned_keys(drainer: Arc<Drainer>, queue: JobQueue) {
+/// Drains dirty keys that have waited past `ORPHAN_AGE` with nobody draining them. This does
+/// not go through the queue, so it also works when the queue cannot (Redis full, a job lost).
+async fn sweep_orphaned_keys(drainer: Arc<Drainer>, concurrency: usize) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     loop {
         tick.tick().await;
-        if !matches!(queue.pending().await, Ok(0)) {
-            continue;
-        }
-        let orphans = match drainer.cache.orphaned_dirty_keys(ORPHAN_AGE, 1000).await {
+        let orphans = match drainer.cache.orphaned_dirty_keys(ORPHAN_AGE, 256).await {
             Ok(keys) => keys,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot look for orphaned dirty keys");
                 continue;
             }
         };
-        if !orphans.is_empty() {
-            tracing::warn!(
-                count = orphans.len(),
-                "re-queueing dirty keys that had no job"
-            );
+        if orphans.is_empty() {
+            continue;
         }
-        for key in orphans {
-            if let Err(e) = queue.push(DrainJob { key, version: 0 }).await {
-                tracing::warn!(error = %e, "cannot re-queue an orphaned key");
-                break;
-            }
-        }
+        tracing::warn!(count = orphans.len(), "draining dirty keys that had no job");
+        let drained: Vec<_> = futures::stream::iter(orphans)
+            .map(|key| {
+                let drainer = drainer.clone();
+                async move { drainer.drain(&DrainJob { key, version: 0 }).await }
+            })
+            .buffer_unordered(concurrency)
+            .collect()
+            .await;
+        let done = drained
+            .iter()
+            .filter(|r| matches!(r, Ok(Drained::Done)))
+            .count();
+        tracing::info!(done, of = drained.len(), "sweep finished");
     }
 }

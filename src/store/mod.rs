@@ -21,15 +21,19 @@ const META_VERSION: &str = "version";
 pub enum StoreError {
     #[error("not found in S3")]
     NotFound,
-    #[error("S3 is unavailable: {0}")]
-    Transient(String),
+    #[error("S3 is unavailable: {message}")]
+    Transient {
+        message: String,
+        /// The server asked us to wait this long (a `Retry-After` header).
+        retry_after: Option<Duration>,
+    },
     #[error("S3 refused the request: {0}")]
     Permanent(String),
 }
 
 impl StoreError {
     pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Transient(_))
+        matches!(self, StoreError::Transient { .. })
     }
 }
 
@@ -53,16 +57,28 @@ where
         SdkError::ServiceError(service) => {
             let code = service.err().code().unwrap_or_default();
             let status = service.raw().status().as_u16();
+            let retry_after = service
+                .raw()
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
             if code == "NoSuchKey" || status == 404 {
                 StoreError::NotFound
-            } else if status >= 500 || TRANSIENT_CODES.contains(&code) {
-                StoreError::Transient(text)
+            } else if status >= 500 || status == 429 || TRANSIENT_CODES.contains(&code) {
+                StoreError::Transient {
+                    message: text,
+                    retry_after,
+                }
             } else {
                 StoreError::Permanent(text)
             }
         }
         // Connection refused, DNS, timeouts, truncated responses: the store is unreachable.
-        _ => StoreError::Transient(text),
+        _ => StoreError::Transient {
+            message: text,
+            retry_after: None,
+        },
     }
 }
 
@@ -177,8 +193,49 @@ impl BlobStore {
             .metadata(META_VERSION, blob.version.to_string())
             .send()
             .await
-            .map_err(classify)?;
+            .map_err(|e| match classify(e) {
+                // A 404 on PUT means the bucket is gone: retrying cannot help.
+                StoreError::NotFound => {
+                    StoreError::Permanent(format!("bucket {} does not exist", self.bucket))
+                }
+                other => other,
+            })?;
         Ok(())
+    }
+
+    /// Removes the object; a missing object is not an error (deletes are idempotent).
+    #[tracing::instrument(skip_all, fields(%key))]
+    pub async fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(_) | Err(StoreError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Whether an object exists under `key`.
+    #[tracing::instrument(skip_all, fields(%key))]
+    pub async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(classify)
+        {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     #[tracing::instrument(skip_all, fields(%key))]
@@ -196,7 +253,10 @@ impl BlobStore {
             .body
             .collect()
             .await
-            .map_err(|e| StoreError::Transient(format!("reading the object body: {e}")))?
+            .map_err(|e| StoreError::Transient {
+                message: format!("reading the object body: {e}"),
+                retry_after: None,
+            })?
             .into_bytes();
         Ok(Blob {
             data,

@@ -247,6 +247,7 @@ impl Backends {
             s3_region: "us-east-1".into(),
             max_blob_bytes: 16 * 1024 * 1024,
             cache_ttl_secs: 3600,
+            wc_timeout_secs: 10,
             worker_concurrency: 8,
             worker_poll_ms: 50,
             replica_name: None,
@@ -364,9 +365,9 @@ impl TestWorker {
             deps.drainer(settings),
             deps.queue.clone(),
             settings.worker_concurrency,
-            async move {
+            blobproxy::shutdown::from_future(async move {
                 let _ = stopped.await;
-            },
+            }),
             Duration::from_secs(2),
         ));
         TestWorker {

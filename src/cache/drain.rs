@@ -1,0 +1,186 @@
+//! The worker's side of the cache: upload leases, marking a version clean, dead letters, and
+//! finding dirty keys that nobody drains. Every script here may run when Redis is full
+//! (`allow-oom`), because draining is what frees memory.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use redis::{AsyncCommands, Script};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    BlobCache, CacheError, DEAD_LETTERS, DIRTY_SET, LEASE_PREFIX, lease_key, now_ms, record_key,
+};
+use crate::domain::BlobKey;
+
+static FINISH_UPLOAD: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("finish_upload.lua")));
+static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
+static DEAD_LETTER: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("dead_letter.lua")));
+static ORPHANS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("orphans.lua")));
+
+/// Outcome of [`BlobCache::finish_upload`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finish {
+    Clean,
+    Newer,
+    Gone,
+    Lost,
+}
+
+/// A key the worker gave up on, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct DeadLetter {
+    pub key: String,
+    pub version: u64,
+    pub error: String,
+    /// Unix time in milliseconds.
+    pub failed_at_ms: u64,
+}
+
+impl BlobCache {
+    async fn lease(
+        &self,
+        key: &BlobKey,
+        token: &str,
+        op: &str,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        let held: i64 = LEASE
+            .key(lease_key(key))
+            .arg(token)
+            .arg(op)
+            .arg((ttl.as_millis() as u64).max(1))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(held == 1)
+    }
+
+    /// Takes the upload lease of `key` for `ttl`, unless another worker holds it.
+    pub async fn claim_lease(
+        &self,
+        key: &BlobKey,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        self.lease(key, token, "claim", ttl).await
+    }
+
+    /// Extends a lease this worker holds; false when it was lost.
+    pub async fn renew_lease(
+        &self,
+        key: &BlobKey,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        self.lease(key, token, "renew", ttl).await
+    }
+
+    pub async fn release_lease(&self, key: &BlobKey, token: &str) -> Result<(), CacheError> {
+        self.lease(key, token, "release", Duration::ZERO).await?;
+        Ok(())
+    }
+
+    /// Marks `version` of `key` as stored in S3, if it is still the newest; see [`Finish`].
+    #[tracing::instrument(skip_all, fields(%key, version))]
+    pub async fn finish_upload(
+        &self,
+        key: &BlobKey,
+        token: &str,
+        version: u64,
+        ttl: Duration,
+    ) -> Result<Finish, CacheError> {
+        let outcome: String = FINISH_UPLOAD
+            .key(record_key(key))
+            .key(lease_key(key))
+            .key(DIRTY_SET)
+            .arg(token)
+            .arg(version.to_string())
+            .arg(ttl.as_secs())
+            .arg(key.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match outcome.as_str() {
+            "clean" => Ok(Finish::Clean),
+            "newer" => Ok(Finish::Newer),
+            "gone" => Ok(Finish::Gone),
+            "lost" => Ok(Finish::Lost),
+            other => Err(CacheError::Protocol(format!(
+                "finish_upload returned {other:?}"
+            ))),
+        }
+    }
+
+    /// Parks `key` in the dead letters and releases its lease. The record stays dirty.
+    pub async fn dead_letter(
+        &self,
+        key: &BlobKey,
+        token: &str,
+        version: u64,
+        error: &str,
+    ) -> Result<(), CacheError> {
+        let record = DeadLetter {
+            key: key.to_string(),
+            version,
+            error: error.to_owned(),
+            failed_at_ms: now_ms(),
+        };
+        let json =
+            serde_json::to_string(&record).map_err(|e| CacheError::Protocol(e.to_string()))?;
+        let _: i64 = DEAD_LETTER
+            .key(DEAD_LETTERS)
+            .key(lease_key(key))
+            .arg(key.as_str())
+            .arg(json)
+            .arg(token)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` dead letters, and how many there are in all.
+    pub async fn dead_letters(&self, limit: usize) -> Result<(u64, Vec<DeadLetter>), CacheError> {
+        let mut conn = self.conn.clone();
+        let count: u64 = conn.hlen(DEAD_LETTERS).await?;
+        let (_, raw): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+            .arg(DEAD_LETTERS)
+            .arg(0)
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        let mut letters: Vec<DeadLetter> = raw
+            .into_iter()
+            .filter_map(|(_, json)| serde_json::from_str(&json).ok())
+            .take(limit)
+            .collect();
+        letters.sort_by_key(|l| l.failed_at_ms);
+        Ok((count, letters))
+    }
+
+    /// Removes `key` from the dead letters; true if it was there.
+    pub async fn forget_dead_letter(&self, key: &str) -> Result<bool, CacheError> {
+        let removed: i64 = self.conn.clone().hdel(DEAD_LETTERS, key).await?;
+        Ok(removed == 1)
+    }
+
+    /// Keys dirty for longer than `age` that no worker is uploading and that are not
+    /// dead-lettered: their job was lost (a crash between the cache write and the enqueue, a
+    /// full Redis refusing the job) or their worker died.
+    pub async fn orphaned_dirty_keys(
+        &self,
+        age: Duration,
+        limit: usize,
+    ) -> Result<Vec<String>, CacheError> {
+        let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
+        Ok(ORPHANS
+            .key(DIRTY_SET)
+            .key(DEAD_LETTERS)
+            .arg(cutoff)
+            .arg(limit)
+            .arg(LEASE_PREFIX)
+            .invoke_async(&mut self.conn.clone())
+            .await?)
+    }
+}
