@@ -2,7 +2,7 @@
 //! the real application (in-process, port 0) or the real binary.
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -90,6 +90,7 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// SIGKILL: Redis gets no chance to write anything beyond what its AOF already has.
     pub fn stop(&mut self) {
         self.proc = None;
     }
@@ -315,17 +316,28 @@ impl TestApp {
     }
 
     pub async fn get(&self, key: &str) -> reqwest::Response {
-        let encoded = key
-            .split('/')
-            .map(|s| {
-                percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string()
-            })
-            .collect::<Vec<_>>()
-            .join("/");
         self.http
-            .get(format!("{}/get/{encoded}", self.address))
+            .get(format!("{}/get/{}", self.address, encode_key(key)))
             .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete(&self, key: &str) -> reqwest::Response {
+        self.http
+            .delete(format!("{}/blobs/{}", self.address, encode_key(key)))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn status(&self) -> serde_json::Value {
+        self.http
+            .get(format!("{}/status", self.address))
+            .send()
+            .await
+            .unwrap()
+            .json()
             .await
             .unwrap()
     }
@@ -391,6 +403,82 @@ impl Drop for TestWorker {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+    }
+}
+
+/// Percent-encodes each segment of a key for a URL path.
+pub fn encode_key(key: &str) -> String {
+    key.split('/')
+        .map(|s| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// A `blobproxy` child process; killed when dropped.
+pub struct BlobproxyProcess {
+    child: Child,
+    pub name: String,
+}
+
+impl BlobproxyProcess {
+    pub fn spawn(args: &[&str], backends: &Backends, env: &[(&str, String)], log: &Path) -> Self {
+        let log = std::fs::File::create(log).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_blobproxy"))
+            .args(args)
+            .env("BLOBPROXY_REDIS_URL", backends.redis.url())
+            .env("BLOBPROXY_S3_ENDPOINT", backends.s3.endpoint())
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("BLOBPROXY_WORKER_POLL_MS", "50")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("cannot start blobproxy");
+        BlobproxyProcess {
+            child,
+            name: args.join(" "),
+        }
+    }
+
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not exit within {within:?}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for BlobproxyProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub async fn wait_for_addr(addr: &str, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(addr).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -5,77 +5,10 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+
 use std::time::{Duration, Instant};
 
 use crate::helpers::*;
-
-/// A `blobproxy` child process; killed when dropped.
-pub struct BlobproxyProcess {
-    child: Child,
-    pub name: String,
-}
-
-impl BlobproxyProcess {
-    pub fn spawn(args: &[&str], backends: &Backends, env: &[(&str, String)], log: &Path) -> Self {
-        let log = std::fs::File::create(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_blobproxy"))
-            .args(args)
-            .env("BLOBPROXY_REDIS_URL", backends.redis.url())
-            .env("BLOBPROXY_S3_ENDPOINT", backends.s3.endpoint())
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-            .env("BLOBPROXY_WORKER_POLL_MS", "50")
-            .env("RUST_LOG", "warn")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("cannot start blobproxy");
-        BlobproxyProcess {
-            child,
-            name: args.join(" "),
-        }
-    }
-
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{signal}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit; returns its exit code.
-    pub async fn wait_exit(&mut self, within: Duration) -> Option<i32> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not exit within {within:?}",
-                self.name
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for BlobproxyProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub async fn wait_for_addr(addr: &str, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(addr).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// dnsmasq answering `web` with one A record per replica, like Docker's DNS for a service.
 struct Dns {

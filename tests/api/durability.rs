@@ -1,0 +1,312 @@
+//! Fault injection on real processes: under concurrent writes and deletes, stop S3, kill a
+//! worker, restart Redis, slow S3 down, fill Redis, poison a key. After each, every
+//! acknowledged write must be in S3 and the backlog must be empty.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rand::Rng as _;
+
+use crate::helpers::*;
+use crate::ledger::Ledger;
+use crate::s3_proxy::S3Proxy;
+
+/// Writers that PUT (80 %) and DELETE (20 %) random keys from `keys` through `apps` until
+/// `stop` is set or `ops` operations each are done, recording every attempt in `ledger`.
+async fn write_load(
+    apps: Vec<Arc<TestApp>>,
+    ledger: Ledger,
+    keys: Vec<String>,
+    writers: usize,
+    ops: usize,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    let tasks: Vec<_> = (0..writers)
+        .map(|w| {
+            let (apps, ledger, keys, stop) = (apps.clone(), ledger.clone(), keys.clone(), stop.clone());
+            tokio::spawn(async move {
+                for i in 0..ops {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let app = &apps[(w + i) % apps.len()];
+                    let (key, delete, size) = {
+                        let mut rng = rand::rng();
+                        (keys[rng.random_range(0..keys.len())].clone(), rng.random_bool(0.2), rng.random_range(100..3000))
+                    };
+                    if delete {
+                        let Ok(response) = app.http.delete(format!("{}/blobs/{}", app.address, encode_key(&key))).send().await else {
+                            ledger.record(&key, None, None);
+                            continue;
+                        };
+                        match response.status().as_u16() {
+                            200 => {
+                                let body: serde_json::Value = response.json().await.unwrap();
+                                ledger.record(&key, None, body["version"].as_u64());
+                            }
+                            404 => {}
+                            _ => ledger.record(&key, None, None),
+                        }
+                    } else {
+                        let data = random_bytes(size);
+                        let sent = app
+                            .http
+                            .post(format!("{}/put/", app.address))
+                            .json(&serde_json::json!({"key": key, "extension": "bin",
+                                "data": blobproxy::domain::encode_base64(&data)}))
+                            .send()
+                            .await;
+                        let acked = match sent {
+                            Ok(r) if r.status() == 201 => r.json::<serde_json::Value>().await.unwrap()["version"].as_u64(),
+                            _ => None,
+                        };
+                        ledger.record(&key, Some(data), acked);
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+}
+
+fn keys(prefix: &str, n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("{prefix}/{i}")).collect()
+}
+
+/// Waits for an empty backlog (nothing dirty, nothing queued), then checks the ledger.
+async fn settle_and_verify(app: &TestApp, backends: &Backends, ledger: &Ledger, test: &str, faults: usize) {
+    let status = eventually(Duration::from_secs(90), "an empty backlog", || async {
+        let status = app.status().await;
+        (status["dirty"] == 0 && status["queued_jobs"] == 0).then_some(status)
+    })
+    .await;
+    assert_eq!(status["dead_letters"], 0, "{status}");
+    let lost = ledger.lost_writes(&backends.s3).await;
+    ledger.report(test, faults, lost.len());
+    assert!(lost.is_empty(), "acknowledged writes lost: {lost:#?}");
+    assert!(ledger.acknowledged() > 0);
+}
+
+fn flag() -> Arc<std::sync::atomic::AtomicBool> {
+    Arc::new(std::sync::atomic::AtomicBool::new(false))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn s3_outage_under_load_loses_nothing() {
+    let mut backends = Backends::start().await;
+    let settings = backends.settings();
+    let app = Arc::new(TestApp::spawn(&settings).await);
+    let _workers = [TestWorker::spawn(&settings).await, TestWorker::spawn(&settings).await];
+    let ledger = Ledger::default();
+    let stop = flag();
+    let load = tokio::spawn(write_load(vec![app.clone()], ledger.clone(), keys("outage", 40), 6, 10_000, stop.clone()));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    backends.s3.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    backends.s3.restart().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    settle_and_verify(&app, &backends, &ledger, "s3 outage", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn worker_killed_mid_upload_loses_nothing_and_its_jobs_come_back() {
+    let backends = Backends::start().await;
+    let proxy = S3Proxy::start(backends.s3.port).await;
+    proxy.set_delay(Duration::from_millis(300)); // uploads are in flight when the kill lands
+    let mut settings = backends.settings();
+    settings.s3_endpoint = Some(proxy.endpoint());
+    let app = Arc::new(TestApp::spawn(&settings).await);
+    let dir = tempfile::tempdir().unwrap();
+    let worker_env = [("BLOBPROXY_S3_ENDPOINT", proxy.endpoint())];
+    let mut worker = BlobproxyProcess::spawn(&["worker"], &backends, &worker_env, &dir.path().join("w1.log"));
+    let ledger = Ledger::default();
+    write_load(vec![app.clone()], ledger.clone(), keys("crash", 60), 6, 20, flag()).await;
+    // Kill the worker while it holds leases (uploads in flight).
+    let mut redis = backends.redis.client().await;
+    eventually(Duration::from_secs(20), "an upload in flight", || {
+        let mut redis = redis.clone();
+        async move {
+            let leases: Vec<String> = redis::cmd("KEYS").arg("bp:lease:*").query_async(&mut redis).await.unwrap();
+            (!leases.is_empty()).then_some(())
+        }
+    })
+    .await;
+    worker.signal("KILL");
+    assert_eq!(worker.wait_exit(Duration::from_secs(5)).await, None, "killed by a signal");
+    let dirty: u64 = redis::cmd("ZCARD").arg("bp:dirty").query_async(&mut redis).await.unwrap();
+    assert!(dirty > 0, "the kill came too late to test anything");
+    proxy.set_delay(Duration::ZERO);
+    let started = Instant::now();
+    let _worker2 = BlobproxyProcess::spawn(&["worker"], &backends, &worker_env, &dir.path().join("w2.log"));
+    settle_and_verify(&app, &backends, &ledger, "worker SIGKILL", 1).await;
+    println!("backlog of {dirty} drained {:?} after the replacement worker started", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_restart_with_aof_loses_no_acknowledged_write() {
+    let mut backends = Backends::start().await;
+    backends.redis.stop();
+    backends.redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await;
+    let settings = backends.settings();
+    let app = Arc::new(TestApp::spawn(&settings).await);
+    let _worker = TestWorker::spawn(&settings).await;
+    let ledger = Ledger::default();
+    let stop = flag();
+    let load = tokio::spawn(write_load(vec![app.clone()], ledger.clone(), keys("aof", 40), 6, 100_000, stop.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = ledger.acknowledged();
+    backends.redis.stop(); // SIGKILL: no chance to save anything beyond the AOF
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    backends.redis.restart().await;
+    // The service reconnects by itself: writes are acknowledged again.
+    let resumed = eventually(Duration::from_secs(20), "writes acknowledged after the restart", || {
+        let acked = ledger.acknowledged();
+        async move { (acked > before + 50).then_some(acked) }
+    })
+    .await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.await.unwrap();
+    assert!(resumed > before);
+    settle_and_verify(&app, &backends, &ledger, "redis SIGKILL + restart (AOF always)", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overwrites_and_deletes_with_three_workers_and_slow_s3_end_in_the_last_acknowledged_state() {
+    let backends = Backends::start().await;
+    let proxy = S3Proxy::start(backends.s3.port).await;
+    proxy.set_delay(Duration::from_millis(40));
+    let mut settings = backends.settings();
+    settings.s3_endpoint = Some(proxy.endpoint());
+    let apps = vec![Arc::new(TestApp::spawn(&settings).await), Arc::new(TestApp::spawn(&settings).await)];
+    let _workers = [
+        TestWorker::spawn(&settings).await,
+        TestWorker::spawn(&settings).await,
+        TestWorker::spawn(&settings).await,
+    ];
+    let ledger = Ledger::default();
+    write_load(apps.clone(), ledger.clone(), keys("hot", 5), 8, 40, flag()).await;
+    settle_and_verify(&apps[0], &backends, &ledger, "overwrite+delete, 3 workers, slow S3", 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_redis_refuses_writes_cleanly_and_recovers_once_drained() {
+    let mut backends = Backends::start().await;
+    backends.redis.stop();
+    backends.redis = RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "volatile-lru"]).await;
+    let proxy = S3Proxy::start(backends.s3.port).await;
+    proxy.set_delay(Duration::from_millis(200)); // fill faster than the worker drains
+    let mut settings = backends.settings();
+    settings.s3_endpoint = Some(proxy.endpoint());
+    let app = Arc::new(TestApp::spawn(&settings).await);
+    let _worker = TestWorker::spawn(&settings).await;
+    let ledger = Ledger::default();
+    let mut refused = Vec::new();
+    let mut acked_after_refusal = 0;
+    for i in 0..400 {
+        let key = format!("full/{i}");
+        let data = random_bytes(64 * 1024);
+        let response = app.put(&key, "bin", &data).await;
+        match response.status().as_u16() {
+            201 => {
+                let body: serde_json::Value = response.json().await.unwrap();
+                ledger.record(&key, Some(data), body["version"].as_u64());
+                acked_after_refusal += usize::from(!refused.is_empty());
+            }
+            503 => {
+                assert!(response.headers().contains_key("retry-after"));
+                let body: serde_json::Value = response.json().await.unwrap();
+                assert_eq!(body["code"], "cache_full", "{body}");
+                refused.push(key);
+                proxy.set_delay(Duration::ZERO);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => panic!("PUT answered {other}"),
+        }
+        if acked_after_refusal >= 20 {
+            break;
+        }
+    }
+    assert!(!refused.is_empty(), "Redis never filled up");
+    assert!(acked_after_refusal >= 20, "writes never recovered after Redis filled up");
+    // A refused write left nothing behind.
+    for key in &refused {
+        assert_eq!(app.get(key).await.status(), 404, "{key} was refused but exists");
+    }
+    settle_and_verify(&app, &backends, &ledger, "redis maxmemory 4mb", refused.len()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_key_s3_refuses_is_dead_lettered_without_holding_up_the_rest_and_can_be_replayed() {
+    let backends = Backends::start().await;
+    let proxy = S3Proxy::start(backends.s3.port).await;
+    proxy.refuse(BUCKET, "poison/pill");
+    let mut settings = backends.settings();
+    settings.s3_endpoint = Some(proxy.endpoint());
+    let app = TestApp::spawn(&settings).await;
+    let _worker = TestWorker::spawn(&settings).await;
+    let ledger = Ledger::default();
+    let pill = random_bytes(999);
+    let body: serde_json::Value = app.put("poison/pill", "bin", &pill).await.json().await.unwrap();
+    ledger.record("poison/pill", Some(pill.clone()), body["version"].as_u64());
+    for i in 0..30 {
+        let key = format!("healthy/{i}");
+        let data = random_bytes(500);
+        let body: serde_json::Value = app.put(&key, "", &data).await.json().await.unwrap();
+        ledger.record(&key, Some(data), body["version"].as_u64());
+    }
+    let status = eventually(Duration::from_secs(30), "the poison key dead-lettered", || async {
+        let status = app.status().await;
+        (status["dead_letters"] == 1 && status["dirty"] == 1).then_some(status)
+    })
+    .await;
+    assert_eq!(status["dead_letter_sample"][0]["key"], "poison/pill");
+    assert!(status["dead_letter_sample"][0]["error"].as_str().unwrap().contains("AccessDenied"));
+    assert!(status["oldest_dirty_age_secs"].as_f64().unwrap() >= 0.0);
+    // The rest drained; the poison blob is still served from the cache, never dropped.
+    for i in 0..30 {
+        assert!(backends.s3.object(&format!("healthy/{i}")).await.is_some());
+    }
+    assert_eq!(app.get_bytes("poison/pill").await.0, pill);
+    assert!(backends.s3.object("poison/pill").await.is_none());
+    let refusals = proxy.refused_count();
+    // The sweep leaves a dead letter alone.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(proxy.refused_count(), refusals, "a dead-lettered key was retried");
+
+    // The operator fixes S3 and replays.
+    proxy.allow_all();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blobproxy"))
+        .arg("replay-dead-letters")
+        .env("BLOBPROXY_REDIS_URL", backends.redis.url())
+        .env("BLOBPROXY_S3_ENDPOINT", proxy.endpoint())
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("re-queued 1"));
+    settle_and_verify(&app, &backends, &ledger, "permanent S3 refusal of one key", refusals as usize).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn start_up_refuses_a_redis_that_could_evict_unsaved_blobs() {
+    let mut backends = Backends::start().await;
+    backends.redis.stop();
+    backends.redis = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blobproxy"))
+        .arg("serve")
+        .env("BLOBPROXY_BIND", "127.0.0.1:0")
+        .env("BLOBPROXY_REDIS_URL", backends.redis.url())
+        .env("BLOBPROXY_S3_ENDPOINT", backends.s3.endpoint())
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("maxmemory-policy") && stderr.contains("allkeys-lru"), "{stderr}");
+}

@@ -1,0 +1,129 @@
+//! A fault-injecting HTTP proxy in front of the real S3 server: it forwards every request
+//! unchanged (Host included, so SigV4 signatures still verify) and can slow S3 down or refuse
+//! chosen keys the way S3 refuses them (403 AccessDenied), without mocking S3 itself.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
+
+#[derive(Default)]
+struct Faults {
+    delay: Duration,
+    /// Object paths (`/bucket/key`) answered with 403 AccessDenied.
+    refused: Vec<String>,
+    refused_count: u64,
+}
+
+#[derive(Clone)]
+pub struct S3Proxy {
+    pub port: u16,
+    faults: Arc<Mutex<Faults>>,
+    _stop: Arc<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl S3Proxy {
+    pub async fn start(upstream_port: u16) -> Self {
+        let faults = Arc::new(Mutex::new(Faults::default()));
+        let http = reqwest::Client::new();
+        let state = (faults.clone(), http, upstream_port);
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(web::Data::new(state.clone()))
+                .app_data(web::PayloadConfig::new(64 * 1024 * 1024))
+                .default_service(web::to(forward))
+        })
+        .workers(2)
+        .disable_signals()
+        .bind(("127.0.0.1", 0))
+        .unwrap();
+        let port = server.addrs()[0].port();
+        let server = server.run();
+        let handle = server.handle();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server);
+        tokio::spawn(async move {
+            let _ = stopped.await;
+            handle.stop(false).await;
+        });
+        S3Proxy {
+            port,
+            faults,
+            _stop: Arc::new(stop),
+        }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every request waits this long before it is forwarded.
+    pub fn set_delay(&self, delay: Duration) {
+        self.faults.lock().unwrap().delay = delay;
+    }
+
+    /// Writes and reads of `bucket/key` get 403 AccessDenied until `allow_all`.
+    pub fn refuse(&self, bucket: &str, key: &str) {
+        self.faults
+            .lock()
+            .unwrap()
+            .refused
+            .push(format!("/{bucket}/{key}"));
+    }
+
+    pub fn allow_all(&self) {
+        self.faults.lock().unwrap().refused.clear();
+    }
+
+    /// How many requests were refused so far.
+    pub fn refused_count(&self) -> u64 {
+        self.faults.lock().unwrap().refused_count
+    }
+}
+
+type State = (Arc<Mutex<Faults>>, reqwest::Client, u16);
+
+async fn forward(req: HttpRequest, body: web::Bytes, state: web::Data<State>) -> HttpResponse {
+    let (faults, http, upstream_port) = state.get_ref();
+    let path = percent_encoding::percent_decode_str(req.path())
+        .decode_utf8_lossy()
+        .into_owned();
+    let (delay, refused) = {
+        let mut faults = faults.lock().unwrap();
+        let refused = faults.refused.iter().any(|p| *p == path);
+        if refused {
+            faults.refused_count += 1;
+        }
+        (faults.delay, refused)
+    };
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    if refused {
+        return HttpResponse::Forbidden().content_type("application/xml").body(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>\
+             <Message>Access Denied (injected by the test proxy)</Message></Error>",
+        );
+    }
+    let url = format!("http://127.0.0.1:{upstream_port}{}", req.uri());
+    let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
+    let mut upstream = http.request(method, url).body(body.to_vec());
+    // Content-Length is kept as sent: the SDK signs it.
+    for (name, value) in req.headers() {
+        if !matches!(name.as_str(), "connection" | "transfer-encoding") {
+            upstream = upstream.header(name.as_str(), value.as_bytes());
+        }
+    }
+    let Ok(response) = upstream.send().await else {
+        return HttpResponse::BadGateway().finish();
+    };
+    let mut answer = HttpResponse::build(
+        actix_web::http::StatusCode::from_u16(response.status().as_u16()).unwrap(),
+    );
+    for (name, value) in response.headers() {
+        if !matches!(name.as_str(), "connection" | "transfer-encoding" | "content-length") {
+            answer.insert_header((name.as_str(), value.as_bytes()));
+        }
+    }
+    answer.body(response.bytes().await.unwrap_or_default())
+}
