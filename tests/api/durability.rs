@@ -23,7 +23,8 @@ async fn write_load(
 ) {
     let tasks: Vec<_> = (0..writers)
         .map(|w| {
-            let (apps, ledger, keys, stop) = (apps.clone(), ledger.clone(), keys.clone(), stop.clone());
+            let (apps, ledger, keys, stop) =
+                (apps.clone(), ledger.clone(), keys.clone(), stop.clone());
             tokio::spawn(async move {
                 for i in 0..ops {
                     if stop.load(std::sync::atomic::Ordering::Relaxed) {
@@ -32,10 +33,19 @@ async fn write_load(
                     let app = &apps[(w + i) % apps.len()];
                     let (key, delete, size) = {
                         let mut rng = rand::rng();
-                        (keys[rng.random_range(0..keys.len())].clone(), rng.random_bool(0.2), rng.random_range(100..3000))
+                        (
+                            keys[rng.random_range(0..keys.len())].clone(),
+                            rng.random_bool(0.2),
+                            rng.random_range(100..3000),
+                        )
                     };
                     if delete {
-                        let Ok(response) = app.http.delete(format!("{}/blobs/{}", app.address, encode_key(&key))).send().await else {
+                        let Ok(response) = app
+                            .http
+                            .delete(format!("{}/blobs/{}", app.address, encode_key(&key)))
+                            .send()
+                            .await
+                        else {
                             ledger.record(&key, None, None);
                             continue;
                         };
@@ -57,7 +67,9 @@ async fn write_load(
                             .send()
                             .await;
                         let acked = match sent {
-                            Ok(r) if r.status() == 201 => r.json::<serde_json::Value>().await.unwrap()["version"].as_u64(),
+                            Ok(r) if r.status() == 201 => {
+                                r.json::<serde_json::Value>().await.unwrap()["version"].as_u64()
+                            }
                             _ => None,
                         };
                         ledger.record(&key, Some(data), acked);
@@ -76,7 +88,13 @@ fn keys(prefix: &str, n: usize) -> Vec<String> {
 }
 
 /// Waits for an empty backlog (nothing dirty, nothing queued), then checks the ledger.
-async fn settle_and_verify(app: &TestApp, backends: &Backends, ledger: &Ledger, test: &str, faults: usize) {
+async fn settle_and_verify(
+    app: &TestApp,
+    backends: &Backends,
+    ledger: &Ledger,
+    test: &str,
+    faults: usize,
+) {
     let status = eventually(Duration::from_secs(90), "an empty backlog", || async {
         let status = app.status().await;
         (status["dirty"] == 0 && status["queued_jobs"] == 0).then_some(status)
@@ -98,10 +116,20 @@ async fn s3_outage_under_load_loses_nothing() {
     let mut backends = Backends::start().await;
     let settings = backends.settings();
     let app = Arc::new(TestApp::spawn(&settings).await);
-    let _workers = [TestWorker::spawn(&settings).await, TestWorker::spawn(&settings).await];
+    let _workers = [
+        TestWorker::spawn(&settings).await,
+        TestWorker::spawn(&settings).await,
+    ];
     let ledger = Ledger::default();
     let stop = flag();
-    let load = tokio::spawn(write_load(vec![app.clone()], ledger.clone(), keys("outage", 40), 6, 10_000, stop.clone()));
+    let load = tokio::spawn(write_load(
+        vec![app.clone()],
+        ledger.clone(),
+        keys("outage", 40),
+        6,
+        10_000,
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_millis(500)).await;
     backends.s3.stop();
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -122,66 +150,122 @@ async fn worker_killed_mid_upload_loses_nothing_and_its_jobs_come_back() {
     let app = Arc::new(TestApp::spawn(&settings).await);
     let dir = tempfile::tempdir().unwrap();
     let worker_env = [("BLOBPROXY_S3_ENDPOINT", proxy.endpoint())];
-    let mut worker = BlobproxyProcess::spawn(&["worker"], &backends, &worker_env, &dir.path().join("w1.log"));
+    let mut worker = BlobproxyProcess::spawn(
+        &["worker"],
+        &backends,
+        &worker_env,
+        &dir.path().join("w1.log"),
+    );
     let ledger = Ledger::default();
-    write_load(vec![app.clone()], ledger.clone(), keys("crash", 60), 6, 20, flag()).await;
+    write_load(
+        vec![app.clone()],
+        ledger.clone(),
+        keys("crash", 60),
+        6,
+        20,
+        flag(),
+    )
+    .await;
     // Kill the worker while it holds leases (uploads in flight).
     let mut redis = backends.redis.client().await;
     eventually(Duration::from_secs(20), "an upload in flight", || {
         let mut redis = redis.clone();
         async move {
-            let leases: Vec<String> = redis::cmd("KEYS").arg("bp:lease:*").query_async(&mut redis).await.unwrap();
+            let leases: Vec<String> = redis::cmd("KEYS")
+                .arg("bp:lease:*")
+                .query_async(&mut redis)
+                .await
+                .unwrap();
             (!leases.is_empty()).then_some(())
         }
     })
     .await;
     worker.signal("KILL");
-    assert_eq!(worker.wait_exit(Duration::from_secs(5)).await, None, "killed by a signal");
-    let dirty: u64 = redis::cmd("ZCARD").arg("bp:dirty").query_async(&mut redis).await.unwrap();
+    assert_eq!(
+        worker.wait_exit(Duration::from_secs(5)).await,
+        None,
+        "killed by a signal"
+    );
+    let dirty: u64 = redis::cmd("ZCARD")
+        .arg("bp:dirty")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert!(dirty > 0, "the kill came too late to test anything");
     proxy.set_delay(Duration::ZERO);
     let started = Instant::now();
-    let _worker2 = BlobproxyProcess::spawn(&["worker"], &backends, &worker_env, &dir.path().join("w2.log"));
+    let _worker2 = BlobproxyProcess::spawn(
+        &["worker"],
+        &backends,
+        &worker_env,
+        &dir.path().join("w2.log"),
+    );
     settle_and_verify(&app, &backends, &ledger, "worker SIGKILL", 1).await;
-    println!("backlog of {dirty} drained {:?} after the replacement worker started", started.elapsed());
+    println!(
+        "backlog of {dirty} drained {:?} after the replacement worker started",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_restart_with_aof_loses_no_acknowledged_write() {
     let mut backends = Backends::start().await;
     backends.redis.stop();
-    backends.redis = RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await;
+    backends.redis =
+        RedisServer::start_with(&["--appendonly", "yes", "--appendfsync", "always"]).await;
     let settings = backends.settings();
     let app = Arc::new(TestApp::spawn(&settings).await);
     let _worker = TestWorker::spawn(&settings).await;
     let ledger = Ledger::default();
     let stop = flag();
-    let load = tokio::spawn(write_load(vec![app.clone()], ledger.clone(), keys("aof", 40), 6, 100_000, stop.clone()));
+    let load = tokio::spawn(write_load(
+        vec![app.clone()],
+        ledger.clone(),
+        keys("aof", 40),
+        6,
+        100_000,
+        stop.clone(),
+    ));
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = ledger.acknowledged();
     backends.redis.stop(); // SIGKILL: no chance to save anything beyond the AOF
     tokio::time::sleep(Duration::from_millis(500)).await;
     backends.redis.restart().await;
     // The service reconnects by itself: writes are acknowledged again.
-    let resumed = eventually(Duration::from_secs(20), "writes acknowledged after the restart", || {
-        let acked = ledger.acknowledged();
-        async move { (acked > before + 50).then_some(acked) }
-    })
+    let resumed = eventually(
+        Duration::from_secs(20),
+        "writes acknowledged after the restart",
+        || {
+            let acked = ledger.acknowledged();
+            async move { (acked > before + 50).then_some(acked) }
+        },
+    )
     .await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     load.await.unwrap();
     assert!(resumed > before);
-    settle_and_verify(&app, &backends, &ledger, "redis SIGKILL + restart (AOF always)", 1).await;
+    settle_and_verify(
+        &app,
+        &backends,
+        &ledger,
+        "redis SIGKILL + restart (AOF always)",
+        1,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn overwrites_and_deletes_with_three_workers_and_slow_s3_end_in_the_last_acknowledged_state() {
+async fn overwrites_and_deletes_with_three_workers_and_slow_s3_end_in_the_last_acknowledged_state()
+{
     let backends = Backends::start().await;
     let proxy = S3Proxy::start(backends.s3.port).await;
     proxy.set_delay(Duration::from_millis(40));
     let mut settings = backends.settings();
     settings.s3_endpoint = Some(proxy.endpoint());
-    let apps = vec![Arc::new(TestApp::spawn(&settings).await), Arc::new(TestApp::spawn(&settings).await)];
+    let apps = vec![
+        Arc::new(TestApp::spawn(&settings).await),
+        Arc::new(TestApp::spawn(&settings).await),
+    ];
     let _workers = [
         TestWorker::spawn(&settings).await,
         TestWorker::spawn(&settings).await,
@@ -189,14 +273,23 @@ async fn overwrites_and_deletes_with_three_workers_and_slow_s3_end_in_the_last_a
     ];
     let ledger = Ledger::default();
     write_load(apps.clone(), ledger.clone(), keys("hot", 5), 8, 40, flag()).await;
-    settle_and_verify(&apps[0], &backends, &ledger, "overwrite+delete, 3 workers, slow S3", 1).await;
+    settle_and_verify(
+        &apps[0],
+        &backends,
+        &ledger,
+        "overwrite+delete, 3 workers, slow S3",
+        1,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_redis_refuses_writes_cleanly_and_recovers_once_drained() {
     let mut backends = Backends::start().await;
     backends.redis.stop();
-    backends.redis = RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "volatile-lru"]).await;
+    backends.redis =
+        RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "volatile-lru"])
+            .await;
     let proxy = S3Proxy::start(backends.s3.port).await;
     proxy.set_delay(Duration::from_millis(200)); // fill faster than the worker drains
     let mut settings = backends.settings();
@@ -231,12 +324,26 @@ async fn a_full_redis_refuses_writes_cleanly_and_recovers_once_drained() {
         }
     }
     assert!(!refused.is_empty(), "Redis never filled up");
-    assert!(acked_after_refusal >= 20, "writes never recovered after Redis filled up");
+    assert!(
+        acked_after_refusal >= 20,
+        "writes never recovered after Redis filled up"
+    );
     // A refused write left nothing behind.
     for key in &refused {
-        assert_eq!(app.get(key).await.status(), 404, "{key} was refused but exists");
+        assert_eq!(
+            app.get(key).await.status(),
+            404,
+            "{key} was refused but exists"
+        );
     }
-    settle_and_verify(&app, &backends, &ledger, "redis maxmemory 4mb", refused.len()).await;
+    settle_and_verify(
+        &app,
+        &backends,
+        &ledger,
+        "redis maxmemory 4mb",
+        refused.len(),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -250,7 +357,12 @@ async fn a_key_s3_refuses_is_dead_lettered_without_holding_up_the_rest_and_can_b
     let _worker = TestWorker::spawn(&settings).await;
     let ledger = Ledger::default();
     let pill = random_bytes(999);
-    let body: serde_json::Value = app.put("poison/pill", "bin", &pill).await.json().await.unwrap();
+    let body: serde_json::Value = app
+        .put("poison/pill", "bin", &pill)
+        .await
+        .json()
+        .await
+        .unwrap();
     ledger.record("poison/pill", Some(pill.clone()), body["version"].as_u64());
     for i in 0..30 {
         let key = format!("healthy/{i}");
@@ -258,13 +370,22 @@ async fn a_key_s3_refuses_is_dead_lettered_without_holding_up_the_rest_and_can_b
         let body: serde_json::Value = app.put(&key, "", &data).await.json().await.unwrap();
         ledger.record(&key, Some(data), body["version"].as_u64());
     }
-    let status = eventually(Duration::from_secs(30), "the poison key dead-lettered", || async {
-        let status = app.status().await;
-        (status["dead_letters"] == 1 && status["dirty"] == 1).then_some(status)
-    })
+    let status = eventually(
+        Duration::from_secs(30),
+        "the poison key dead-lettered",
+        || async {
+            let status = app.status().await;
+            (status["dead_letters"] == 1 && status["dirty"] == 1).then_some(status)
+        },
+    )
     .await;
     assert_eq!(status["dead_letter_sample"][0]["key"], "poison/pill");
-    assert!(status["dead_letter_sample"][0]["error"].as_str().unwrap().contains("AccessDenied"));
+    assert!(
+        status["dead_letter_sample"][0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("AccessDenied")
+    );
     assert!(status["oldest_dirty_age_secs"].as_f64().unwrap() >= 0.0);
     // The rest drained; the poison blob is still served from the cache, never dropped.
     for i in 0..30 {
@@ -275,7 +396,11 @@ async fn a_key_s3_refuses_is_dead_lettered_without_holding_up_the_rest_and_can_b
     let refusals = proxy.refused_count();
     // The sweep leaves a dead letter alone.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(proxy.refused_count(), refusals, "a dead-lettered key was retried");
+    assert_eq!(
+        proxy.refused_count(),
+        refusals,
+        "a dead-lettered key was retried"
+    );
 
     // The operator fixes S3 and replays.
     proxy.allow_all();
@@ -287,9 +412,20 @@ async fn a_key_s3_refuses_is_dead_lettered_without_holding_up_the_rest_and_can_b
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stdout).contains("re-queued 1"));
-    settle_and_verify(&app, &backends, &ledger, "permanent S3 refusal of one key", refusals as usize).await;
+    settle_and_verify(
+        &app,
+        &backends,
+        &ledger,
+        "permanent S3 refusal of one key",
+        refusals as usize,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -308,5 +444,41 @@ async fn start_up_refuses_a_redis_that_could_evict_unsaved_blobs() {
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("maxmemory-policy") && stderr.contains("allkeys-lru"), "{stderr}");
+    assert!(
+        stderr.contains("maxmemory-policy") && stderr.contains("allkeys-lru"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn slow_down_answers_are_retried_no_sooner_than_retry_after() {
+    let backends = Backends::start().await;
+    let proxy = S3Proxy::start(backends.s3.port).await;
+    let mut settings = backends.settings();
+    settings.s3_endpoint = Some(proxy.endpoint());
+    let app = TestApp::spawn(&settings).await;
+    let _worker = TestWorker::spawn(&settings).await;
+    // The SDK retries a 503 itself (3 attempts); then our backoff takes over and must wait
+    // at least the 3 s S3 asked for.
+    proxy.slow_down(3, 3);
+    assert_eq!(app.put("throttled", "", b"patience").await.status(), 201);
+    let object = eventually(Duration::from_secs(30), "throttled in S3", || {
+        backends.s3.object("throttled")
+    })
+    .await;
+    assert_eq!(object.data, b"patience");
+    let times = proxy.put_times();
+    assert!(times.len() >= 4, "{} PUTs reached S3", times.len());
+    let gap = times[3] - times[2];
+    assert!(
+        gap >= Duration::from_secs(3),
+        "retried {gap:?} after SlowDown asked for 3 s"
+    );
+    let ledger = Ledger::default();
+    ledger.record(
+        "throttled",
+        Some(b"patience".to_vec()),
+        Some(object.version),
+    );
+    settle_and_verify(&app, &backends, &ledger, "S3 SlowDown with Retry-After", 3).await;
 }

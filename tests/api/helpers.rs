@@ -409,7 +409,9 @@ impl Drop for TestWorker {
 /// Percent-encodes each segment of a key for a URL path.
 pub fn encode_key(key: &str) -> String {
     key.split('/')
-        .map(|s| percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string())
+        .map(|s| {
+            percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+        })
         .collect::<Vec<_>>()
         .join("/")
 }

@@ -49,7 +49,11 @@ impl Ledger {
         let snapshot = self.attempts.lock().unwrap().clone();
         let mut lost = Vec::new();
         for (key, attempts) in snapshot {
-            let Some(last) = attempts.iter().filter(|a| a.acked.is_some()).max_by_key(|a| a.acked) else {
+            let Some(last) = attempts
+                .iter()
+                .filter(|a| a.acked.is_some())
+                .max_by_key(|a| a.acked)
+            else {
                 continue;
             };
             let version = last.acked.unwrap();
@@ -57,7 +61,9 @@ impl Ledger {
             let object: Option<S3Object> = s3.object(&key).await;
             let fine = match (&object, &last.data) {
                 (Some(o), Some(data)) if o.version == version => o.data == *data,
-                (Some(o), _) if o.version > version => unacked().any(|a| a.data.as_ref() == Some(&o.data)),
+                (Some(o), _) if o.version > version => {
+                    unacked().any(|a| a.data.as_ref() == Some(&o.data))
+                }
                 (Some(_), _) => false, // older than the last acknowledged write
                 (None, None) => true,
                 (None, Some(_)) => unacked().any(|a| a.data.is_none()),
@@ -65,8 +71,14 @@ impl Ledger {
             if !fine {
                 lost.push(format!(
                     "{key}: last acknowledged v{version} ({}), S3 holds {}",
-                    if last.data.is_some() { "write" } else { "delete" },
-                    object.map(|o| format!("v{}", o.version)).unwrap_or_else(|| "nothing".into())
+                    if last.data.is_some() {
+                        "write"
+                    } else {
+                        "delete"
+                    },
+                    object
+                        .map(|o| format!("v{}", o.version))
+                        .unwrap_or_else(|| "nothing".into())
                 ));
             }
         }
@@ -82,7 +94,11 @@ impl Ledger {
         println!("{line}");
         let log = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("durability.log");
         use std::io::Write as _;
-        if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(log) {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
             let _ = writeln!(file, "{line}");
         }
     }

@@ -13,6 +13,10 @@ struct Faults {
     /// Object paths (`/bucket/key`) answered with 403 AccessDenied.
     refused: Vec<String>,
     refused_count: u64,
+    /// The next this-many object writes get 503 SlowDown with this `Retry-After` (seconds).
+    slow_downs: (u32, u64),
+    /// When each object write arrived.
+    put_times: Vec<std::time::Instant>,
 }
 
 #[derive(Clone)]
@@ -75,6 +79,16 @@ impl S3Proxy {
         self.faults.lock().unwrap().refused.clear();
     }
 
+    /// The next `count` object writes get 503 SlowDown asking to retry after `secs`.
+    pub fn slow_down(&self, count: u32, secs: u64) {
+        self.faults.lock().unwrap().slow_downs = (count, secs);
+    }
+
+    /// When each object write arrived, in order.
+    pub fn put_times(&self) -> Vec<std::time::Instant> {
+        self.faults.lock().unwrap().put_times.clone()
+    }
+
     /// How many requests were refused so far.
     pub fn refused_count(&self) -> u64 {
         self.faults.lock().unwrap().refused_count
@@ -88,22 +102,44 @@ async fn forward(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
     let path = percent_encoding::percent_decode_str(req.path())
         .decode_utf8_lossy()
         .into_owned();
-    let (delay, refused) = {
+    let (delay, refused, slow_down) = {
         let mut faults = faults.lock().unwrap();
         let refused = faults.refused.iter().any(|p| *p == path);
         if refused {
             faults.refused_count += 1;
         }
-        (faults.delay, refused)
+        let mut slow_down = None;
+        // Object writes only (`/bucket/key`), not bucket creation (`/bucket`).
+        let object_write =
+            req.method() == actix_web::http::Method::PUT && path.trim_matches('/').contains('/');
+        if object_write {
+            faults.put_times.push(std::time::Instant::now());
+        }
+        if object_write && faults.slow_downs.0 > 0 {
+            faults.slow_downs.0 -= 1;
+            slow_down = Some(faults.slow_downs.1);
+        }
+        (faults.delay, refused, slow_down)
     };
+    if let Some(secs) = slow_down {
+        return HttpResponse::ServiceUnavailable()
+            .insert_header(("Retry-After", secs.to_string()))
+            .content_type("application/xml")
+            .body(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>SlowDown</Code>\
+                   <Message>Please reduce your request rate.</Message></Error>",
+            );
+    }
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
     if refused {
-        return HttpResponse::Forbidden().content_type("application/xml").body(
-            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>\
+        return HttpResponse::Forbidden()
+            .content_type("application/xml")
+            .body(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>\
              <Message>Access Denied (injected by the test proxy)</Message></Error>",
-        );
+            );
     }
     let url = format!("http://127.0.0.1:{upstream_port}{}", req.uri());
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
@@ -121,7 +157,10 @@ async fn forward(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
         actix_web::http::StatusCode::from_u16(response.status().as_u16()).unwrap(),
     );
     for (name, value) in response.headers() {
-        if !matches!(name.as_str(), "connection" | "transfer-encoding" | "content-length") {
+        if !matches!(
+            name.as_str(),
+            "connection" | "transfer-encoding" | "content-length"
+        ) {
             answer.insert_header((name.as_str(), value.as_bytes()));
         }
     }

@@ -13,7 +13,10 @@ async fn delete_answers_404_everywhere_at_once_and_the_worker_removes_the_object
     let _worker = TestWorker::spawn(&settings).await;
     let data = random_bytes(300);
     assert_eq!(one.put("doomed/a", "txt", &data).await.status(), 201);
-    eventually(Duration::from_secs(20), "doomed/a in S3", || backends.s3.object("doomed/a")).await;
+    eventually(Duration::from_secs(20), "doomed/a in S3", || {
+        backends.s3.object("doomed/a")
+    })
+    .await;
 
     let response = one.delete("doomed/a").await;
     assert_eq!(response.status(), 200);
@@ -28,19 +31,30 @@ async fn delete_answers_404_everywhere_at_once_and_the_worker_removes_the_object
         assert_eq!(body["code"], "not_found");
     }
     backends.wait_until_drained(Duration::from_secs(20)).await;
-    assert!(backends.s3.object("doomed/a").await.is_none(), "the worker left the object in S3");
+    assert!(
+        backends.s3.object("doomed/a").await.is_none(),
+        "the worker left the object in S3"
+    );
     // Still 404 once the marker is clean, and a second delete is a 404 too.
     assert_eq!(two.get("doomed/a").await.status(), 404);
     assert_eq!(two.delete("doomed/a").await.status(), 404);
     // The seed's GET /remove/<key> does the same.
     assert_eq!(one.put("doomed/b", "", b"b").await.status(), 201);
-    let response = one.http.get(format!("{}/remove/doomed/b", one.address)).send().await.unwrap();
+    let response = one
+        .http
+        .get(format!("{}/remove/doomed/b", one.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(one.get("doomed/b").await.status(), 404);
     // A key never written is a JSON 404.
     let response = one.delete("never/was").await;
     assert_eq!(response.status(), 404);
-    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["code"], "not_found");
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["code"],
+        "not_found"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -52,7 +66,11 @@ async fn deleting_a_key_only_in_s3_works_after_the_cache_lost_it() {
     assert_eq!(app.put("cold", "", b"x").await.status(), 201);
     backends.wait_until_drained(Duration::from_secs(20)).await;
     let mut redis = backends.redis.client().await;
-    let _: () = redis::cmd("DEL").arg("bp:blob:cold").query_async(&mut redis).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg("bp:blob:cold")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
     assert_eq!(app.delete("cold").await.status(), 200);
     assert_eq!(app.get("cold").await.status(), 404);
     backends.wait_until_drained(Duration::from_secs(20)).await;
@@ -67,7 +85,10 @@ async fn a_pending_upload_never_brings_a_deleted_key_back() {
     let mut settings = backends.settings();
     settings.s3_endpoint = Some(proxy.endpoint());
     let app = TestApp::spawn(&settings).await;
-    let _workers = [TestWorker::spawn(&settings).await, TestWorker::spawn(&settings).await];
+    let _workers = [
+        TestWorker::spawn(&settings).await,
+        TestWorker::spawn(&settings).await,
+    ];
     for round in 0..5 {
         let key = format!("zombie/{round}");
         assert_eq!(app.put(&key, "", &random_bytes(100)).await.status(), 201);
@@ -78,8 +99,15 @@ async fn a_pending_upload_never_brings_a_deleted_key_back() {
     backends.wait_until_drained(Duration::from_secs(30)).await;
     for round in 0..5 {
         let key = format!("zombie/{round}");
-        assert!(backends.s3.object(&key).await.is_none(), "{key} came back in S3");
-        assert_eq!(app.get(&key).await.status(), 404, "{key} came back in the cache");
+        assert!(
+            backends.s3.object(&key).await.is_none(),
+            "{key} came back in S3"
+        );
+        assert_eq!(
+            app.get(&key).await.status(),
+            404,
+            "{key} came back in the cache"
+        );
     }
 }
 
@@ -93,7 +121,9 @@ async fn write_concern_1_answers_once_the_version_is_in_s3() {
     let response = app
         .http
         .post(format!("{}/put/?wc=1", app.address))
-        .json(&serde_json::json!({"key": "durable", "data": blobproxy::domain::encode_base64(&data)}))
+        .json(
+            &serde_json::json!({"key": "durable", "data": blobproxy::domain::encode_base64(&data)}),
+        )
         .send()
         .await
         .unwrap();
@@ -101,14 +131,23 @@ async fn write_concern_1_answers_once_the_version_is_in_s3() {
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["persisted"], true);
     // Already there: no waiting.
-    let object = backends.s3.object("durable").await.expect("in S3 when wc=1 answered");
+    let object = backends
+        .s3
+        .object("durable")
+        .await
+        .expect("in S3 when wc=1 answered");
     assert!(object.data == data);
     assert_eq!(object.version, body["version"].as_u64().unwrap());
     // The default (wc=0) says it did not wait.
     let body: serde_json::Value = app.put("fast", "", b"f").await.json().await.unwrap();
     assert_eq!(body["persisted"], false);
     // A delete with wc=1 answers once the object is gone.
-    let response = app.http.delete(format!("{}/blobs/durable?wc=1", app.address)).send().await.unwrap();
+    let response = app
+        .http
+        .delete(format!("{}/blobs/durable?wc=1", app.address))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert!(backends.s3.object("durable").await.is_none());
     // Only 0 and 1 are write concerns.
@@ -120,7 +159,10 @@ async fn write_concern_1_answers_once_the_version_is_in_s3() {
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
-    assert_eq!(response.json::<serde_json::Value>().await.unwrap()["code"], "invalid_query");
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["code"],
+        "invalid_query"
+    );
     assert_eq!(app.get("k").await.status(), 404);
 }
 
@@ -136,7 +178,9 @@ async fn write_concern_1_times_out_with_504_when_s3_is_down_and_the_write_still_
     let response = app
         .http
         .post(format!("{}/put/?wc=1", app.address))
-        .json(&serde_json::json!({"key": "queued", "data": blobproxy::domain::encode_base64(&data)}))
+        .json(
+            &serde_json::json!({"key": "queued", "data": blobproxy::domain::encode_base64(&data)}),
+        )
         .send()
         .await
         .unwrap();
@@ -148,7 +192,10 @@ async fn write_concern_1_times_out_with_504_when_s3_is_down_and_the_write_still_
     assert!(body["msg"].as_str().unwrap().contains("queued"));
     assert_eq!(app.get_bytes("queued").await.0, data);
     backends.s3.restart().await;
-    let object = eventually(Duration::from_secs(30), "queued in S3", || backends.s3.object("queued")).await;
+    let object = eventually(Duration::from_secs(30), "queued in S3", || {
+        backends.s3.object("queued")
+    })
+    .await;
     assert!(object.data == data);
     assert_eq!(object.version, body["version"].as_u64().unwrap());
 }
