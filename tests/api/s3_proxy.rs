@@ -104,7 +104,7 @@ async fn forward(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
         .into_owned();
     let (delay, refused, slow_down) = {
         let mut faults = faults.lock().unwrap();
-        let refused = faults.refused.iter().any(|p| *p == path);
+        let refused = faults.refused.contains(&path);
         if refused {
             faults.refused_count += 1;
         }
