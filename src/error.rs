@@ -24,6 +24,8 @@ pub enum ApiError {
     InvalidExtension(String),
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
+    #[error("{0}")]
+    InvalidContentType(String),
     #[error("the request body is larger than the {0} bytes a blob of the maximum size needs")]
     BodyTooLarge(usize),
     #[error("{0}")]
@@ -64,6 +66,7 @@ impl ApiError {
             ApiError::InvalidKey(_) => "invalid_key",
             ApiError::InvalidExtension(_) => "invalid_extension",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::InvalidContentType(_) => "invalid_content_type",
             ApiError::BodyTooLarge(_) => "payload_too_large",
             ApiError::BlobTooLarge(_) => "blob_too_large",
             ApiError::NotFound(_) => "not_found",
@@ -97,7 +100,8 @@ impl ResponseError for ApiError {
             | ApiError::InvalidQuery(_)
             | ApiError::InvalidBase64(_)
             | ApiError::InvalidKey(_)
-            | ApiError::InvalidExtension(_) => StatusCode::BAD_REQUEST,
+            | ApiError::InvalidExtension(_)
+            | ApiError::InvalidContentType(_) => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge(_) | ApiError::BlobTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
@@ -137,6 +141,7 @@ impl From<InvalidInput> for ApiError {
             InvalidInput::Key(_) => ApiError::InvalidKey(e.to_string()),
             InvalidInput::Extension(_) => ApiError::InvalidExtension(e.to_string()),
             InvalidInput::Base64(_) => ApiError::InvalidBase64(e.to_string()),
+            InvalidInput::ContentType(_) => ApiError::InvalidContentType(e.to_string()),
         }
     }
 }

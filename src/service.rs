@@ -83,6 +83,7 @@ impl BlobService {
         &self,
         key: BlobKey,
         extension: &Extension,
+        content_type: &str,
         data: &[u8],
     ) -> Result<Stored, ServiceError> {
         if data.len() > self.max_blob_bytes {
@@ -91,7 +92,10 @@ impl BlobService {
                 max: self.max_blob_bytes,
             });
         }
-        let written = self.cache.put(&key, extension.as_str(), data).await?;
+        let written = self
+            .cache
+            .put(&key, extension.as_str(), content_type, data)
+            .await?;
         self.queue_if_needed(&key, written).await;
         Ok(Stored {
             key,

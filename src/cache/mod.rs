@@ -5,8 +5,8 @@
 //! one round trip. This module knows nothing of HTTP or S3.
 //!
 //! Layout in Redis (all under the `bp:` prefix):
-//! - `bp:blob:<key>`: hash `k` (`blob` or `tomb`), `d` (bytes), `e` (extension), `v` (version),
-//!   `s` (`dirty`/`clean`). Dirty records have no TTL, so no expiry and no `volatile-*`
+//! - `bp:blob:<key>`: hash `k` (`blob` or `tomb`), `d` (bytes), `e` (extension), `c` (content
+//!   type), `v` (version), `s` (`dirty`/`clean`). Dirty records have no TTL, so no expiry and no `volatile-*`
 //!   eviction can drop them; clean ones expire after `BLOBPROXY_CACHE_TTL_SECS`.
 //! - `bp:version`: the last version handed out.
 //! - `bp:dirty`: sorted set of dirty keys, scored by when they became dirty (ms).
@@ -102,22 +102,24 @@ impl BlobCache {
         &self,
         key: &BlobKey,
         extension: &str,
+        content_type: &str,
         data: &[u8],
     ) -> Result<Written, CacheError> {
-        self.write(key, extension, data, "blob").await
+        self.write(key, extension, content_type, data, "blob").await
     }
 
     /// Records the delete of `key` as a new, dirty version: reads answer 404 at once, and the
     /// worker removes the S3 object; an older pending upload can never bring the key back.
     #[tracing::instrument(skip_all, fields(%key))]
     pub async fn delete(&self, key: &BlobKey) -> Result<Written, CacheError> {
-        self.write(key, "", &[], "tomb").await
+        self.write(key, "", "", &[], "tomb").await
     }
 
     async fn write(
         &self,
         key: &BlobKey,
         extension: &str,
+        content_type: &str,
         data: &[u8],
         kind: &str,
     ) -> Result<Written, CacheError> {
@@ -130,6 +132,7 @@ impl BlobCache {
             .arg(extension)
             .arg(key.as_str())
             .arg(kind)
+            .arg(content_type)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(Written {
@@ -146,11 +149,12 @@ impl BlobCache {
             Option<String>,
             Option<String>,
             Option<String>,
+            Option<String>,
         );
-        let (kind, data, ext, version, state): Fields = self
+        let (kind, data, ext, content_type, version, state): Fields = self
             .conn
             .clone()
-            .hmget(record_key(key), &["k", "d", "e", "v", "s"])
+            .hmget(record_key(key), &["k", "d", "e", "c", "v", "s"])
             .await?;
         let Some(version) = version else {
             return Ok(None);
@@ -161,6 +165,7 @@ impl BlobCache {
             (_, Some(data)) => Some(Blob {
                 data: Bytes::from(data),
                 extension: ext.unwrap_or_default(),
+                content_type: content_type.unwrap_or_else(|| "application/octet-stream".into()),
                 version,
             }),
             (_, None) => return Ok(None), // a partial record cannot exist; treat as a miss
@@ -187,6 +192,7 @@ impl BlobCache {
             .arg(&blob.extension)
             .arg(blob.version.to_string())
             .arg(ttl.as_secs())
+            .arg(&blob.content_type)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(cached == 1)

@@ -2,7 +2,7 @@
 -- delete marker (ARGV[4] = 'tomb', so the delete is ordered with the writes and drained too).
 -- KEYS[1] record hash, KEYS[2] version counter, KEYS[3] dirty set (member = key, score = ms
 -- since the key first became dirty), KEYS[4] dead letters.
--- ARGV[1] data, ARGV[2] extension, ARGV[3] key, ARGV[4] kind.
+-- ARGV[1] data, ARGV[2] extension, ARGV[3] key, ARGV[4] kind, ARGV[5] content type.
 -- Returns {version, 1 if a drain job is needed (the key was clean, or dead-lettered), else 0}.
 -- No allow-oom flag: when Redis is full the first write (SET) fails and nothing is written.
 local t = redis.call('TIME')
@@ -16,9 +16,10 @@ local vs = string.format('%d', v)
 redis.call('SET', KEYS[2], vs)
 if ARGV[4] == 'tomb' then
   redis.call('HSET', KEYS[1], 'k', 'tomb', 'v', vs, 's', 'dirty')
-  redis.call('HDEL', KEYS[1], 'd', 'e')
+  redis.call('HDEL', KEYS[1], 'd', 'e', 'c')
 else
-  redis.call('HSET', KEYS[1], 'k', 'blob', 'd', ARGV[1], 'e', ARGV[2], 'v', vs, 's', 'dirty')
+  redis.call('HSET', KEYS[1], 'k', 'blob', 'd', ARGV[1], 'e', ARGV[2], 'c', ARGV[5], 'v', vs,
+    's', 'dirty')
 end
 -- A dirty record must never expire or be evicted: it is the only copy until it is in S3.
 redis.call('PERSIST', KEYS[1])

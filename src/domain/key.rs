@@ -12,6 +12,23 @@ pub enum InvalidInput {
     Extension(&'static str),
     #[error("data is not valid base64: {0}")]
     Base64(String),
+    #[error("invalid Content-Type: {0}")]
+    ContentType(&'static str),
+}
+
+/// The media type to store for a blob: the one the client sent (raw PUT), else the one its
+/// extension implies, else `application/octet-stream`.
+pub fn content_type(sent: Option<&str>, extension: &Extension) -> Result<String, InvalidInput> {
+    let Some(sent) = sent.map(str::trim).filter(|s| !s.is_empty()) else {
+        return Ok(extension.content_type());
+    };
+    if sent.len() > 255 {
+        return Err(InvalidInput::ContentType("longer than 255 characters"));
+    }
+    if !sent.bytes().all(|b| (0x20..0x7f).contains(&b)) || !sent.contains('/') {
+        return Err(InvalidInput::ContentType("not a media type like image/png"));
+    }
+    Ok(sent.to_owned())
 }
 
 /// A blob key: 1 to 1024 bytes of UTF-8, no control characters, no leading `/`, and no empty,
@@ -140,6 +157,18 @@ mod tests {
         assert!(Extension::parse("x".repeat(33)).is_err());
         assert!(Extension::parse("p/ng").is_err());
         assert!(Extension::parse("png ").is_err());
+    }
+
+    #[test]
+    fn a_sent_content_type_wins_and_must_look_like_one() {
+        let png = Extension::parse("png").unwrap();
+        assert_eq!(content_type(None, &png).unwrap(), "image/png");
+        assert_eq!(
+            content_type(Some("text/plain; charset=utf-8"), &png).unwrap(),
+            "text/plain; charset=utf-8"
+        );
+        assert!(content_type(Some("nonsense"), &png).is_err());
+        assert!(content_type(Some("a/b\u{7f}"), &png).is_err());
     }
 
     #[test]

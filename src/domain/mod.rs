@@ -3,7 +3,7 @@
 
 mod key;
 
-pub use key::{BlobKey, Extension, InvalidInput};
+pub use key::{BlobKey, Extension, InvalidInput, content_type};
 
 use base64::Engine as _;
 use base64::engine::{GeneralPurpose, GeneralPurposeConfig, general_purpose};
@@ -33,11 +33,14 @@ pub fn base64_len(max_bytes: usize) -> usize {
     max_bytes.div_ceil(3) * 4
 }
 
-/// A blob as the cache and the store hold it: bytes, extension and the version that wrote it.
+/// A blob as the cache and the store hold it: bytes, extension, media type and the version that
+/// wrote it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Blob {
     pub data: bytes::Bytes,
     pub extension: String,
+    /// What `GET /blobs/<key>` answers as `Content-Type` (and S3 stores).
+    pub content_type: String,
     /// Grows with every write of any key (microseconds of Redis time, made strictly increasing),
     /// so a newer write of a key always has a larger version, even after a Redis restart.
     pub version: u64,

@@ -21,11 +21,11 @@ pub struct PutRequest {
 #[derive(Deserialize)]
 pub struct WriteParams {
     #[serde(default)]
-    wc: Option<u8>,
+    pub(super) wc: Option<u8>,
 }
 
 impl WriteParams {
-    fn concern(&self) -> Result<WriteConcern, ApiError> {
+    pub(super) fn concern(&self) -> Result<WriteConcern, ApiError> {
         match self.wc {
             None | Some(0) => Ok(WriteConcern::Cached),
             Some(1) => Ok(WriteConcern::Persisted),
@@ -37,16 +37,16 @@ impl WriteParams {
 }
 
 #[derive(Serialize)]
-struct WriteResponse<'a> {
-    msg: &'static str,
-    key: &'a str,
+pub(super) struct WriteResponse<'a> {
+    pub msg: &'static str,
+    pub key: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    extension: Option<&'a str>,
+    pub extension: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    size: Option<usize>,
-    version: u64,
+    pub size: Option<usize>,
+    pub version: u64,
     /// Whether S3 already holds this version (always true when `wc=1` answered 2xx).
-    persisted: bool,
+    pub persisted: bool,
 }
 
 #[derive(Serialize)]
@@ -59,7 +59,7 @@ struct GetResponse<'a> {
 }
 
 /// Applies the write concern: with `wc=1`, waits for S3 or answers 504 (the write stands).
-async fn persisted(
+pub(super) async fn persisted(
     service: &BlobService,
     settings: &HttpSettings,
     concern: WriteConcern,
@@ -106,7 +106,8 @@ pub async fn put_json(
     }
     let bytes = decode_base64(&data)?;
     drop(data);
-    let stored = service.put(key, &extension, &bytes).await?;
+    let content_type = extension.content_type();
+    let stored = service.put(key, &extension, &content_type, &bytes).await?;
     let persisted = persisted(&service, &settings, concern, &stored).await?;
     Ok(HttpResponse::Created().json(WriteResponse {
         msg: "stored",

@@ -1,7 +1,9 @@
 //! The HTTP edge: one file per route group; handlers only parse and map errors.
 
 pub mod blobs;
+mod body;
 pub mod health;
+pub mod raw;
 pub mod status;
 
 use std::time::Duration;
@@ -36,6 +38,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, settings: HttpSettings) {
         .route("/get/{key:.*}", web::get().to(blobs::get_json))
         .route("/remove/{key:.*}", web::get().to(blobs::delete))
         .route("/blobs/{key:.*}", web::delete().to(blobs::delete))
+        .route("/blobs/{key:.*}", web::put().to(raw::put))
+        .route("/blobs/{key:.*}", web::get().to(raw::get))
+        .route("/blobs/{key:.*}", web::head().to(raw::get))
         .route("/status", web::get().to(status::status))
         .route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))

@@ -12,7 +12,7 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
 
 use crate::config::Settings;
-use crate::domain::{Blob, BlobKey, Extension};
+use crate::domain::{Blob, BlobKey};
 
 const META_EXTENSION: &str = "extension";
 const META_VERSION: &str = "version";
@@ -180,15 +180,12 @@ impl BlobStore {
 
     #[tracing::instrument(skip_all, fields(%key, version = blob.version, size = blob.data.len()))]
     pub async fn put(&self, key: &BlobKey, blob: &Blob) -> Result<(), StoreError> {
-        let content_type = Extension::parse(blob.extension.clone())
-            .map(|e| e.content_type())
-            .unwrap_or_else(|_| "application/octet-stream".to_owned());
         self.client
             .put_object()
             .bucket(&self.bucket)
             .key(key.as_str())
             .body(ByteStream::from(blob.data.clone()))
-            .content_type(content_type)
+            .content_type(&blob.content_type)
             .metadata(META_EXTENSION, &blob.extension)
             .metadata(META_VERSION, blob.version.to_string())
             .send()
@@ -249,6 +246,10 @@ impl BlobStore {
             .await
             .map_err(classify)?;
         let metadata = object.metadata().cloned().unwrap_or_default();
+        let content_type = object
+            .content_type()
+            .unwrap_or("application/octet-stream")
+            .to_owned();
         let data: Bytes = object
             .body
             .collect()
@@ -261,6 +262,7 @@ impl BlobStore {
         Ok(Blob {
             data,
             extension: metadata.get(META_EXTENSION).cloned().unwrap_or_default(),
+            content_type,
             version: metadata
                 .get(META_VERSION)
                 .and_then(|v| v.parse().ok())

@@ -1,0 +1,154 @@
+//! The raw fast path: `PUT /blobs/<key>` with the bytes as the body and `GET`/`HEAD
+//! /blobs/<key>` answering the bytes, with `Content-Type`, `ETag` (`If-None-Match` -> 304) and
+//! single `Range` requests (206/416). No base64, no JSON around the bytes, no copy of them.
+
+use std::str::FromStr as _;
+
+use actix_web::http::header::{self, ByteRangeSpec, Range};
+use actix_web::{HttpRequest, HttpResponse, web};
+use serde::Deserialize;
+
+use super::HttpSettings;
+use super::blobs::{WriteParams, WriteResponse, key_from_path, persisted};
+use super::body::read_limited;
+use crate::domain::{Blob, Extension, content_type};
+use crate::error::ApiError;
+use crate::service::BlobService;
+
+#[derive(Deserialize)]
+pub struct RawPutParams {
+    /// Extension to record (the JSON API's `extension`).
+    #[serde(default)]
+    ext: Option<String>,
+    #[serde(default)]
+    wc: Option<u8>,
+}
+
+#[tracing::instrument(skip_all, fields(key))]
+pub async fn put(
+    service: web::Data<BlobService>,
+    settings: web::Data<HttpSettings>,
+    params: web::Query<RawPutParams>,
+    req: HttpRequest,
+    payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let concern = WriteParams { wc: params.wc }.concern()?;
+    let key = key_from_path(&req, "/blobs/")?;
+    tracing::Span::current().record("key", key.as_str());
+    let extension = Extension::parse(params.ext.clone().unwrap_or_default())?;
+    let sent_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let content_type = content_type(sent_type, &extension)?;
+    let data = read_limited(&req, payload, service.max_blob_bytes, |max| {
+        ApiError::BlobTooLarge(format!("the blob is over the limit of {max} bytes"))
+    })
+    .await?;
+    let stored = service.put(key, &extension, &content_type, &data).await?;
+    let persisted = persisted(&service, &settings, concern, &stored).await?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::ETAG, etag(stored.version)))
+        .json(WriteResponse {
+            msg: "stored",
+            key: stored.key.as_str(),
+            extension: Some(extension.as_str()),
+            size: Some(stored.size),
+            version: stored.version,
+            persisted,
+        }))
+}
+
+/// A strong validator: one version of a key is one exact byte sequence.
+fn etag(version: u64) -> String {
+    format!("\"{version}\"")
+}
+
+fn matches_etag(req: &HttpRequest, etag: &str) -> bool {
+    req.headers()
+        .get_all(header::IF_NONE_MATCH)
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().trim_start_matches("W/"))
+        .any(|v| v == "*" || v == etag)
+}
+
+/// `GET` and `HEAD` (actix leaves the body out of a HEAD answer, keeping its length).
+#[tracing::instrument(skip_all, fields(key))]
+pub async fn get(
+    service: web::Data<BlobService>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    let key = key_from_path(&req, "/blobs/")?;
+    tracing::Span::current().record("key", key.as_str());
+    let blob = service.get(&key).await?;
+    let etag = etag(blob.version);
+    if matches_etag(&req, &etag) {
+        return Ok(HttpResponse::NotModified()
+            .insert_header((header::ETAG, etag))
+            .finish());
+    }
+    let total = blob.data.len() as u64;
+    let mut response = HttpResponse::Ok();
+    response
+        .insert_header((header::ETAG, etag.clone()))
+        .insert_header((header::ACCEPT_RANGES, "bytes"))
+        .insert_header(("X-Blob-Version", blob.version.to_string()))
+        .insert_header(("X-Blob-Extension", blob.extension.clone()));
+    match requested_range(&req, &etag, total) {
+        RangeAnswer::Full => Ok(response.content_type(blob.content_type).body(blob.data)),
+        RangeAnswer::Part(start, end) => {
+            let Blob {
+                data, content_type, ..
+            } = blob;
+            Ok(response
+                .status(actix_web::http::StatusCode::PARTIAL_CONTENT)
+                .insert_header((
+                    header::CONTENT_RANGE,
+                    format!("bytes {start}-{end}/{total}"),
+                ))
+                .content_type(content_type)
+                .body(data.slice(start as usize..=end as usize)))
+        }
+        RangeAnswer::Unsatisfiable => Ok(HttpResponse::RangeNotSatisfiable()
+            .insert_header((header::CONTENT_RANGE, format!("bytes */{total}")))
+            .json(crate::error::ErrorBody {
+                code: "range_not_satisfiable",
+                msg: format!("the blob is {total} bytes long"),
+            })),
+    }
+}
+
+enum RangeAnswer {
+    Full,
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+/// One byte range is served as 206; several ranges, a stale `If-Range` or a malformed header
+/// get the whole blob (as RFC 9110 allows).
+fn requested_range(req: &HttpRequest, etag: &str, total: u64) -> RangeAnswer {
+    let Some(raw) = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return RangeAnswer::Full;
+    };
+    if let Some(if_range) = req.headers().get(header::IF_RANGE)
+        && if_range.to_str().ok() != Some(etag)
+    {
+        return RangeAnswer::Full;
+    }
+    let Ok(Range::Bytes(specs)) = Range::from_str(raw) else {
+        return RangeAnswer::Full;
+    };
+    let [spec]: [ByteRangeSpec; 1] = match specs.try_into() {
+        Ok(one) => one,
+        Err(_) => return RangeAnswer::Full,
+    };
+    match spec.to_satisfiable_range(total) {
+        Some((start, end)) => RangeAnswer::Part(start, end),
+        None => RangeAnswer::Unsatisfiable,
+    }
+}
