@@ -21,6 +21,7 @@ pub mod error;
 pub mod healthcheck;
 pub mod http;
 pub mod jobs;
+pub mod loadgen;
 pub mod service;
 pub mod shutdown;
 pub mod startup;

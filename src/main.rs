@@ -24,6 +24,8 @@ enum Command {
     Worker(Settings),
     /// Run the HTTP server and a worker in one process (for local use).
     All(Settings),
+    /// Write (and optionally read back and compare) random blobs against a running service.
+    Loadgen(blobproxy::loadgen::LoadgenArgs),
     /// Queue every dead-lettered key for another drain (after fixing what made S3 refuse it).
     ReplayDeadLetters(Settings),
     /// Exit 0 when the local replica answers GET /healthz with 200 (Docker HEALTHCHECK).
@@ -33,8 +35,10 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    if let Command::Healthcheck(args) = &cli.command {
-        return blobproxy::healthcheck::probe(args).await;
+    match &cli.command {
+        Command::Healthcheck(args) => return blobproxy::healthcheck::probe(args).await,
+        Command::Loadgen(args) => return blobproxy::loadgen::run(args.clone()).await,
+        _ => {}
     }
     blobproxy::telemetry::init();
     if let Command::Serve(settings)
@@ -53,6 +57,6 @@ async fn main() -> anyhow::Result<()> {
             println!("re-queued {queued} dead-lettered key(s)");
             Ok(())
         }
-        Command::Healthcheck(_) => unreachable!("handled above"),
+        Command::Healthcheck(_) | Command::Loadgen(_) => unreachable!("handled above"),
     }
 }

@@ -1,8 +1,8 @@
 //! The blob service: the write, delete and read paths, free of HTTP so tests and other front
 //! ends can call them.
 //!
-//! PUT/DELETE: validate -> cache a new dirty version (one Lua round trip) -> queue a drain job
-//! if nobody drains the key yet -> with write concern 1, wait until S3 has it.
+//! PUT/DELETE: validate -> one Lua round trip that caches a new dirty version and queues a drain
+//! job if nobody drains the key yet -> with write concern 1, wait until S3 has it.
 //! GET: cache (a delete marker answers 404), else S3 and re-cache as clean (never over a newer
 //! record).
 
@@ -10,9 +10,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::cache::{BlobCache, CacheError, DeadLetter, Written};
+use crate::cache::{BlobCache, CacheError, DeadLetter};
 use crate::domain::{Blob, BlobKey, Extension, InvalidInput};
-use crate::jobs::{DrainJob, JobQueue};
+use crate::jobs::JobQueue;
 use crate::store::{BlobStore, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -94,9 +94,15 @@ impl BlobService {
         }
         let written = self
             .cache
-            .put(&key, extension.as_str(), content_type, data)
+            .put(
+                &key,
+                extension.as_str(),
+                content_type,
+                data,
+                self.queue.keys(),
+            )
             .await?;
-        self.queue_if_needed(&key, written).await;
+        tracing::debug!(version = written.version, queued = written.queued, "cached");
         Ok(Stored {
             key,
             size: data.len(),
@@ -114,28 +120,12 @@ impl BlobService {
         if !exists {
             return Err(ServiceError::NotFound(key.to_string()));
         }
-        let written = self.cache.delete(&key).await?;
-        self.queue_if_needed(&key, written).await;
+        let written = self.cache.delete(&key, self.queue.keys()).await?;
         Ok(Stored {
             key,
             size: 0,
             version: written.version,
         })
-    }
-
-    async fn queue_if_needed(&self, key: &BlobKey, written: Written) {
-        if !written.needs_job {
-            return;
-        }
-        let job = DrainJob {
-            key: key.to_string(),
-            version: written.version,
-        };
-        // The write is already stored and marked dirty; if the job cannot be queued, the
-        // worker's sweep drains the key. So the write still succeeds.
-        if let Err(e) = self.queue.push(job).await {
-            tracing::error!(error = %e, "write cached but its drain job was not queued; the sweep will drain it");
-        }
     }
 
     /// Waits until S3 reflects `version` of `key` (or a newer one); false on timeout.

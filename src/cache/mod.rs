@@ -25,6 +25,7 @@ use redis::aio::ConnectionManager;
 use redis::{AsyncCommands, Script};
 
 use crate::domain::{Blob, BlobKey};
+use crate::jobs::QueueKeys;
 
 const VERSION_KEY: &str = "bp:version";
 pub const DIRTY_SET: &str = "bp:dirty";
@@ -40,7 +41,12 @@ fn lease_key(key: &BlobKey) -> String {
 }
 
 // Each script hashes its source once; `invoke_async` sends EVALSHA and loads it on NOSCRIPT.
-static PUT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("put.lua")));
+static PUT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("../jobs/queue_job.lua"),
+        include_str!("put.lua")
+    ))
+});
 static RECACHE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("recache.lua")));
 
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +74,9 @@ impl From<redis::RedisError> for CacheError {
 #[derive(Debug, Clone, Copy)]
 pub struct Written {
     pub version: u64,
-    /// Nobody is draining the key (it was clean, absent or dead-lettered): queue a job.
-    pub needs_job: bool,
+    /// A drain job was queued: nobody was draining the key (it was clean, absent or
+    /// dead-lettered). Otherwise the worker draining it will pick this version up.
+    pub queued: bool,
 }
 
 /// A cached record: a blob, or the marker of a delete, and whether S3 already reflects it.
@@ -104,15 +111,17 @@ impl BlobCache {
         extension: &str,
         content_type: &str,
         data: &[u8],
+        queue: &QueueKeys,
     ) -> Result<Written, CacheError> {
-        self.write(key, extension, content_type, data, "blob").await
+        self.write(key, extension, content_type, data, "blob", queue)
+            .await
     }
 
     /// Records the delete of `key` as a new, dirty version: reads answer 404 at once, and the
     /// worker removes the S3 object; an older pending upload can never bring the key back.
     #[tracing::instrument(skip_all, fields(%key))]
-    pub async fn delete(&self, key: &BlobKey) -> Result<Written, CacheError> {
-        self.write(key, "", "", &[], "tomb").await
+    pub async fn delete(&self, key: &BlobKey, queue: &QueueKeys) -> Result<Written, CacheError> {
+        self.write(key, "", "", &[], "tomb", queue).await
     }
 
     async fn write(
@@ -122,22 +131,29 @@ impl BlobCache {
         content_type: &str,
         data: &[u8],
         kind: &str,
+        queue: &QueueKeys,
     ) -> Result<Written, CacheError> {
-        let (version, needs_job): (String, i64) = PUT
+        let mut invocation = PUT.prepare_invoke();
+        invocation
             .key(record_key(key))
             .key(VERSION_KEY)
             .key(DIRTY_SET)
-            .key(DEAD_LETTERS)
+            .key(DEAD_LETTERS);
+        for queue_key in queue.as_array() {
+            invocation.key(queue_key);
+        }
+        let (version, queued): (String, i64) = invocation
             .arg(data)
             .arg(extension)
             .arg(key.as_str())
             .arg(kind)
             .arg(content_type)
+            .arg(crate::jobs::queue::new_job_id())
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(Written {
             version: parse_version(&version)?,
-            needs_job: needs_job == 1,
+            queued: queued == 1,
         })
     }
 

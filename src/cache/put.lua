@@ -1,9 +1,11 @@
--- Writes a new version of a key, as dirty, in one round trip: a blob (ARGV[4] = 'blob') or a
--- delete marker (ARGV[4] = 'tomb', so the delete is ordered with the writes and drained too).
+-- Writes a new version of a key, as dirty, and queues its drain job if nobody drains the key
+-- yet: the whole write path in one round trip. A blob (ARGV[4] = 'blob') or a delete marker
+-- (ARGV[4] = 'tomb', so the delete is ordered with the writes and drained too).
 -- KEYS[1] record hash, KEYS[2] version counter, KEYS[3] dirty set (member = key, score = ms
--- since the key first became dirty), KEYS[4] dead letters.
--- ARGV[1] data, ARGV[2] extension, ARGV[3] key, ARGV[4] kind, ARGV[5] content type.
--- Returns {version, 1 if a drain job is needed (the key was clean, or dead-lettered), else 0}.
+-- since the key first became dirty), KEYS[4] dead letters, KEYS[5..8] the job queue.
+-- ARGV[1] data, ARGV[2] extension, ARGV[3] key, ARGV[4] kind, ARGV[5] content type,
+-- ARGV[6] id for the job, if one is needed.
+-- Returns {version, 1 if a job was queued (the key was clean, absent or dead-lettered)}.
 -- No allow-oom flag: when Redis is full the first write (SET) fails and nothing is written.
 local t = redis.call('TIME')
 local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -26,4 +28,7 @@ redis.call('PERSIST', KEYS[1])
 local needs_job = redis.call('ZADD', KEYS[3], 'NX', math.floor(now_us / 1000), ARGV[3])
 -- A new write gives a dead-lettered key a fresh start.
 if redis.call('HDEL', KEYS[4], ARGV[3]) == 1 then needs_job = 1 end
+if needs_job == 1 then
+  queue_job({KEYS[5], KEYS[6], KEYS[7], KEYS[8]}, ARGV[6], ARGV[3], vs)
+end
 return {vs, needs_job}

@@ -9,4 +9,4 @@ pub mod queue;
 pub mod worker;
 
 pub use drain::Drainer;
-pub use queue::{DrainJob, JobQueue};
+pub use queue::{DrainJob, JobQueue, QueueKeys};

@@ -1,13 +1,45 @@
 //! The job queue. A job names a key and the version that made it dirty, never the bytes: the
 //! worker reads the newest bytes from Redis when it runs, so a job is small and a late job
 //! never uploads stale data.
+//!
+//! Workers consume the queue through apalis-redis. Jobs are written by our own Lua
+//! (`queue_job.lua`): inside the PUT script, so a write and its job are one round trip, and
+//! straight onto the active list, which keeps a large backlog from wedging apalis.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
-use apalis::prelude::TaskSink;
 use apalis_redis::{Config, RedisStorage};
+use redis::Script;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+
+static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("queue_job.lua"),
+        include_str!("enqueue.lua")
+    ))
+});
+
+/// The Redis keys of the queue, in the order `queue_job.lua` takes them.
+#[derive(Debug, Clone)]
+pub struct QueueKeys {
+    pub data: String,
+    pub meta: String,
+    pub active: String,
+    pub signal: String,
+}
+
+impl QueueKeys {
+    pub fn as_array(&self) -> [&str; 4] {
+        [&self.data, &self.meta, &self.active, &self.signal]
+    }
+}
+
+/// A fresh job id; apalis-redis identifies jobs by ULID.
+pub fn new_job_id() -> String {
+    ulid::Ulid::generate().to_string()
+}
 
 /// Fixed queue name: apalis defaults to the Rust type path, which would strand queued jobs
 /// whenever the type moved.
@@ -27,13 +59,25 @@ pub struct EnqueueError(String);
 #[derive(Clone)]
 pub struct JobQueue {
     storage: RedisStorage<DrainJob>,
+    keys: QueueKeys,
 }
 
 impl JobQueue {
     pub fn new(conn: ConnectionManager, config: Config) -> Self {
+        let keys = QueueKeys {
+            data: config.job_data_hash(),
+            meta: config.job_meta_hash(),
+            active: config.active_jobs_list(),
+            signal: config.signal_list(),
+        };
         Self {
             storage: RedisStorage::new(conn).with_config(config),
+            keys,
         }
+    }
+
+    pub fn keys(&self) -> &QueueKeys {
+        &self.keys
     }
 
     /// The apalis configuration both sides use. `poll` is the heartbeat: apalis-redis only
@@ -66,10 +110,17 @@ impl JobQueue {
 
     #[tracing::instrument(skip_all, fields(key = %job.key, version = job.version))]
     pub async fn push(&self, job: DrainJob) -> Result<(), EnqueueError> {
-        self.storage
-            .clone()
-            .push(job)
+        let mut invocation = ENQUEUE.prepare_invoke();
+        for key in self.keys.as_array() {
+            invocation.key(key);
+        }
+        let _: i64 = invocation
+            .arg(new_job_id())
+            .arg(&job.key)
+            .arg(job.version.to_string())
+            .invoke_async(&mut self.storage.clone().get_connection().clone())
             .await
-            .map_err(|e| EnqueueError(e.to_string()))
+            .map_err(|e| EnqueueError(e.to_string()))?;
+        Ok(())
     }
 }

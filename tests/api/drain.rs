@@ -190,3 +190,37 @@ async fn a_dirty_key_whose_job_was_lost_is_swept_into_s3() {
     .await;
     assert_eq!(object.data, b"still here");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backlog_larger_than_lua_can_unpack_is_drained_through_the_queue() {
+    // apalis-redis moves due scheduled jobs with one `unpack`, which fails past ~8000 jobs;
+    // our jobs go straight to the active list, so a 9000-job backlog must drain normally.
+    let backends = Backends::start().await;
+    let settings = backends.settings();
+    let deps = blobproxy::startup::Dependencies::connect_with(&settings, Some(credentials()))
+        .await
+        .unwrap();
+    let service = deps.service(&settings);
+    let ext = blobproxy::domain::Extension::parse("").unwrap();
+    futures::future::join_all((0..9000).map(|i| {
+        let service = service.clone();
+        let ext = ext.clone();
+        async move {
+            let key = blobproxy::domain::BlobKey::parse(format!("backlog/{i}")).unwrap();
+            service
+                .put(key, &ext, "application/octet-stream", b"x")
+                .await
+                .unwrap();
+        }
+    }))
+    .await;
+    let app = TestApp::spawn(&settings).await;
+    assert_eq!(app.status().await["queued_jobs"], 9000);
+    let _worker = TestWorker::spawn(&settings).await;
+    eventually(Duration::from_secs(120), "the queue to empty", || async {
+        let status = app.status().await;
+        (status["queued_jobs"] == 0 && status["dirty"] == 0).then_some(())
+    })
+    .await;
+    assert_eq!(backends.s3.keys().await.len(), 9000);
+}

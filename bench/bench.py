@@ -1,0 +1,404 @@
+#!/usr/bin/env python3
+"""blobproxy's benchmark: the local topology against its ceilings and its alternative, in one run.
+
+Starts redis-server, s3s-fs, dnsmasq (DNS for the replicas), two `blobproxy serve` replicas,
+one `blobproxy worker`, and three nginx: the project's config in front of the replicas, the
+same config in front of a static-file upstream (the ideal proxy: nothing behind nginx costs
+less), and that static server itself. Loads them with wrk, and prints one table; writes
+bench/results.json and bench/results.png. Everything listens on 127.0.0.0/8 only.
+
+Run it through bench/run.sh, which installs what it needs and builds the release binary.
+"""
+
+import concurrent.futures
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release" / "blobproxy"
+LUA = ROOT / "bench" / "lua" / "requests.lua"
+OUT = ROOT / "bench"
+SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
+SIZES = [("1KiB", 1024), ("64KiB", 64 * 1024), ("1MiB", 1024 * 1024)]
+CONNECTIONS = {1024: 32, 64 * 1024: 32, 1024 * 1024: 16}
+ACCESS, SECRET, BUCKET = "bench", "bench-secret-key", "blobs"
+WORKER_CONCURRENCY = 16
+
+procs = []
+work = Path(tempfile.mkdtemp(prefix="blobproxy-bench-"))
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(host, port, what, timeout=30):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            socket.create_connection((host, port), 0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit(f"{what} did not listen on {host}:{port}")
+
+
+def spawn(name, cmd, env=None):
+    logf = open(work / f"{name}.log", "w")
+    p = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+    procs.append(p)
+    return p
+
+
+def stop_all():
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+    for p in procs:
+        try:
+            p.wait(5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def render(template, out, values):
+    text = Path(template).read_text()
+    for k, v in values.items():
+        text = text.replace("${" + k + "}", str(v))
+    assert "${" not in text, f"unrendered variable in {template}"
+    Path(out).write_text(text)
+
+
+def nginx(name, template_vars, static=False):
+    """An nginx running the project's config (rendered as the nginx image renders it)."""
+    d = work / name
+    (d / "conf.d").mkdir(parents=True)
+    if static:
+        render(ROOT / "bench" / "static.conf", d / "nginx.conf", template_vars)
+    else:
+        render(ROOT / "nginx" / "templates" / "blobproxy.conf.template", d / "conf.d" / "blobproxy.conf", template_vars)
+        main = (ROOT / "nginx" / "nginx.conf").read_text().replace("/etc/nginx/conf.d/", f"{d}/conf.d/")
+        # Access logs off for the measurement (they are on in production, equally for all).
+        main = main.replace("access_log /dev/stdout blobproxy;", "access_log off;")
+        (d / "nginx.conf").write_text(main)
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    spawn(name, [binary, "-p", f"{d}/", "-c", str(d / "nginx.conf"), "-g", f"pid {d}/nginx.pid; daemon off;"])
+
+
+def http(method, url, body=None, headers=None):
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return r.status, r.read()
+
+
+def status(replica):
+    return json.loads(http("GET", f"{replica}/status")[1])
+
+
+def wait_drained(replica, timeout=300):
+    start = time.time()
+    while time.time() - start < timeout:
+        s = status(replica)
+        if s["dirty"] == 0 and s["queued_jobs"] == 0:
+            return time.time() - start
+        time.sleep(0.05)
+    raise SystemExit(f"backlog not drained in {timeout}s: {status(replica)}")
+
+
+def wrk(url, mode, size, keys, prefix, conns, seconds=SECONDS, file=None):
+    cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--timeout", "20s", "-s", str(LUA), url, "--",
+           mode, str(size), str(keys), prefix]
+    if file:
+        cmd.append(str(file))
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    line = next(l for l in out.splitlines() if l.startswith("BENCH_JSON "))
+    r = json.loads(line[len("BENCH_JSON "):])
+    secs = r["duration_us"] / 1e6
+    errors = r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["status_errors"] + r["timeouts"]
+    return {
+        "req_s": r["requests"] / secs,
+        "mb_s": r["requests"] * size / secs / 1e6,
+        "p50_ms": r["p50_us"] / 1e3,
+        "p99_ms": r["p99_us"] / 1e3,
+        "requests": r["requests"],
+        "errors": errors,
+    }
+
+
+def s3_client(endpoint):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=ACCESS, aws_secret_access_key=SECRET,
+                        region_name="us-east-1",
+                        config=Config(signature_version="s3v4", s3={"addressing_style": "path"}))
+
+
+def presigned_paths(s3, keys, method, path):
+    """Writes presigned path+query lines (wrk sends them to the S3 server as they are)."""
+    op = "get_object" if method == "GET" else "put_object"
+    with open(path, "w") as f:
+        for k in keys:
+            url = s3.generate_presigned_url(op, Params={"Bucket": BUCKET, "Key": k}, ExpiresIn=3600)
+            f.write("/" + url.split("://", 1)[1].split("/", 1)[1] + "\n")
+    return path
+
+
+def rss_kib(pid, field):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def redis_info(port, field):
+    out = subprocess.run(["redis-cli", "-p", str(port), "INFO", "memory"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split(":")[1])
+    return 0
+
+
+def preload(base, prefix, n, size):
+    data = os.urandom(size)
+
+    def put(i):
+        http("PUT", f"{base}/blobs/{prefix}/{i}", data, {"Content-Type": "application/octet-stream"})
+
+    with concurrent.futures.ThreadPoolExecutor(16) as pool:
+        list(pool.map(put, range(n)))
+
+
+def main():
+    import atexit
+
+    atexit.register(stop_all)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
+    ports = {name: free_port() for name in ["redis", "s3", "dns", "web", "static", "front", "ideal"]}
+    env = {
+        "BLOBPROXY_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}",
+        "BLOBPROXY_S3_ENDPOINT": f"http://127.0.0.1:{ports['s3']}",
+        "AWS_ACCESS_KEY_ID": ACCESS,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "BLOBPROXY_WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
+        "RUST_LOG": "warn",
+    }
+    (work / "redis").mkdir()
+    (work / "s3").mkdir()
+    spawn("redis", ["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1", "--dir", str(work / "redis"),
+                    "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+                    "--maxmemory", "4gb", "--maxmemory-policy", "volatile-lru"])
+    s3s = shutil.which("s3s-fs") or str(Path.home() / ".cargo/bin/s3s-fs")
+    spawn("s3", [s3s, "--host", "127.0.0.1", "--port", str(ports["s3"]), "--access-key", ACCESS,
+                 "--secret-key", SECRET, str(work / "s3")])
+    replica_ips = ["127.0.0.2", "127.0.0.3"]
+    (work / "hosts").write_text("".join(f"{ip} web\n" for ip in replica_ips))
+    spawn("dns", [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--keep-in-foreground", "--bind-interfaces",
+                  "--listen-address=127.0.0.1", "--no-resolv", "--no-hosts", "--user=root",
+                  f"--port={ports['dns']}", f"--addn-hosts={work / 'hosts'}"])
+    wait_port("127.0.0.1", ports["redis"], "redis")
+    wait_port("127.0.0.1", ports["s3"], "s3s-fs")
+    wait_port("127.0.0.1", ports["dns"], "dnsmasq")
+    replicas = []
+    for i, ip in enumerate(replica_ips):
+        replicas.append(spawn(f"web{i + 1}", [str(BIN), "serve"],
+                              {**env, "BLOBPROXY_BIND": f"{ip}:{ports['web']}", "BLOBPROXY_REPLICA_NAME": f"web-{i + 1}"}))
+    for ip in replica_ips:
+        wait_port(ip, ports["web"], "replica")
+    worker = spawn("worker", [str(BIN), "worker"], env)
+    static_root = work / "static"
+    static_root.mkdir()
+    for name, size in SIZES:
+        (static_root / f"{name}.bin").write_bytes(os.urandom(size))
+    nginx("static", {"STATIC_PORT": ports["static"], "STATIC_ROOT": static_root}, static=True)
+    common = {"NGINX_RESOLVER": f"127.0.0.1:{ports['dns']}", "NGINX_RESOLVER_VALID": "5s",
+              "NGINX_CLIENT_MAX_BODY_SIZE": "22m"}
+    nginx("front", {**common, "NGINX_PORT": ports["front"], "BLOBPROXY_UPSTREAM": f"web:{ports['web']}"})
+    nginx("ideal", {**common, "NGINX_PORT": ports["ideal"], "BLOBPROXY_UPSTREAM": f"127.0.0.1:{ports['static']}"})
+    for name in ["static", "front", "ideal"]:
+        wait_port("127.0.0.1", ports[name], f"nginx {name}")
+    time.sleep(1)
+    front = f"http://127.0.0.1:{ports['front']}"
+    ideal = f"http://127.0.0.1:{ports['ideal']}"
+    static = f"http://127.0.0.1:{ports['static']}"
+    s3url = f"http://127.0.0.1:{ports['s3']}"
+    replica = f"http://{replica_ips[0]}:{ports['web']}"
+    s3 = s3_client(s3url)
+
+    results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seconds_per_run": SECONDS,
+               "machine": f"{os.cpu_count()} cores", "sizes": {}, "memory": {}, "drain": {}, "miss": {}}
+    results["memory"]["idle_rss_kib"] = {f"web{i + 1}": rss_kib(p.pid, "VmRSS") for i, p in enumerate(replicas)}
+    results["memory"]["idle_rss_kib"]["worker"] = rss_kib(worker.pid, "VmRSS")
+
+    for name, size in SIZES:
+        conns = CONNECTIONS[size]
+        row = {}
+        log(f"{name}: GET")
+        get_keys = {1024: 2000, 65536: 1000, 1 << 20: 64}[size]
+        preload(front, f"bench/get/{name}", get_keys, size)
+        wait_drained(replica)
+        row["static_get"] = wrk(static, "get_path", size, 1, f"/{name}.bin", conns)
+        row["ideal_get"] = wrk(ideal, "get_path", size, 1, f"/{name}.bin", conns)
+        row["json_get"] = wrk(front, "get_json", size, get_keys, f"bench/get/{name}", conns)
+        row["raw_get"] = wrk(front, "get_raw", size, get_keys, f"bench/get/{name}", conns)
+        get_file = presigned_paths(s3, [f"bench/get/{name}/{i}" for i in range(get_keys)], "GET", work / "get.txt")
+        row["s3_get"] = wrk(s3url, "presigned_get", size, get_keys, "-", conns, file=get_file)
+        log(f"{name}: PUT")
+        put_keys = {1024: 100000, 65536: 4096, 1 << 20: 256}[size]
+        row["ideal_put_raw"] = wrk(ideal, "put_raw_sink", size, put_keys, "x", conns)
+        row["ideal_put_json"] = wrk(ideal, "post_json_sink", size, put_keys, "x", conns)
+        wait_drained(replica)
+        row["json_put"] = wrk(front, "put_json", size, put_keys, f"bench/put/{name}", conns)
+        wait_drained(replica)
+        row["raw_put"] = wrk(front, "put_raw", size, put_keys, f"bench/raw/{name}", conns)
+        wait_drained(replica)
+        put_file = presigned_paths(s3, [f"direct/{name}/{i}" for i in range(min(put_keys, 20000))], "PUT",
+                                   work / "put.txt")
+        row["s3_put"] = wrk(s3url, "presigned_put", size, 0, "-", conns, file=put_file)
+        results["sizes"][name] = {"bytes": size, "connections": conns, **row}
+
+    # Drain: a backlog written with the worker stopped, then drained by a fresh worker.
+    for name, size, count in [("1KiB", 1024, 10000), ("1MiB", 1 << 20, 1000)]:
+        log(f"drain: {count} x {name}")
+        worker.terminate()
+        worker.wait(15)
+        lg = subprocess.run([str(BIN), "loadgen", "--url", front, "--amount", str(count), "--size", str(size),
+                             "--concurrency", "32", "--raw", "--prefix", f"bench/drain/{name}", "--json"],
+                            capture_output=True, text=True, check=True)
+        in_flight_peak = {f"web{i + 1}": rss_kib(p.pid, "VmHWM") for i, p in enumerate(replicas)}
+        backlog_redis = redis_info(ports["redis"], "used_memory")
+        started = time.time()
+        worker = spawn("worker", [str(BIN), "worker"], env)
+        wait_drained(replica, timeout=600)
+        seconds = time.time() - started
+        direct_file = presigned_paths(s3, [f"direct/drain/{name}/{i}" for i in range(min(count, 20000))], "PUT",
+                                      work / "drain.txt")
+        direct = wrk(s3url, "presigned_put", size, 0, "-", WORKER_CONCURRENCY, file=direct_file)
+        results["drain"][name] = {"count": count, "seconds": seconds, "objects_s": count / seconds,
+                                  "direct_s3_objects_s": direct["req_s"], "redis_used_memory": backlog_redis,
+                                  "write": json.loads(lg.stdout)["rows"][0],
+                                  "worker_peak_rss_kib": rss_kib(worker.pid, "VmHWM")}
+        results["memory"]["replica_peak_rss_kib_after_" + name] = in_flight_peak
+
+    # GET on a cache miss: the 1 KiB drain backlog is in S3; drop it from the cache.
+    log("cache miss")
+    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="bench/drain/1KiB/")
+            for o in page.get("Contents", [])]
+    subprocess.run(f"redis-cli -p {ports['redis']} --scan --pattern 'bp:blob:bench/drain/1KiB/*' "
+                   f"| xargs -r -n 500 redis-cli -p {ports['redis']} DEL > /dev/null", shell=True, check=True)
+    miss_file = work / "miss.txt"
+    miss_file.write_text("".join(f"/blobs/{k}\n" for k in keys))
+    miss = wrk(front, "presigned_get", 1024, 0, "-", 32, seconds=3, file=miss_file)
+    direct = wrk(s3url, "presigned_get", 1024, 0, "-", 32, seconds=3,
+                 file=presigned_paths(s3, keys, "GET", work / "miss-direct.txt"))
+    results["miss"] = {"keys": len(keys), "blobproxy": miss, "direct_s3": direct,
+                       "all_misses": miss["requests"] <= len(keys)}
+
+    # Time until a 1 KiB write is in S3, when the system is not saturated (wc=1 answers then).
+    log("write-to-S3 latency")
+    lg = subprocess.run([str(BIN), "loadgen", "--url", front, "--amount", "200", "--size", "1KiB",
+                         "--concurrency", "2", "--raw", "--wc", "1", "--prefix", "bench/wc1", "--json"],
+                        capture_output=True, text=True, check=True)
+    results["persist_latency"] = json.loads(lg.stdout)["rows"][0]
+    results["memory"]["peak_rss_kib"] = {f"web{i + 1}": rss_kib(p.pid, "VmHWM") for i, p in enumerate(replicas)}
+    results["memory"]["redis_used_memory_peak"] = redis_info(ports["redis"], "used_memory_peak")
+    return results
+
+
+def ratios(results):
+    """Every figure against its ceiling (the ideal proxy) and its alternative (direct S3)."""
+    table = []
+    for name, r in results["sizes"].items():
+        ideal_get, ideal_put_raw, ideal_put_json = r["ideal_get"], r["ideal_put_raw"], r["ideal_put_json"]
+        for label, key, ceiling, alt in [
+            ("GET static file (nginx)", "static_get", None, None),
+            ("GET ideal proxy (nginx->static)", "ideal_get", r["static_get"], None),
+            ("GET hit JSON", "json_get", ideal_get, r["s3_get"]),
+            ("GET hit raw", "raw_get", ideal_get, r["s3_get"]),
+            ("GET direct S3", "s3_get", ideal_get, None),
+            ("PUT ideal proxy raw (sink)", "ideal_put_raw", None, None),
+            ("PUT ideal proxy JSON (sink)", "ideal_put_json", None, None),
+            ("PUT JSON", "json_put", ideal_put_json, r["s3_put"]),
+            ("PUT raw", "raw_put", ideal_put_raw, r["s3_put"]),
+            ("PUT direct S3", "s3_put", ideal_put_raw, None),
+        ]:
+            m = r[key]
+            table.append({"size": name, "what": label, **m,
+                          "vs_ceiling": m["req_s"] / ceiling["req_s"] if ceiling else None,
+                          "vs_s3": m["req_s"] / alt["req_s"] if alt else None})
+    return table
+
+
+def print_table(results, table):
+    print(f"\nblobproxy benchmark, {results['date']}, {results['machine']}, {results['seconds_per_run']} s per run")
+    print(f"{'size':<6} {'what':<33} {'req/s':>9} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'err':>5} "
+          f"{'x ceiling':>9} {'x S3':>6}")
+    for t in table:
+        vc = f"{t['vs_ceiling']:.2f}" if t["vs_ceiling"] else "-"
+        vs = f"{t['vs_s3']:.2f}" if t["vs_s3"] else "-"
+        print(f"{t['size']:<6} {t['what']:<33} {t['req_s']:>9.0f} {t['mb_s']:>8.1f} {t['p50_ms']:>8.2f} "
+              f"{t['p99_ms']:>8.2f} {t['errors']:>5} {vc:>9} {vs:>6}")
+    for name, d in results["drain"].items():
+        print(f"drain {d['count']} x {name}: {d['objects_s']:.0f} objects/s in {d['seconds']:.1f} s; direct S3 PUT at "
+              f"concurrency {WORKER_CONCURRENCY}: {d['direct_s3_objects_s']:.0f} objects/s "
+              f"(x{d['objects_s'] / d['direct_s3_objects_s']:.2f}); Redis used {d['redis_used_memory'] / 2**20:.0f} MiB "
+              f"for the backlog")
+    m = results["miss"]
+    print(f"GET miss 1KiB (from S3, re-cached): {m['blobproxy']['req_s']:.0f} req/s p99 {m['blobproxy']['p99_ms']:.1f} ms; "
+          f"direct S3 GET {m['direct_s3']['req_s']:.0f} req/s (x{m['blobproxy']['req_s'] / m['direct_s3']['req_s']:.2f})"
+          f"{'' if m['all_misses'] else ' (keys ran out: some were hits)'}")
+    p = results["persist_latency"]
+    print(f"1 KiB PUT until in S3 (wc=1, concurrency 2): p50 {p['p50_ms']:.0f} ms, p99 {p['p99_ms']:.0f} ms")
+    mem = results["memory"]
+    print(f"RSS idle: {', '.join(f'{k} {v / 1024:.1f} MiB' for k, v in mem['idle_rss_kib'].items())}; "
+          f"peak: {', '.join(f'{k} {v / 1024:.1f} MiB' for k, v in mem['peak_rss_kib'].items())} "
+          f"(max in flight per replica ~{16 * 1.37 / 2:.0f} MiB of 1 MiB JSON bodies); "
+          f"Redis used_memory peak {mem['redis_used_memory_peak'] / 2**20:.0f} MiB")
+
+
+def chart(table, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("matplotlib missing: no chart")
+        return
+    rows = [t for t in table if t["vs_ceiling"] is not None and "ideal" not in t["what"]]
+    labels = [f"{t['size']} {t['what']}" for t in rows]
+    fig, ax = plt.subplots(figsize=(10, 0.4 * len(rows) + 1.5))
+    ax.barh(labels, [t["vs_ceiling"] for t in rows], color="#4c72b0", label="x ideal proxy (ceiling)")
+    ax.barh(labels, [t["vs_s3"] or 0 for t in rows], color="#dd8452", alpha=0.6, height=0.4, label="x direct S3")
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_xlabel("requests/s ratio")
+    ax.invert_yaxis()
+    ax.legend(loc="lower right")
+    ax.set_title("blobproxy through nginx: ratio to the ideal proxy and to direct S3")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    res = main()
+    tab = ratios(res)
+    res["table"] = tab
+    (OUT / "results.json").write_text(json.dumps(res, indent=2))
+    print_table(res, tab)
+    chart(tab, OUT / "results.png")
