@@ -35,6 +35,7 @@ WORKER_CONCURRENCY = 16
 
 procs = []
 work = Path(tempfile.mkdtemp(prefix="blobproxy-bench-"))
+work.chmod(0o755)  # nginx workers run as an unprivileged user and must read the static files
 
 
 def log(msg):
@@ -131,6 +132,8 @@ def wrk(url, mode, size, keys, prefix, conns, seconds=SECONDS, file=None):
     r = json.loads(line[len("BENCH_JSON "):])
     secs = r["duration_us"] / 1e6
     errors = r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["status_errors"] + r["timeouts"]
+    if errors > r["requests"] // 100:
+        raise SystemExit(f"{mode} on {url}: {errors} errors in {r['requests']} requests; the figures would lie")
     return {
         "req_s": r["requests"] / secs,
         "mb_s": r["requests"] * size / secs / 1e6,

@@ -5,7 +5,7 @@
 -- Requests cycle over KEYS keys (PREFIX/0 .. PREFIX/KEYS-1); each wrk thread takes every
 -- n-th key so threads do not repeat each other's keys. Request strings are built once, in
 -- init, so Lua string work stays out of the measurement.
-package.path = package.path .. ';' .. debug.getinfo(1, 'S').source:match('@(.*/)') .. '?.lua'
+package.path = package.path .. ';' .. (debug.getinfo(1, 'S').source:match('@(.*/)') or './') .. '?.lua'
 local common = require('common')
 
 local thread_count = 0
@@ -35,6 +35,11 @@ function init(args)
   -- Large bodies: build at most 32 requests per thread and cycle (memory stays bounded).
   local build = keys
   if size and size >= 65536 and mode:match('put') then build = math.min(keys, 32) end
+  if mode == 'get_path' then
+    -- One fixed path (a static file): every thread sends it.
+    reqs[1], n = wrk.format('GET', prefix), 1
+    return
+  end
   for k = id, keys - 1, stride do
     local key = prefix .. '/' .. k
     local r
@@ -42,8 +47,6 @@ function init(args)
       r = wrk.format('GET', '/get/' .. key)
     elseif mode == 'get_raw' then
       r = wrk.format('GET', '/blobs/' .. key)
-    elseif mode == 'get_path' then
-      r = wrk.format('GET', prefix)
     elseif mode == 'presigned_get' then
       r = wrk.format('GET', lines[k + 1])
     elseif n < build then
