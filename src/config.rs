@@ -58,6 +58,14 @@ pub struct Settings {
     /// Name of this replica, sent back in the `X-Served-By` header; defaults to the host name.
     #[arg(long, env = "BLOBPROXY_REPLICA_NAME")]
     pub replica_name: Option<String>,
+
+    /// When set, every data endpoint needs `Authorization: Bearer <key>`.
+    #[arg(long, env = "BLOBPROXY_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
+    /// A file holding the API key (a Docker/Swarm secret); used when BLOBPROXY_API_KEY is unset.
+    #[arg(long, env = "BLOBPROXY_API_KEY_FILE")]
+    pub api_key_file: Option<std::path::PathBuf>,
 }
 
 impl Settings {
@@ -102,7 +110,29 @@ impl Settings {
         if !(10..=30_000).contains(&self.worker_poll_ms) {
             bail!("BLOBPROXY_WORKER_POLL_MS must be between 10 and 30000");
         }
+        self.resolved_api_key()?;
         Ok(())
+    }
+
+    /// The API key from `BLOBPROXY_API_KEY` or `BLOBPROXY_API_KEY_FILE`, if auth is on.
+    pub fn resolved_api_key(&self) -> anyhow::Result<Option<String>> {
+        let key = match (&self.api_key, &self.api_key_file) {
+            (Some(_), Some(_)) => {
+                bail!("set BLOBPROXY_API_KEY or BLOBPROXY_API_KEY_FILE, not both")
+            }
+            (Some(key), None) => key.trim().to_owned(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot read BLOBPROXY_API_KEY_FILE={}: {e}", path.display())
+                })?
+                .trim()
+                .to_owned(),
+            (None, None) => return Ok(None),
+        };
+        if key.len() < 16 {
+            bail!("the API key (BLOBPROXY_API_KEY or its file) must be at least 16 characters");
+        }
+        Ok(Some(key))
     }
 
     pub fn cache_ttl(&self) -> Duration {

@@ -32,6 +32,8 @@ pub enum ApiError {
     BlobTooLarge(String),
     #[error("no blob with key {0:?}")]
     NotFound(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
     #[error("Redis is out of memory; retry later: {0}")]
     CacheFull(String),
     #[error("Redis is unavailable: {0}")]
@@ -70,6 +72,7 @@ impl ApiError {
             ApiError::BodyTooLarge(_) => "payload_too_large",
             ApiError::BlobTooLarge(_) => "blob_too_large",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Unauthorized(_) => "unauthorized",
             ApiError::CacheFull(_) => "cache_full",
             ApiError::RedisUnavailable(_) => "redis_unavailable",
             ApiError::S3Unavailable(_) => "s3_unavailable",
@@ -105,6 +108,7 @@ impl ResponseError for ApiError {
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BodyTooLarge(_) | ApiError::BlobTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::CacheFull(_) | ApiError::RedisUnavailable(_) | ApiError::S3Unavailable(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }

@@ -26,6 +26,15 @@ enum Command {
     All(Settings),
     /// Write (and optionally read back and compare) random blobs against a running service.
     Loadgen(blobproxy::loadgen::LoadgenArgs),
+    /// Wait until every write is in S3, with a progress bar (before maintenance or scaling
+    /// Redis down). Exits non-zero on timeout or when only dead letters are left.
+    Flush {
+        #[command(flatten)]
+        settings: Settings,
+        /// Give up after this many seconds (0: wait as long as it takes).
+        #[arg(long, default_value_t = 0)]
+        timeout_secs: u64,
+    },
     /// Queue every dead-lettered key for another drain (after fixing what made S3 refuse it).
     ReplayDeadLetters(Settings),
     /// Exit 0 when the local replica answers GET /healthz with 200 (Docker HEALTHCHECK).
@@ -44,7 +53,8 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Serve(settings)
     | Command::Worker(settings)
     | Command::All(settings)
-    | Command::ReplayDeadLetters(settings) = &cli.command
+    | Command::ReplayDeadLetters(settings)
+    | Command::Flush { settings, .. } = &cli.command
     {
         settings.validate()?;
     }
@@ -52,6 +62,13 @@ async fn main() -> anyhow::Result<()> {
         Command::Serve(s) => startup::serve(s).await,
         Command::Worker(s) => startup::worker(s).await,
         Command::All(s) => startup::all(s).await,
+        Command::Flush {
+            settings,
+            timeout_secs,
+        } => {
+            let timeout = (timeout_secs > 0).then(|| std::time::Duration::from_secs(timeout_secs));
+            startup::flush(settings, timeout).await
+        }
         Command::ReplayDeadLetters(s) => {
             let queued = startup::replay_dead_letters(s).await?;
             println!("re-queued {queued} dead-lettered key(s)");

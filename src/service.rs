@@ -156,7 +156,9 @@ impl BlobService {
     #[tracing::instrument(skip_all, fields(%key))]
     pub async fn get(&self, key: &BlobKey) -> Result<Blob, ServiceError> {
         // A Redis error must not fall through to S3: Redis may hold a newer, dirty version.
-        if let Some(cached) = self.cache.get(key).await? {
+        let cached = self.cache.get(key).await?;
+        crate::metrics::cache_lookup(cached.is_some());
+        if let Some(cached) = cached {
             return cached
                 .blob
                 .ok_or_else(|| ServiceError::NotFound(key.to_string()));

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
-use actix_web::middleware::DefaultHeaders;
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
@@ -106,16 +106,29 @@ impl Application {
         let port = listener.local_addr()?.port();
         let service = web::Data::new(deps.service(settings));
         let replica = settings.replica();
+        let api_key = settings.resolved_api_key()?;
+        if api_key.is_none() && !settings.bind.ip().is_loopback() {
+            tracing::warn!(
+                bind = %settings.bind,
+                "no API key (BLOBPROXY_API_KEY): anyone who reaches this port can read and write blobs"
+            );
+        }
+        crate::metrics::install();
         let http_settings = crate::http::HttpSettings {
             // Room for the base64 of the largest blob plus the key and field names.
             json_limit: crate::domain::base64_len(settings.max_blob_bytes) + 16 * 1024,
             wc_timeout: Duration::from_secs(settings.wc_timeout_secs),
+            replica: settings.replica(),
+            api_key,
         };
         let server = HttpServer::new(move || {
             App::new()
+                .wrap(from_fn(crate::http::middleware::require_api_key))
+                .wrap(from_fn(crate::http::middleware::access_log))
                 .wrap(DefaultHeaders::new().add(("X-Served-By", replica.clone())))
                 .app_data(service.clone())
-                .configure(|cfg| crate::http::routes(cfg, http_settings))
+                .app_data(web::Data::new(http_settings.clone()))
+                .configure(|cfg| crate::http::routes(cfg, http_settings.json_limit))
         })
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
@@ -210,5 +223,49 @@ pub async fn replay_dead_letters(settings: Settings) -> anyhow::Result<u64> {
                 queued += 1;
             }
         }
+    }
+}
+
+/// `blobproxy flush`: waits until every write is in S3 (for maintenance windows, before
+/// scaling Redis down). Fails when the timeout passes, or when the only writes left are dead
+/// letters (they wait for `replay-dead-letters`).
+pub async fn flush(settings: Settings, timeout: Option<Duration>) -> anyhow::Result<()> {
+    let deps = Dependencies::connect(&settings).await?;
+    let service = deps.service(&settings);
+    let first = service.status().await?;
+    let bar = indicatif::ProgressBar::new(first.dirty);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} {pos}/{len} writes in S3 [{bar:40}] {per_sec} eta {eta}",
+        )
+        .expect("valid template")
+        .progress_chars("=> "),
+    );
+    let started = tokio::time::Instant::now();
+    loop {
+        let status = service.status().await?;
+        bar.set_length(bar.length().unwrap_or(0).max(status.dirty));
+        bar.set_position(bar.length().unwrap_or(0) - status.dirty);
+        if status.dirty == 0 {
+            bar.finish_and_clear();
+            println!("flushed: every write is in S3");
+            return Ok(());
+        }
+        if status.dirty <= status.dead_letters {
+            bar.abandon();
+            anyhow::bail!(
+                "{} dead-lettered write(s) are not in S3; see GET /status, fix S3, then run \
+                 blobproxy replay-dead-letters",
+                status.dead_letters
+            );
+        }
+        if timeout.is_some_and(|t| started.elapsed() > t) {
+            bar.abandon();
+            anyhow::bail!(
+                "{} write(s) still not in S3 after the timeout",
+                status.dirty
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

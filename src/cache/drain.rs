@@ -9,7 +9,8 @@ use redis::{AsyncCommands, Script};
 use serde::{Deserialize, Serialize};
 
 use super::{
-    BlobCache, CacheError, DEAD_LETTERS, DIRTY_SET, LEASE_PREFIX, lease_key, now_ms, record_key,
+    BlobCache, CacheError, DEAD_LETTERS, DIRTY_BY_KEY, DIRTY_SET, LEASE_PREFIX, STATS, lease_key,
+    now_ms, record_key,
 };
 use crate::domain::BlobKey;
 
@@ -27,6 +28,15 @@ pub enum Finish {
     Newer,
     Gone,
     Lost,
+}
+
+/// Counters every worker adds to.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DrainStats {
+    /// S3 writes (stores and deletes) that succeeded.
+    pub uploads: u64,
+    /// S3 writes that failed (and were retried or dead-lettered).
+    pub upload_failures: u64,
 }
 
 /// A key the worker gave up on, and why.
@@ -95,6 +105,8 @@ impl BlobCache {
             .key(record_key(key))
             .key(lease_key(key))
             .key(DIRTY_SET)
+            .key(STATS)
+            .key(DIRTY_BY_KEY)
             .arg(token)
             .arg(version.to_string())
             .arg(ttl.as_secs())
@@ -110,6 +122,24 @@ impl BlobCache {
                 "finish_upload returned {other:?}"
             ))),
         }
+    }
+
+    /// Counts a failed S3 write (for `/metrics`); best effort.
+    pub async fn count_upload_failure(&self) {
+        let _: Result<i64, _> = self.conn.clone().hincr(STATS, "upload_failures", 1).await;
+    }
+
+    /// Drain counters shared by all workers.
+    pub async fn stats(&self) -> Result<DrainStats, CacheError> {
+        let (uploads, upload_failures): (Option<u64>, Option<u64>) = self
+            .conn
+            .clone()
+            .hmget(STATS, &["uploads", "upload_failures"])
+            .await?;
+        Ok(DrainStats {
+            uploads: uploads.unwrap_or(0),
+            upload_failures: upload_failures.unwrap_or(0),
+        })
     }
 
     /// Parks `key` in the dead letters and releases its lease. The record stays dirty.

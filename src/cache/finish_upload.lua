@@ -1,16 +1,19 @@
 #!lua flags=allow-oom
 -- Called by the worker after it stored (or deleted) version ARGV[2] of a key in S3.
 -- allow-oom: marking blobs clean is what lets a full Redis evict them again.
--- KEYS[1] record hash, KEYS[2] upload lease, KEYS[3] dirty set.
+-- KEYS[1] record hash, KEYS[2] upload lease, KEYS[3] dirty set, KEYS[4] drain counters,
+-- KEYS[5] the dirty keys in key order.
 -- ARGV[1] lease token, ARGV[2] stored version, ARGV[3] ttl seconds, ARGV[4] key.
 -- Returns 'clean' (done), 'newer' (a newer version arrived: store again, lease kept),
 -- 'gone' (the record left the cache) or 'lost' (the lease expired and another worker may have
 -- stored a newer version before ours landed: the key is marked dirty again to be re-queued).
+redis.call('HINCRBY', KEYS[4], 'uploads', 1)
 local holder = redis.call('GET', KEYS[2])
 local current = redis.call('HGET', KEYS[1], 'v')
 if not current then
   if holder == ARGV[1] then redis.call('DEL', KEYS[2]) end
   redis.call('ZREM', KEYS[3], ARGV[4])
+  redis.call('ZREM', KEYS[5], ARGV[4])
   return 'gone'
 end
 if holder ~= ARGV[1] then
@@ -18,6 +21,7 @@ if holder ~= ARGV[1] then
   redis.call('HSET', KEYS[1], 's', 'dirty')
   redis.call('PERSIST', KEYS[1])
   redis.call('ZADD', KEYS[3], 'NX', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[4])
+  redis.call('ZADD', KEYS[5], 0, ARGV[4])
   return 'lost'
 end
 if current == ARGV[2] then
@@ -25,6 +29,7 @@ if current == ARGV[2] then
   redis.call('HSET', KEYS[1], 's', 'clean')
   redis.call('EXPIRE', KEYS[1], ARGV[3])
   redis.call('ZREM', KEYS[3], ARGV[4])
+  redis.call('ZREM', KEYS[5], ARGV[4])
   redis.call('DEL', KEYS[2])
   return 'clean'
 end

@@ -10,12 +10,14 @@
 //!   eviction can drop them; clean ones expire after `BLOBPROXY_CACHE_TTL_SECS`.
 //! - `bp:version`: the last version handed out.
 //! - `bp:dirty`: sorted set of dirty keys, scored by when they became dirty (ms).
+//! - `bp:dirty-by-key`: the same keys, score 0, so they can be read in key order.
 //! - `bp:lease:<key>`: token of the worker uploading that key.
 //! - `bp:dead`: hash of keys the worker gave up on (key -> JSON reason).
+//! - `bp:stats`: counters of all workers (`uploads`, `upload_failures`).
 
 mod drain;
 
-pub use drain::{DeadLetter, Finish};
+pub use drain::{DeadLetter, DrainStats, Finish};
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -30,7 +32,11 @@ use crate::jobs::QueueKeys;
 const VERSION_KEY: &str = "bp:version";
 pub const DIRTY_SET: &str = "bp:dirty";
 pub const DEAD_LETTERS: &str = "bp:dead";
+/// The dirty keys again, all with score 0 so they sort by key: lets a listing merge keys not yet
+/// in S3 with S3's own (sorted) listing.
+const DIRTY_BY_KEY: &str = "bp:dirty-by-key";
 const LEASE_PREFIX: &str = "bp:lease:";
+const STATS: &str = "bp:stats";
 
 fn record_key(key: &BlobKey) -> String {
     format!("bp:blob:{key}")
@@ -88,6 +94,16 @@ pub struct Cached {
     pub dirty: bool,
 }
 
+/// A cached record as a listing shows it.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub deleted: bool,
+    pub extension: String,
+    pub version: u64,
+    pub size: u64,
+    pub dirty: bool,
+}
+
 /// The write-back cache. Cheap to clone: clones share one multiplexed connection.
 #[derive(Clone)]
 pub struct BlobCache {
@@ -142,6 +158,7 @@ impl BlobCache {
         for queue_key in queue.as_array() {
             invocation.key(queue_key);
         }
+        invocation.key(DIRTY_BY_KEY);
         let (version, queued): (String, i64) = invocation
             .arg(data)
             .arg(extension)
@@ -212,6 +229,81 @@ impl BlobCache {
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(cached == 1)
+    }
+
+    /// Up to `limit` dirty keys starting with `prefix`, after `after`, in key order.
+    pub async fn dirty_keys(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<String>, CacheError> {
+        let min: Vec<u8> = match after {
+            Some(after) if after >= prefix => [b"(", after.as_bytes()].concat(),
+            _ => [b"[", prefix.as_bytes()].concat(),
+        };
+        // 0xFF never occurs in UTF-8, so it bounds every key that starts with `prefix`.
+        let max: Vec<u8> = if prefix.is_empty() {
+            b"+".to_vec()
+        } else {
+            [b"[", prefix.as_bytes(), b"\xff"].concat()
+        };
+        Ok(redis::cmd("ZRANGEBYLEX")
+            .arg(DIRTY_BY_KEY)
+            .arg(min)
+            .arg(max)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn.clone())
+            .await?)
+    }
+
+    /// What the cache knows of each key, for a listing: `None` when it has no record.
+    pub async fn summaries(&self, keys: &[String]) -> Result<Vec<Option<Summary>>, CacheError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for key in keys {
+            let record = format!("bp:blob:{key}");
+            pipe.hmget(&record, &["k", "e", "v", "s"])
+                .cmd("HSTRLEN")
+                .arg(&record)
+                .arg("d");
+        }
+        type Fields = (
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let flat: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await?;
+        let mut replies: Vec<(Fields, u64)> = Vec::with_capacity(keys.len());
+        let mut values = flat.into_iter();
+        while let (Some(fields), Some(size)) = (values.next(), values.next()) {
+            use redis::FromRedisValue as _;
+            let parse = |e: redis::ParsingError| CacheError::Protocol(e.to_string());
+            replies.push((
+                Fields::from_redis_value(fields).map_err(parse)?,
+                u64::from_redis_value(size).map_err(parse)?,
+            ));
+        }
+        replies
+            .into_iter()
+            .map(|((kind, ext, version, state), size)| {
+                let Some(version) = version else {
+                    return Ok(None);
+                };
+                Ok(Some(Summary {
+                    deleted: kind.as_deref() == Some("tomb"),
+                    extension: ext.unwrap_or_default(),
+                    version: parse_version(&version)?,
+                    size,
+                    dirty: state.as_deref() != Some("clean"),
+                }))
+            })
+            .collect()
     }
 
     /// Number of records not yet reflected in S3.

@@ -2,7 +2,8 @@
 -- yet: the whole write path in one round trip. A blob (ARGV[4] = 'blob') or a delete marker
 -- (ARGV[4] = 'tomb', so the delete is ordered with the writes and drained too).
 -- KEYS[1] record hash, KEYS[2] version counter, KEYS[3] dirty set (member = key, score = ms
--- since the key first became dirty), KEYS[4] dead letters, KEYS[5..8] the job queue.
+-- since the key first became dirty), KEYS[4] dead letters, KEYS[5..8] the job queue,
+-- KEYS[9] the dirty keys in key order (for listing).
 -- ARGV[1] data, ARGV[2] extension, ARGV[3] key, ARGV[4] kind, ARGV[5] content type,
 -- ARGV[6] id for the job, if one is needed.
 -- Returns {version, 1 if a job was queued (the key was clean, absent or dead-lettered)}.
@@ -26,6 +27,7 @@ end
 -- A dirty record must never expire or be evicted: it is the only copy until it is in S3.
 redis.call('PERSIST', KEYS[1])
 local needs_job = redis.call('ZADD', KEYS[3], 'NX', math.floor(now_us / 1000), ARGV[3])
+redis.call('ZADD', KEYS[9], 0, ARGV[3])
 -- A new write gives a dead-lettered key a fresh start.
 if redis.call('HDEL', KEYS[4], ARGV[3]) == 1 then needs_job = 1 end
 if needs_job == 1 then

@@ -119,6 +119,38 @@ pub async fn put_json(
     }))
 }
 
+#[derive(Deserialize)]
+pub struct ListParams {
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// `GET /blobs?prefix=&limit=&cursor=`.
+pub async fn list(
+    service: web::Data<BlobService>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    use crate::listing::{DEFAULT_LIMIT, MAX_LIMIT};
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::InvalidQuery(format!(
+            "limit must be between 1 and {MAX_LIMIT}"
+        )));
+    }
+    let after = match &params.cursor {
+        Some(cursor) => Some(crate::listing::decode_cursor(cursor).ok_or_else(|| {
+            ApiError::InvalidQuery("cursor is not one this service handed out".into())
+        })?),
+        None => None,
+    };
+    let page = crate::listing::list(&service, &params.prefix, after.as_deref(), limit).await?;
+    Ok(HttpResponse::Ok().json(page))
+}
+
 /// The key is the rest of the raw path, percent-decoded, so keys may hold `/`, `?` or `%`.
 pub fn key_from_path(req: &HttpRequest, prefix: &str) -> Result<BlobKey, ApiError> {
     let raw = req.uri().path().strip_prefix(prefix).unwrap_or_default();

@@ -168,7 +168,11 @@ impl Drainer {
                 } => delay.map(|d| d.max(*asked)),
                 _ => delay,
             })
-            .notify(|e, pause| tracing::warn!(error = %e, ?pause, "S3 write failed; retrying"))
+            .notify(|e, pause| {
+                tracing::warn!(error = %e, ?pause, "S3 write failed; retrying");
+                let cache = self.cache.clone();
+                tokio::spawn(async move { cache.count_upload_failure().await });
+            })
             .await
     }
 }

@@ -226,6 +226,54 @@ impl BlobStore {
         }
     }
 
+    /// Up to `max` objects starting with `prefix`, after `start_after`, in key order: (key,
+    /// size) pairs, and whether S3 has more.
+    pub async fn list(
+        &self,
+        prefix: &str,
+        start_after: Option<&str>,
+        max: usize,
+    ) -> Result<(Vec<(String, u64)>, bool), StoreError> {
+        let mut request = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .max_keys(max as i32);
+        if !prefix.is_empty() {
+            request = request.prefix(prefix);
+        }
+        if let Some(after) = start_after {
+            request = request.start_after(after);
+        }
+        let page = request.send().await.map_err(classify)?;
+        let objects = page
+            .contents()
+            .iter()
+            .filter_map(|o| Some((o.key()?.to_owned(), o.size().unwrap_or(0).max(0) as u64)))
+            .collect();
+        Ok((objects, page.is_truncated().unwrap_or(false)))
+    }
+
+    /// The extension and version S3 keeps for `key` (a listing has neither).
+    pub async fn describe(&self, key: &BlobKey) -> Result<(String, u64), StoreError> {
+        let head = self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+            .map_err(classify)?;
+        let metadata = head.metadata().cloned().unwrap_or_default();
+        Ok((
+            metadata.get(META_EXTENSION).cloned().unwrap_or_default(),
+            metadata
+                .get(META_VERSION)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        ))
+    }
+
     /// Whether an object exists under `key`.
     #[tracing::instrument(skip_all, fields(%key))]
     pub async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {

@@ -252,6 +252,8 @@ impl Backends {
             worker_concurrency: 8,
             worker_poll_ms: 50,
             replica_name: None,
+            api_key: None,
+            api_key_file: None,
         }
     }
 

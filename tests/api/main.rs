@@ -9,6 +9,7 @@ mod deploy_files;
 mod drain;
 mod durability;
 mod ledger;
+mod operators;
 mod raw;
 mod round_trip;
 mod s3_proxy;

@@ -1,0 +1,110 @@
+//! What wraps every request: the request id, the access log line and request metrics, and the
+//! API key check.
+
+use std::time::Instant;
+
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{HttpResponse, ResponseError as _, web};
+use subtle::ConstantTimeEq as _;
+
+use super::HttpSettings;
+use crate::error::ApiError;
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Takes the caller's `X-Request-Id` (nginx sets one) or makes one, echoes it, and logs one
+/// line per request: method, route, status, bytes, latency, request id, replica. Never bytes
+/// of a blob.
+pub async fn access_log(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let started = Instant::now();
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(|| crate::jobs::queue::new_job_id().to_lowercase());
+    let replica = req
+        .app_data::<web::Data<HttpSettings>>()
+        .map(|s| s.replica.clone())
+        .unwrap_or_default();
+    let method = req.method().to_string();
+    let mut res = next.call(req).await?;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        res.headers_mut()
+            .insert(header::HeaderName::from_static(REQUEST_ID), value);
+    }
+    let route = res
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let status = res.status().as_u16();
+    let bytes = match res.response().body().size() {
+        actix_web::body::BodySize::Sized(n) => n,
+        _ => 0,
+    };
+    let latency = started.elapsed();
+    crate::metrics::record_request(&method, &route, status, latency);
+    tracing::info!(
+        target: "blobproxy::access",
+        %method,
+        %route,
+        status,
+        bytes,
+        latency_ms = latency.as_secs_f64() * 1e3,
+        %request_id,
+        %replica,
+        "request"
+    );
+    Ok(res)
+}
+
+/// Paths that stay open when an API key is set: health for orchestrators, metrics for the
+/// scraper, and the API documentation.
+fn is_open(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/openapi.json")
+        || path == "/docs"
+        || path.starts_with("/docs/")
+}
+
+/// With `BLOBPROXY_API_KEY` set, refuses data requests without `Authorization: Bearer <key>`.
+/// The comparison takes the same time whatever the key sent, so it leaks nothing.
+pub async fn require_api_key(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
+    let expected = req
+        .app_data::<web::Data<HttpSettings>>()
+        .and_then(|s| s.api_key.clone());
+    if let Some(expected) = expected
+        && !is_open(req.path())
+    {
+        let sent = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        let ok: bool = sent.as_bytes().ct_eq(expected.as_bytes()).into();
+        if !ok {
+            let error = if sent.is_empty() {
+                ApiError::Unauthorized("this endpoint needs Authorization: Bearer <API key>")
+            } else {
+                ApiError::Unauthorized("the API key is wrong")
+            };
+            let mut response: HttpResponse = error.error_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"blobproxy\""),
+            );
+            return Ok(req.into_response(response).map_into_right_body());
+        }
+    }
+    Ok(next.call(req).await?.map_into_left_body())
+}
