@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs what the tests and the local stack need, when missing: redis-server, nginx,
-# dnsmasq (stands in for Docker's DNS in the topology test) and docker-compose v1 (validates
-# the compose files without a Docker engine), all Debian packages; s3s-fs (a small
-# S3-compatible server, from crates.io); cargo-nextest.
+# Installs what the tests and the local stack need, when missing. Debian packages:
+# redis-server, nginx, dnsmasq (stands in for Docker's DNS in the topology test),
+# docker-compose v1 (validates the compose files without a Docker engine), chromium (loads
+# /docs in a test). From crates.io: s3s-fs (a small S3-compatible server), cargo-nextest.
 # Safe to run again: it only installs what is not there.
 set -euo pipefail
 
@@ -17,6 +17,7 @@ command -v redis-server >/dev/null || missing_apt+=(redis-server)
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing_apt+=(nginx)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || missing_apt+=(dnsmasq-base)
 command -v docker-compose >/dev/null || missing_apt+=(docker-compose)
+[ -x /usr/bin/chromium ] || missing_apt+=(chromium)
 if [ ${#missing_apt[@]} -gt 0 ]; then
   echo "installing ${missing_apt[*]} (apt)"
   as_root apt-get update -qq

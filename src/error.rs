@@ -53,9 +53,12 @@ pub enum ApiError {
     Internal(String),
 }
 
-#[derive(Serialize)]
+/// Every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ErrorBody<'a> {
+    /// Stable, machine-readable (e.g. `not_found`, `invalid_base64`).
     pub code: &'a str,
+    /// A sentence for people.
     pub msg: String,
 }
 

@@ -15,7 +15,7 @@ use crate::service::{BlobService, ServiceError};
 pub const DEFAULT_LIMIT: usize = 100;
 pub const MAX_LIMIT: usize = 1000;
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Item {
     pub key: String,
     pub size: u64,
@@ -25,7 +25,7 @@ pub struct Item {
     pub persisted: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Page {
     pub items: Vec<Item>,
     /// Pass back as `cursor` for the next page; `null` on the last one.

@@ -54,7 +54,7 @@ pub enum WriteConcern {
 }
 
 /// The backlog, for `/status` and `flush`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Status {
     /// Drain jobs waiting to run (queued, or scheduled for a retry).
     pub queued_jobs: u64,

@@ -40,7 +40,7 @@ pub struct DrainStats {
 }
 
 /// A key the worker gave up on, and why.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
 pub struct DeadLetter {
     pub key: String,
     pub version: u64,

@@ -6,10 +6,11 @@ use serde::{Deserialize, Serialize};
 
 use super::HttpSettings;
 use crate::domain::{BlobKey, Extension, decode_base64, encode_base64};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::service::{BlobService, Stored, WriteConcern};
 
-#[derive(Deserialize)]
+/// A blob, base64-encoded.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct PutRequest {
     key: String,
     #[serde(default)]
@@ -18,8 +19,10 @@ pub struct PutRequest {
 }
 
 /// `?wc=0` (default): answer once the write is in Redis and queued; `?wc=1`: once it is in S3.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct WriteParams {
+    /// Write concern: 0 answers once the write is in Redis and queued; 1 once it is in S3.
     #[serde(default)]
     pub(super) wc: Option<u8>,
 }
@@ -36,7 +39,7 @@ impl WriteParams {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(super) struct WriteResponse<'a> {
     pub msg: &'static str,
     pub key: &'a str,
@@ -49,7 +52,7 @@ pub(super) struct WriteResponse<'a> {
     pub persisted: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct GetResponse<'a> {
     key: &'a str,
     extension: &'a str,
@@ -82,6 +85,15 @@ pub(super) async fn persisted(
     }
 }
 
+/// Store a blob sent as JSON with base64 data.
+#[utoipa::path(post, path = "/put/", tag = "blobs", params(WriteParams), request_body = PutRequest,
+    responses((status = 201, description = "Stored: readable at once from every replica", body = WriteResponse),
+        (status = 400, description = "Bad input (invalid_json, invalid_base64, invalid_key, invalid_extension, invalid_query)", body = ErrorBody), (status = 401, description = "API key missing or wrong (when BLOBPROXY_API_KEY is set)", body = ErrorBody),
+        (status = 413, description = "Blob over BLOBPROXY_MAX_BLOB_BYTES (blob_too_large, payload_too_large)", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 503, description = "Redis or S3 unavailable, or Redis full (Retry-After is set)", body = ErrorBody),
+        (status = 504, description = "wc=1 and S3 did not get it in time; the write stands (persist_timeout)", body = ErrorBody)),
+    security(("api_key" = [])))]
 #[tracing::instrument(skip_all, fields(key = %body.key))]
 pub async fn put_json(
     service: web::Data<BlobService>,
@@ -119,17 +131,24 @@ pub async fn put_json(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only keys starting with this.
     #[serde(default)]
     prefix: String,
+    /// Page size, 1 to 1000 (default 100).
     #[serde(default)]
     limit: Option<usize>,
+    /// `next_cursor` of the previous page.
     #[serde(default)]
     cursor: Option<String>,
 }
 
-/// `GET /blobs?prefix=&limit=&cursor=`.
+/// List blobs in key order, including writes not yet in S3 and excluding deleted keys.
+#[utoipa::path(get, path = "/blobs", tag = "blobs", params(ListParams),
+    responses((status = 200, description = "One page", body = crate::listing::Page), (status = 400, description = "Bad input (invalid_json, invalid_base64, invalid_key, invalid_extension, invalid_query)", body = ErrorBody), (status = 401, description = "API key missing or wrong (when BLOBPROXY_API_KEY is set)", body = ErrorBody), (status = 503, description = "Redis or S3 unavailable, or Redis full (Retry-After is set)", body = ErrorBody)),
+    security(("api_key" = [])))]
 pub async fn list(
     service: web::Data<BlobService>,
     params: web::Query<ListParams>,
@@ -160,6 +179,11 @@ pub fn key_from_path(req: &HttpRequest, prefix: &str) -> Result<BlobKey, ApiErro
     Ok(BlobKey::parse(decoded.into_owned())?)
 }
 
+/// Read a blob as JSON with base64 data. The rest of the path is the key (percent-decoded).
+#[utoipa::path(get, path = "/get/{key}", tag = "blobs", params(("key" = String, Path, description = "The key; may contain /")),
+    responses((status = 200, description = "The bytes last written", body = GetResponse),
+        (status = 404, description = "No such key (not_found)", body = ErrorBody), (status = 400, description = "Bad input (invalid_json, invalid_base64, invalid_key, invalid_extension, invalid_query)", body = ErrorBody), (status = 401, description = "API key missing or wrong (when BLOBPROXY_API_KEY is set)", body = ErrorBody), (status = 503, description = "Redis or S3 unavailable, or Redis full (Retry-After is set)", body = ErrorBody)),
+    security(("api_key" = [])))]
 #[tracing::instrument(skip_all, fields(key))]
 pub async fn get_json(
     service: web::Data<BlobService>,
@@ -177,7 +201,13 @@ pub async fn get_json(
     }))
 }
 
-/// `DELETE /blobs/<key>` and the older `GET /remove/<key>`.
+/// Delete a blob: every replica answers 404 at once; a worker removes the S3 object.
+#[utoipa::path(delete, path = "/blobs/{key}", tag = "blobs",
+    params(("key" = String, Path, description = "The key; may contain /"), WriteParams),
+    responses((status = 200, description = "Deleted", body = WriteResponse),
+        (status = 404, description = "No such key (not_found)", body = ErrorBody), (status = 400, description = "Bad input (invalid_json, invalid_base64, invalid_key, invalid_extension, invalid_query)", body = ErrorBody), (status = 401, description = "API key missing or wrong (when BLOBPROXY_API_KEY is set)", body = ErrorBody), (status = 503, description = "Redis or S3 unavailable, or Redis full (Retry-After is set)", body = ErrorBody),
+        (status = 504, description = "wc=1 and S3 did not get it in time; the delete stands", body = ErrorBody)),
+    security(("api_key" = [])))]
 #[tracing::instrument(skip_all, fields(key))]
 pub async fn delete(
     service: web::Data<BlobService>,
@@ -203,4 +233,19 @@ pub async fn delete(
         version: stored.version,
         persisted,
     }))
+}
+
+/// The seed service's delete: same as `DELETE /blobs/{key}`.
+#[utoipa::path(get, path = "/remove/{key}", tag = "blobs",
+    params(("key" = String, Path, description = "The key; may contain /"), WriteParams),
+    responses((status = 200, description = "Deleted", body = WriteResponse),
+        (status = 404, description = "No such key (not_found)", body = ErrorBody), (status = 400, description = "Bad input (invalid_json, invalid_base64, invalid_key, invalid_extension, invalid_query)", body = ErrorBody), (status = 401, description = "API key missing or wrong (when BLOBPROXY_API_KEY is set)", body = ErrorBody), (status = 503, description = "Redis or S3 unavailable, or Redis full (Retry-After is set)", body = ErrorBody)),
+    security(("api_key" = [])))]
+pub async fn remove(
+    service: web::Data<BlobService>,
+    settings: web::Data<HttpSettings>,
+    params: web::Query<WriteParams>,
+    req: HttpRequest,
+) -> Result<HttpResponse, ApiError> {
+    delete(service, settings, params, req).await
 }

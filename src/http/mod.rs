@@ -4,6 +4,7 @@ pub mod blobs;
 mod body;
 pub mod health;
 pub mod middleware;
+pub mod openapi;
 pub mod raw;
 pub mod status;
 
@@ -40,7 +41,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
     .route("/put/", web::post().to(blobs::put_json))
     .route("/put", web::post().to(blobs::put_json))
     .route("/get/{key:.*}", web::get().to(blobs::get_json))
-    .route("/remove/{key:.*}", web::get().to(blobs::delete))
+    .route("/remove/{key:.*}", web::get().to(blobs::remove))
     .route("/blobs/{key:.*}", web::delete().to(blobs::delete))
     .route("/blobs/{key:.*}", web::put().to(raw::put))
     .route("/blobs/{key:.*}", web::get().to(raw::get))
@@ -48,6 +49,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
     .route("/blobs", web::get().to(blobs::list))
     .route("/status", web::get().to(status::status))
     .route("/metrics", web::get().to(status::metrics))
+    .configure(openapi::routes)
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
     .default_service(web::to(no_route));

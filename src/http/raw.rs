@@ -13,17 +13,28 @@ use super::blobs::{WriteParams, WriteResponse, key_from_path, persisted};
 use super::body::read_limited;
 use crate::domain::{Blob, Extension, content_type};
 use crate::error::ApiError;
+use crate::error::ErrorBody;
 use crate::service::BlobService;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct RawPutParams {
     /// Extension to record (the JSON API's `extension`).
     #[serde(default)]
     ext: Option<String>,
+    /// Write concern: 0 (in Redis and queued) or 1 (in S3).
     #[serde(default)]
     wc: Option<u8>,
 }
 
+/// Store a blob sent as the raw body; its Content-Type is kept.
+#[utoipa::path(put, path = "/blobs/{key}", tag = "raw",
+    params(("key" = String, Path, description = "The key; may contain /"), RawPutParams),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream"),
+    responses((status = 201, description = "Stored (ETag header: the version)", body = WriteResponse),
+        (status = 400, description = "Bad input (invalid_json, invalid_base64, invalid_key, invalid_extension, invalid_query)", body = ErrorBody), (status = 401, description = "API key missing or wrong (when BLOBPROXY_API_KEY is set)", body = ErrorBody), (status = 413, description = "Over BLOBPROXY_MAX_BLOB_BYTES", body = ErrorBody), (status = 503, description = "Redis or S3 unavailable, or Redis full (Retry-After is set)", body = ErrorBody),
+        (status = 504, description = "wc=1 and S3 did not get it in time; the write stands", body = ErrorBody)),
+    security(("api_key" = [])))]
 #[tracing::instrument(skip_all, fields(key))]
 pub async fn put(
     service: web::Data<BlobService>,
@@ -73,7 +84,16 @@ fn matches_etag(req: &HttpRequest, etag: &str) -> bool {
         .any(|v| v == "*" || v == etag)
 }
 
-/// `GET` and `HEAD` (actix leaves the body out of a HEAD answer, keeping its length).
+/// Read a blob's bytes, with its Content-Type, ETag (If-None-Match), and single Range requests.
+/// `HEAD` answers the same headers without the body.
+#[utoipa::path(get, path = "/blobs/{key}", tag = "raw",
+    params(("key" = String, Path, description = "The key; may contain /")),
+    responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 206, description = "The requested range"),
+        (status = 304, description = "If-None-Match matched the ETag"),
+        (status = 404, description = "No such key", body = ErrorBody),
+        (status = 416, description = "Range outside the blob", body = ErrorBody), (status = 401, description = "API key missing or wrong (when BLOBPROXY_API_KEY is set)", body = ErrorBody), (status = 503, description = "Redis or S3 unavailable, or Redis full (Retry-After is set)", body = ErrorBody)),
+    security(("api_key" = [])))]
 #[tracing::instrument(skip_all, fields(key))]
 pub async fn get(
     service: web::Data<BlobService>,

@@ -6,6 +6,7 @@ mod helpers;
 mod bad_input;
 mod cli;
 mod deploy_files;
+mod docs;
 mod drain;
 mod durability;
 mod ledger;

@@ -1,0 +1,90 @@
+//! The API documentation: generated from the code, and readable offline in a real browser.
+
+use std::process::Command;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_covers_every_endpoint() {
+    let backends = Backends::start().await;
+    let app = TestApp::spawn(&backends.settings()).await;
+    let spec: serde_json::Value = app
+        .http
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let paths = &spec["paths"];
+    for (path, method) in [
+        ("/put/", "post"),
+        ("/get/{key}", "get"),
+        ("/blobs/{key}", "put"),
+        ("/blobs/{key}", "get"),
+        ("/blobs/{key}", "delete"),
+        ("/remove/{key}", "get"),
+        ("/blobs", "get"),
+        ("/status", "get"),
+        ("/metrics", "get"),
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+    ] {
+        assert!(
+            paths[path][method].is_object(),
+            "{method} {path} is not documented"
+        );
+    }
+    assert!(spec["components"]["securitySchemes"]["api_key"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn docs_page_lists_the_operations_in_headless_chromium() {
+    let backends = Backends::start().await;
+    let app = TestApp::spawn(&backends.settings()).await;
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("chromium is not installed (scripts/install-deps.sh installs it)");
+    let profile = tempfile::tempdir().unwrap();
+    let url = format!("{}/docs/", app.address);
+    // The network is closed here: only loopback, so the page must load nothing from a CDN.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    for operation in [
+        "/put/",
+        "/get/{key}",
+        "/blobs/{key}",
+        "/remove/{key}",
+        "/status",
+        "/metrics",
+    ] {
+        assert!(
+            dom.contains(&format!("data-path=\"{operation}\"")),
+            "Swagger UI does not list {operation}; DOM:\n{}",
+            &dom[..dom.len().min(2000)]
+        );
+    }
+    assert!(dom.contains("blobproxy"), "the title is missing");
+}
