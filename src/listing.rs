@@ -93,14 +93,17 @@ pub async fn list(
         }
     }
     // Keys only in S3: their extension and version are in the object's metadata.
-    type Described = (usize, Result<(String, u64), crate::store::StoreError>);
+    type Described = (
+        usize,
+        Result<Option<(String, u64)>, crate::store::StoreError>,
+    );
     let described: Vec<Described> = futures::stream::iter(undescribed)
         .map(|i| {
             let key = items[i].key.clone();
             async move {
                 let result = match BlobKey::parse(key) {
                     Ok(key) => service.store.describe(&key).await,
-                    Err(_) => Ok((String::new(), 0)),
+                    Err(_) => Ok(Some((String::new(), 0))),
                 };
                 (i, result)
             }
@@ -111,12 +114,12 @@ pub async fn list(
     let mut gone = BTreeSet::new();
     for (i, result) in described {
         match result {
-            Ok((extension, version)) => {
+            Ok(Some((extension, version))) => {
                 items[i].extension = extension;
                 items[i].version = version;
             }
             // Deleted between the listing and now.
-            Err(crate::store::StoreError::NotFound) => {
+            Ok(None) => {
                 gone.insert(i);
             }
             Err(e) => return Err(ServiceError::Store(e)),

@@ -166,11 +166,11 @@ async fn one_blob(http: &reqwest::Client, args: &LoadgenArgs, key: &str) -> Vec<
             .body(data.clone())
     } else {
         http.post(format!("{}/put/?wc={}", args.url, args.wc))
-            .header("content-type", "application/json")
-            .body(format!(
-                r#"{{"key":"{key}","extension":"bin","data":"{}"}}"#,
-                encode_base64(&data)
-            ))
+            .json(&serde_json::json!({
+                "key": key,
+                "extension": "bin",
+                "data": encode_base64(&data),
+            }))
     };
     match check(put.send().await, 201).await {
         Ok(_) => {}

@@ -115,7 +115,12 @@ impl BlobService {
     pub async fn delete(&self, key: BlobKey) -> Result<Stored, ServiceError> {
         let exists = match self.cache.get(&key).await? {
             Some(cached) => cached.blob.is_some(),
-            None => self.store.exists(&key).await.map_err(store_error(&key))?,
+            None => self
+                .store
+                .describe(&key)
+                .await
+                .map_err(store_error(&key))?
+                .is_some(),
         };
         if !exists {
             return Err(ServiceError::NotFound(key.to_string()));

@@ -254,30 +254,11 @@ impl BlobStore {
         Ok((objects, page.is_truncated().unwrap_or(false)))
     }
 
-    /// The extension and version S3 keeps for `key` (a listing has neither).
-    pub async fn describe(&self, key: &BlobKey) -> Result<(String, u64), StoreError> {
-        let head = self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-            .map_err(classify)?;
-        let metadata = head.metadata().cloned().unwrap_or_default();
-        Ok((
-            metadata.get(META_EXTENSION).cloned().unwrap_or_default(),
-            metadata
-                .get(META_VERSION)
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0),
-        ))
-    }
-
-    /// Whether an object exists under `key`.
+    /// The extension and version S3 keeps for `key` (a listing has neither); `None` when there
+    /// is no such object.
     #[tracing::instrument(skip_all, fields(%key))]
-    pub async fn exists(&self, key: &BlobKey) -> Result<bool, StoreError> {
-        match self
+    pub async fn describe(&self, key: &BlobKey) -> Result<Option<(String, u64)>, StoreError> {
+        let head = match self
             .client
             .head_object()
             .bucket(&self.bucket)
@@ -286,10 +267,18 @@ impl BlobStore {
             .await
             .map_err(classify)
         {
-            Ok(_) => Ok(true),
-            Err(StoreError::NotFound) => Ok(false),
-            Err(e) => Err(e),
-        }
+            Ok(head) => head,
+            Err(StoreError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let metadata = head.metadata().cloned().unwrap_or_default();
+        Ok(Some((
+            metadata.get(META_EXTENSION).cloned().unwrap_or_default(),
+            metadata
+                .get(META_VERSION)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+        )))
     }
 
     #[tracing::instrument(skip_all, fields(%key))]
