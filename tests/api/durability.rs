@@ -461,9 +461,12 @@ async fn slow_down_answers_are_retried_no_sooner_than_retry_after() {
     // The SDK retries a 503 itself (3 attempts); then our backoff takes over and must wait
     // at least the 3 s S3 asked for.
     proxy.slow_down(3, 3);
-    assert_eq!(app.put("throttled", "", b"patience").await.status(), 201);
+    let response = app.put("throttled", "", b"patience").await;
+    assert_eq!(response.status(), 201);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let version = body["version"].as_u64().unwrap();
     let object = eventually(Duration::from_secs(30), "throttled in S3", || {
-        backends.s3.object("throttled")
+        backends.s3.object_at("throttled", version)
     })
     .await;
     assert_eq!(object.data, b"patience");
@@ -475,10 +478,6 @@ async fn slow_down_answers_are_retried_no_sooner_than_retry_after() {
         "retried {gap:?} after SlowDown asked for 3 s"
     );
     let ledger = Ledger::default();
-    ledger.record(
-        "throttled",
-        Some(b"patience".to_vec()),
-        Some(object.version),
-    );
+    ledger.record("throttled", Some(b"patience".to_vec()), Some(version));
     settle_and_verify(&app, &backends, &ledger, "S3 SlowDown with Retry-After", 3).await;
 }

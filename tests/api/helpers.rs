@@ -194,6 +194,12 @@ impl S3Server {
         })
     }
 
+    /// The object under `key` once S3 holds exactly `version` of it (s3s-fs may show an
+    /// object's bytes a moment before its metadata, so waiting on the bytes alone is racy).
+    pub async fn object_at(&self, key: &str, version: u64) -> Option<S3Object> {
+        self.object(key).await.filter(|o| o.version == version)
+    }
+
     /// Every key in the bucket.
     pub async fn keys(&self) -> Vec<String> {
         let mut keys = Vec::new();
