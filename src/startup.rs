@@ -118,7 +118,7 @@ impl Application {
             // Room for the base64 of the largest blob plus the key and field names.
             json_limit: crate::domain::base64_len(settings.max_blob_bytes) + 16 * 1024,
             wc_timeout: Duration::from_secs(settings.wc_timeout_secs),
-            replica: settings.replica(),
+            replica: replica.clone(),
             api_key,
         };
         let server = HttpServer::new(move || {
