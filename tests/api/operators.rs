@@ -372,3 +372,20 @@ async fn loadgen_verifies_every_blob_and_flush_waits_for_s3() {
         .unwrap();
     assert!(!out.status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serving_beyond_loopback_without_an_api_key_warns_at_start_up() {
+    let backends = Backends::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("web.log");
+    let _web = BlobproxyProcess::spawn(
+        &["serve"],
+        &backends,
+        &[("BLOBPROXY_BIND", format!("0.0.0.0:{port}"))],
+        &log,
+    );
+    wait_for_addr(&format!("127.0.0.1:{port}"), "replica").await;
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("no API key"), "no warning in:\n{text}");
+}
