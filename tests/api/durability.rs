@@ -404,12 +404,9 @@ async fn a_key_s3_refuses_is_dead_lettered_without_holding_up_the_rest_and_can_b
 
     // The operator fixes S3 and replays.
     proxy.allow_all();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blobproxy"))
+    let out = blobproxy_command(&backends)
         .arg("replay-dead-letters")
-        .env("BLOBPROXY_REDIS_URL", backends.redis.url())
         .env("BLOBPROXY_S3_ENDPOINT", proxy.endpoint())
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         .output()
         .unwrap();
     assert!(
@@ -433,13 +430,9 @@ async fn start_up_refuses_a_redis_that_could_evict_unsaved_blobs() {
     let mut backends = Backends::start().await;
     backends.redis.stop();
     backends.redis = RedisServer::start_with(&["--maxmemory-policy", "allkeys-lru"]).await;
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_blobproxy"))
+    let out = blobproxy_command(&backends)
         .arg("serve")
         .env("BLOBPROXY_BIND", "127.0.0.1:0")
-        .env("BLOBPROXY_REDIS_URL", backends.redis.url())
-        .env("BLOBPROXY_S3_ENDPOINT", backends.s3.endpoint())
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -424,6 +424,18 @@ pub fn encode_key(key: &str) -> String {
         .join("/")
 }
 
+/// The real binary with the settings that point it at `backends` (add or override with
+/// `.env`); for one-shot commands like `flush` or `replay-dead-letters`.
+pub fn blobproxy_command(backends: &Backends) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_blobproxy"));
+    command
+        .env("BLOBPROXY_REDIS_URL", backends.redis.url())
+        .env("BLOBPROXY_S3_ENDPOINT", backends.s3.endpoint())
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+    command
+}
+
 /// A `blobproxy` child process; killed when dropped.
 pub struct BlobproxyProcess {
     child: Child,
@@ -433,12 +445,8 @@ pub struct BlobproxyProcess {
 impl BlobproxyProcess {
     pub fn spawn(args: &[&str], backends: &Backends, env: &[(&str, String)], log: &Path) -> Self {
         let log = std::fs::File::create(log).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_blobproxy"))
+        let child = blobproxy_command(backends)
             .args(args)
-            .env("BLOBPROXY_REDIS_URL", backends.redis.url())
-            .env("BLOBPROXY_S3_ENDPOINT", backends.s3.endpoint())
-            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
             .env("BLOBPROXY_WORKER_POLL_MS", "50")
             .env("RUST_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (k, v)))

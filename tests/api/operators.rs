@@ -342,12 +342,8 @@ async fn loadgen_verifies_every_blob_and_flush_waits_for_s3() {
     };
     assert_eq!(listed, 200);
     // Nothing drained yet; flush waits while a worker drains.
-    let flush = std::process::Command::new(env!("CARGO_BIN_EXE_blobproxy"))
+    let flush = blobproxy_command(&backends)
         .args(["flush", "--timeout-secs", "60"])
-        .env("BLOBPROXY_REDIS_URL", backends.redis.url())
-        .env("BLOBPROXY_S3_ENDPOINT", backends.s3.endpoint())
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
         .spawn()
         .unwrap();
     let _worker = TestWorker::spawn(&settings).await;
