@@ -95,11 +95,19 @@ async fn settle_and_verify(
     test: &str,
     faults: usize,
 ) {
-    let status = eventually(Duration::from_secs(90), "an empty backlog", || async {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
         let status = app.status().await;
-        (status["dirty"] == 0 && status["queued_jobs"] == 0).then_some(status)
-    })
-    .await;
+        if status["dirty"] == 0 && status["queued_jobs"] == 0 {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let mut redis = backends.redis.client().await;
+            let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut redis).await.unwrap_or_default();
+            panic!("backlog not empty after 90 s: {status}; Redis keys: {:?}", &keys[..keys.len().min(40)]);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     assert_eq!(status["dead_letters"], 0, "{status}");
     let lost = ledger.lost_writes(&backends.s3).await;
     ledger.report(test, faults, lost.len());
