@@ -103,8 +103,15 @@ async fn settle_and_verify(
         }
         if Instant::now() > deadline {
             let mut redis = backends.redis.client().await;
-            let keys: Vec<String> = redis::cmd("KEYS").arg("*").query_async(&mut redis).await.unwrap_or_default();
-            panic!("backlog not empty after 90 s: {status}; Redis keys: {:?}", &keys[..keys.len().min(40)]);
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg("*")
+                .query_async(&mut redis)
+                .await
+                .unwrap_or_default();
+            panic!(
+                "backlog not empty after 90 s: {status}; Redis keys: {:?}",
+                &keys[..keys.len().min(40)]
+            );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
