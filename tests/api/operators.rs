@@ -188,15 +188,7 @@ async fn metrics_count_requests_by_route_and_status_and_show_the_backlog() {
     assert_eq!(app.put("m/1", "", b"one").await.status(), 201);
     assert_eq!(app.get("m/1").await.status(), 200);
     assert_eq!(app.get("m/missing").await.status(), 404);
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     let line = |needle: &[&str]| {
         text.lines()
             .find(|l| !l.starts_with('#') && needle.iter().all(|n| l.contains(n)))
@@ -219,15 +211,7 @@ async fn metrics_count_requests_by_route_and_status_and_show_the_backlog() {
     assert!(line(&["blobproxy_queue_depth "]).ends_with(" 1"));
     let _worker = TestWorker::spawn(&settings).await;
     backends.wait_until_drained(Duration::from_secs(20)).await;
-    let text = app
-        .http
-        .get(format!("{}/metrics", app.address))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = app.metrics().await;
     assert!(
         text.lines().any(|l| l == "blobproxy_dirty_blobs 0"),
         "{text}"
