@@ -14,6 +14,7 @@
 //! - `bp:lease:<key>`: token of the worker uploading that key.
 //! - `bp:dead`: hash of keys the worker gave up on (key -> JSON reason).
 //! - `bp:stats`: counters of all workers (`uploads`, `upload_failures`).
+//! - `bp:stage:<id>`: the bytes of a large write between its two commands (see `put.lua`).
 
 mod drain;
 
@@ -37,6 +38,13 @@ pub const DEAD_LETTERS: &str = "bp:dead";
 const DIRTY_BY_KEY: &str = "bp:dirty-by-key";
 const LEASE_PREFIX: &str = "bp:lease:";
 const STATS: &str = "bp:stats";
+/// Bytes of a write on their way into a record (see `put.lua`); gone within a round trip.
+const STAGE_PREFIX: &str = "bp:stage:";
+/// Blobs from this size are staged instead of passed to the PUT script: below it, the extra
+/// commands cost more than Lua hashing the bytes.
+const STAGE_FROM_BYTES: usize = 16 * 1024;
+/// A staged blob whose script never ran (the client vanished mid-write) disappears after this.
+const STAGE_TTL: Duration = Duration::from_secs(60);
 
 fn record_key(key: &BlobKey) -> String {
     format!("bp:blob:{key}")
@@ -68,10 +76,17 @@ pub enum CacheError {
 
 impl From<redis::RedisError> for CacheError {
     fn from(e: redis::RedisError) -> Self {
-        if e.code() == Some("OOM") || e.to_string().contains("OOM command not allowed") {
-            CacheError::OutOfMemory(e.to_string())
-        } else {
-            CacheError::Unavailable(e.to_string())
+        let whole = e.to_string();
+        // A pipeline fails with every command's error; the first one is the cause (an OOM
+        // refusal of the staging write makes the script after it fail too).
+        let first = e
+            .into_server_errors()
+            .and_then(|errors| errors.first().map(|(_, error)| error.clone()));
+        match first {
+            Some(error) if error.code() == "OOM" => CacheError::OutOfMemory(error.to_string()),
+            Some(error) => CacheError::Unavailable(error.to_string()),
+            None if whole.contains("OOM command not allowed") => CacheError::OutOfMemory(whole),
+            None => CacheError::Unavailable(whole),
         }
     }
 }
@@ -149,6 +164,9 @@ impl BlobCache {
         kind: &str,
         queue: &QueueKeys,
     ) -> Result<Written, CacheError> {
+        let job_id = crate::jobs::queue::new_job_id();
+        let stage = format!("{STAGE_PREFIX}{job_id}");
+        let staged = data.len() >= STAGE_FROM_BYTES;
         let mut invocation = PUT.prepare_invoke();
         invocation
             .key(record_key(key))
@@ -158,16 +176,40 @@ impl BlobCache {
         for queue_key in queue.as_array() {
             invocation.key(queue_key);
         }
-        invocation.key(DIRTY_BY_KEY);
-        let (version, queued): (String, i64) = invocation
-            .arg(data)
+        invocation
+            .key(DIRTY_BY_KEY)
+            .key(&stage)
+            .arg(if staged { &[][..] } else { data })
             .arg(extension)
             .arg(key.as_str())
             .arg(kind)
             .arg(content_type)
-            .arg(crate::jobs::queue::new_job_id())
-            .invoke_async(&mut self.conn.clone())
-            .await?;
+            .arg(&job_id)
+            .arg(if staged { "staged" } else { "" });
+        let mut conn = self.conn.clone();
+        let (version, queued): (String, i64) = if staged {
+            // One round trip: the bytes go to a staging hash with plain commands, and the
+            // script moves it into place (see put.lua for why the bytes stay out of Lua).
+            let mut pipe = redis::pipe();
+            pipe.hset(&stage, "d", data)
+                .ignore()
+                .pexpire(&stage, STAGE_TTL.as_millis() as i64)
+                .ignore()
+                .invoke_script(&invocation);
+            match pipe.query_async::<((String, i64),)>(&mut conn).await {
+                Ok((written,)) => written,
+                // Redis lost its script cache (restart, SCRIPT FLUSH): the staged bytes are
+                // still there, so loading the script and running it again completes the write.
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    invocation.invoke_async(&mut conn).await?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            invocation.invoke_async(&mut conn).await?
+        };
         Ok(Written {
             version: parse_version(&version)?,
             queued: queued == 1,

@@ -10,7 +10,17 @@ async fn round_trips_keep_the_exact_bytes_at_every_size() {
     let mut settings = backends.settings();
     settings.max_blob_bytes = 4 * 1024 * 1024;
     let app = TestApp::spawn(&settings).await;
-    for size in [0, 1, 1024, 1024 * 1024, 4 * 1024 * 1024] {
+    // Both sides of 16 KiB: smaller blobs go into Redis inside the PUT script, larger ones are
+    // staged first and moved into place.
+    for size in [
+        0,
+        1,
+        1024,
+        16 * 1024 - 1,
+        16 * 1024,
+        1024 * 1024,
+        4 * 1024 * 1024,
+    ] {
         let key = format!("sizes/{size}.bin");
         let data = random_bytes(size);
         let response = app.put(&key, "bin", &data).await;
@@ -133,4 +143,44 @@ async fn get_after_the_cache_is_flushed_is_served_from_s3_and_recached() {
         .unwrap();
     assert_eq!(state, "clean");
     assert!(ttl > 0 && ttl <= 3600, "ttl {ttl}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_writes_survive_a_lost_script_cache_and_leave_no_staged_bytes() {
+    let backends = Backends::start().await;
+    let settings = backends.settings();
+    let app = TestApp::spawn(&settings).await;
+    let mut redis = backends.redis.client().await;
+    let (mut last, mut version) = (Vec::new(), 0);
+    for (i, size) in [200_000, 100, 300_000, 20_000].into_iter().enumerate() {
+        // Redis forgets every script (as after a restart): the write must load the script
+        // again and still store these exact bytes.
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut redis)
+            .await
+            .unwrap();
+        last = random_bytes(size);
+        let response = app.put("big/overwritten", "bin", &last).await;
+        assert_eq!(response.status(), 201, "write {i} of {size} bytes");
+        let body: serde_json::Value = response.json().await.unwrap();
+        version = body["version"].as_u64().unwrap();
+        assert_eq!(app.get_bytes("big/overwritten").await.0, last, "write {i}");
+    }
+    let staged: Vec<String> = redis::cmd("KEYS")
+        .arg("bp:stage:*")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(staged.is_empty(), "staged bytes left behind: {staged:?}");
+
+    let worker = TestWorker::spawn(&settings).await;
+    backends.wait_until_drained(Duration::from_secs(20)).await;
+    worker.stop().await;
+    let object = backends
+        .s3
+        .object_at("big/overwritten", version)
+        .await
+        .unwrap();
+    assert!(object.data == last, "S3 does not hold the last write");
 }
