@@ -32,6 +32,10 @@ SIZES = [("1KiB", 1024), ("64KiB", 64 * 1024), ("1MiB", 1024 * 1024)]
 CONNECTIONS = {1024: 32, 64 * 1024: 32, 1024 * 1024: 16}
 ACCESS, SECRET, BUCKET = "bench", "bench-secret-key", "blobs"
 WORKER_CONCURRENCY = 16
+S3_REPEATS = 3
+# The Redis settings the compose files ship (see docker-compose.yml).
+REDIS_FLAGS = ["--appendonly", "yes", "--appendfsync", "everysec", "--rdbcompression", "no",
+               "--maxmemory", "4gb", "--maxmemory-policy", "volatile-lru"]
 
 procs = []
 work = Path(tempfile.mkdtemp(prefix="blobproxy-bench-"))
@@ -144,6 +148,29 @@ def wrk(url, mode, size, keys, prefix, conns, seconds=SECONDS, file=None):
     }
 
 
+def median_of(runs):
+    """The run with the median requests/s, plus the spread: the S3 server's rate moves a lot
+    between runs on this machine, so the alternative is measured several times."""
+    runs = sorted(runs, key=lambda r: r["req_s"])
+    return {**runs[len(runs) // 2], "runs_req_s": [r["req_s"] for r in runs]}
+
+
+def redis_alone(port, size, conns, keys, requests):
+    """What the same Redis (same AOF settings) takes on its own: SET of the same size from the
+    same number of clients over as many keys. Every byte a PUT acknowledges goes through this
+    Redis and its AOF, so no write-back design on this machine can beat it."""
+    out = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set", "-d", str(size), "-c", str(conns),
+                          "-n", str(requests), "-r", str(keys), "--csv"],
+                         capture_output=True, text=True, check=True).stdout
+    row = next(line for line in out.splitlines() if line.startswith('"SET"'))
+    fields = [f.strip('"') for f in row.split(",")]
+    subprocess.run(f"redis-cli -p {port} --scan --pattern 'key:*' | xargs -r -n 500 redis-cli -p {port} DEL "
+                   "> /dev/null", shell=True, check=True)
+    req_s = float(fields[1])
+    return {"req_s": req_s, "mb_s": req_s * size / 1e6, "p50_ms": float(fields[4]), "p99_ms": float(fields[6]),
+            "requests": requests, "errors": 0}
+
+
 def s3_client(endpoint):
     import boto3
     from botocore.config import Config
@@ -205,8 +232,7 @@ def main():
     (work / "redis").mkdir()
     (work / "s3").mkdir()
     spawn("redis", ["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1", "--dir", str(work / "redis"),
-                    "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
-                    "--maxmemory", "4gb", "--maxmemory-policy", "volatile-lru"])
+                    "--save", "", *REDIS_FLAGS])
     s3s = shutil.which("s3s-fs") or str(Path.home() / ".cargo/bin/s3s-fs")
     spawn("s3", [s3s, "--host", "127.0.0.1", "--port", str(ports["s3"]), "--access-key", ACCESS,
                  "--secret-key", SECRET, str(work / "s3")])
@@ -261,7 +287,8 @@ def main():
         row["json_get"] = wrk(front, "get_json", size, get_keys, f"bench/get/{name}", conns)
         row["raw_get"] = wrk(front, "get_raw", size, get_keys, f"bench/get/{name}", conns)
         get_file = presigned_paths(s3, [f"bench/get/{name}/{i}" for i in range(get_keys)], "GET", work / "get.txt")
-        row["s3_get"] = wrk(s3url, "presigned_get", size, get_keys, "-", conns, file=get_file)
+        row["s3_get"] = median_of([wrk(s3url, "presigned_get", size, get_keys, "-", conns, file=get_file)
+                                   for _ in range(S3_REPEATS)])
         log(f"{name}: PUT")
         put_keys = {1024: 100000, 65536: 4096, 1 << 20: 256}[size]
         row["ideal_put_raw"] = wrk(ideal, "put_raw_sink", size, put_keys, "x", conns)
@@ -271,9 +298,14 @@ def main():
         wait_drained(replica)
         row["raw_put"] = wrk(front, "put_raw", size, put_keys, f"bench/raw/{name}", conns)
         wait_drained(replica)
-        put_file = presigned_paths(s3, [f"direct/{name}/{i}" for i in range(min(put_keys, 20000))], "PUT",
-                                   work / "put.txt")
-        row["s3_put"] = wrk(s3url, "presigned_put", size, 0, "-", conns, file=put_file)
+        s3_puts = []
+        for rep in range(S3_REPEATS):
+            put_file = presigned_paths(s3, [f"direct/{name}/{rep}/{i}" for i in range(min(put_keys, 20000))],
+                                       "PUT", work / "put.txt")
+            s3_puts.append(wrk(s3url, "presigned_put", size, 0, "-", conns, file=put_file))
+        row["s3_put"] = median_of(s3_puts)
+        row["redis_set"] = redis_alone(ports["redis"], size, conns, put_keys,
+                                       {1024: 100000, 65536: 20000, 1 << 20: 1200}[size])
         results["sizes"][name] = {"bytes": size, "connections": conns, **row}
 
     # Drain: a backlog written with the worker stopped, then drained by a fresh worker.
@@ -290,11 +322,15 @@ def main():
         worker = spawn("worker", [str(BIN), "worker"], env)
         wait_drained(replica, timeout=600)
         seconds = time.time() - started
-        direct_file = presigned_paths(s3, [f"direct/drain/{name}/{i}" for i in range(min(count, 20000))], "PUT",
-                                      work / "drain.txt")
-        direct = wrk(s3url, "presigned_put", size, 0, "-", WORKER_CONCURRENCY, file=direct_file)
+        direct_runs = []
+        for rep in range(S3_REPEATS):
+            direct_file = presigned_paths(s3, [f"direct/drain/{name}/{rep}/{i}" for i in range(min(count, 20000))],
+                                          "PUT", work / "drain.txt")
+            direct_runs.append(wrk(s3url, "presigned_put", size, 0, "-", WORKER_CONCURRENCY, file=direct_file))
+        direct = median_of(direct_runs)
         results["drain"][name] = {"count": count, "seconds": seconds, "objects_s": count / seconds,
-                                  "direct_s3_objects_s": direct["req_s"], "redis_used_memory": backlog_redis,
+                                  "direct_s3_objects_s": direct["req_s"], "direct_s3_runs": direct["runs_req_s"],
+                                  "redis_used_memory": backlog_redis,
                                   "write": json.loads(lg.stdout)["rows"][0],
                                   "worker_peak_rss_kib": rss_kib(worker.pid, "VmHWM")}
         results["memory"]["replica_peak_rss_kib_after_" + name] = in_flight_peak
@@ -340,27 +376,32 @@ def ratios(results):
             ("PUT JSON", "json_put", ideal_put_json, r["s3_put"]),
             ("PUT raw", "raw_put", ideal_put_raw, r["s3_put"]),
             ("PUT direct S3", "s3_put", ideal_put_raw, None),
+            ("SET Redis alone (same AOF)", "redis_set", ideal_put_raw, None),
         ]:
             m = r[key]
             table.append({"size": name, "what": label, **m,
                           "vs_ceiling": m["req_s"] / ceiling["req_s"] if ceiling else None,
-                          "vs_s3": m["req_s"] / alt["req_s"] if alt else None})
+                          "vs_s3": m["req_s"] / alt["req_s"] if alt else None,
+                          "vs_redis": m["req_s"] / r["redis_set"]["req_s"] if key.endswith("_put") else None})
     return table
 
 
 def print_table(results, table):
     print(f"\nblobproxy benchmark, {results['date']}, {results['machine']}, {results['seconds_per_run']} s per run")
     print(f"{'size':<6} {'what':<33} {'req/s':>9} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'err':>5} "
-          f"{'x ceiling':>9} {'x S3':>6}")
+          f"{'x ceiling':>9} {'x S3':>6} {'x Redis':>7}")
     for t in table:
         vc = f"{t['vs_ceiling']:.2f}" if t["vs_ceiling"] else "-"
         vs = f"{t['vs_s3']:.2f}" if t["vs_s3"] else "-"
+        vr = f"{t['vs_redis']:.2f}" if t.get("vs_redis") else "-"
+        spread = " (S3 runs: " + " / ".join(f"{x:.0f}" for x in t["runs_req_s"]) + ")" if "runs_req_s" in t else ""
         print(f"{t['size']:<6} {t['what']:<33} {t['req_s']:>9.0f} {t['mb_s']:>8.1f} {t['p50_ms']:>8.2f} "
-              f"{t['p99_ms']:>8.2f} {t['errors']:>5} {vc:>9} {vs:>6}")
+              f"{t['p99_ms']:>8.2f} {t['errors']:>5} {vc:>9} {vs:>6} {vr:>7}{spread}")
     for name, d in results["drain"].items():
         print(f"drain {d['count']} x {name}: {d['objects_s']:.0f} objects/s in {d['seconds']:.1f} s; direct S3 PUT at "
               f"concurrency {WORKER_CONCURRENCY}: {d['direct_s3_objects_s']:.0f} objects/s "
-              f"(x{d['objects_s'] / d['direct_s3_objects_s']:.2f}); Redis used {d['redis_used_memory'] / 2**20:.0f} MiB "
+              f"(x{d['objects_s'] / d['direct_s3_objects_s']:.2f}; runs "
+              f"{' / '.join(f'{x:.0f}' for x in d['direct_s3_runs'])}); Redis used {d['redis_used_memory'] / 2**20:.0f} MiB "
               f"for the backlog")
     m = results["miss"]
     print(f"GET miss 1KiB (from S3, re-cached): {m['blobproxy']['req_s']:.0f} req/s p99 {m['blobproxy']['p99_ms']:.1f} ms; "

@@ -18,7 +18,7 @@ cleanup() { kill "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir .local/redis \
-  --appendonly yes --maxmemory-policy volatile-lru --save "" >.local/redis.log 2>&1 &
+  --appendonly yes --rdbcompression no --maxmemory-policy volatile-lru --save "" >.local/redis.log 2>&1 &
 pids+=($!)
 s3s-fs --host 127.0.0.1 --port "$S3_PORT" \
   --access-key "$AWS_ACCESS_KEY_ID" --secret-key "$AWS_SECRET_ACCESS_KEY" .local/s3 >.local/s3.log 2>&1 &

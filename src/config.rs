@@ -39,6 +39,11 @@ pub struct Settings {
     #[arg(long, env = "BLOBPROXY_MAX_BLOB_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_blob_bytes: usize,
 
+    /// Blobs larger than this many bytes skip Redis and stream straight to S3 (multipart
+    /// upload, memory bounded by two 8 MiB parts); the PUT answers once S3 has them.
+    #[arg(long, env = "BLOBPROXY_WRITE_THROUGH_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub write_through_bytes: usize,
+
     /// How long a blob already safe in S3 stays in the cache, in seconds.
     #[arg(long, env = "BLOBPROXY_CACHE_TTL_SECS", default_value_t = 3600)]
     pub cache_ttl_secs: u64,

@@ -49,6 +49,9 @@ pub enum ApiError {
         version: u64,
         secs: u64,
     },
+    /// Another upload of the key (a worker's, or another large write) did not end in time.
+    #[error("{0}")]
+    KeyBusy(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -80,6 +83,7 @@ impl ApiError {
             ApiError::RedisUnavailable(_) => "redis_unavailable",
             ApiError::S3Unavailable(_) => "s3_unavailable",
             ApiError::PersistTimeout { .. } => "persist_timeout",
+            ApiError::KeyBusy(_) => "key_busy",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -116,13 +120,17 @@ impl ResponseError for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::PersistTimeout { .. } => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::KeyBusy(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
-        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+        if matches!(
+            self.status_code(),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::CONFLICT
+        ) {
             response.insert_header(("Retry-After", "1"));
         }
         if let ApiError::PersistTimeout { key, version, .. } = self {
@@ -163,6 +171,8 @@ impl From<ServiceError> for ApiError {
             ServiceError::Cache(CacheError::Unavailable(m)) => ApiError::RedisUnavailable(m),
             ServiceError::Cache(CacheError::Protocol(m)) => ApiError::Internal(m),
             ServiceError::Store(StoreError::NotFound) => ApiError::NotFound(String::new()),
+            ServiceError::KeyBusy(_) => ApiError::KeyBusy(e.to_string()),
+            ServiceError::Body(m) => ApiError::InvalidJson(format!("cannot read the body: {m}")),
             ServiceError::Store(e @ (StoreError::Transient { .. } | StoreError::Permanent(_))) => {
                 ApiError::S3Unavailable(e.to_string())
             }

@@ -8,12 +8,30 @@
 
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt as _};
 use serde::Serialize;
 
-use crate::cache::{BlobCache, CacheError, DeadLetter};
+use crate::cache::{BlobCache, CacheError, DeadLetter, WriteThrough};
 use crate::domain::{Blob, BlobKey, Extension, InvalidInput};
 use crate::jobs::JobQueue;
-use crate::store::{BlobStore, StoreError};
+use crate::store::{BlobStore, CompletedPart, StoreError};
+
+/// Size of each part of a write-through upload (S3 wants at least 5 MiB but the last).
+const PART_BYTES: usize = 8 * 1024 * 1024;
+/// A write-through's lease on its key, renewed every third of it while the upload runs.
+const WRITE_THROUGH_LEASE: Duration = Duration::from_secs(10);
+/// How long a write-through waits for a worker (or another write) to release the key.
+const WRITE_THROUGH_LEASE_WAIT: Duration = Duration::from_secs(30);
+
+async fn join_part(
+    handle: tokio::task::JoinHandle<Result<CompletedPart, StoreError>>,
+) -> Result<CompletedPart, ServiceError> {
+    handle
+        .await
+        .map_err(|e| ServiceError::Body(format!("part upload task failed: {e}")))?
+        .map_err(ServiceError::Store)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -27,6 +45,12 @@ pub enum ServiceError {
     Cache(#[from] CacheError),
     #[error(transparent)]
     Store(StoreError),
+    /// A write-through waited too long for the key's upload lease.
+    #[error("another upload of key {0:?} is still running; retry later")]
+    KeyBusy(String),
+    /// The client's body broke off mid-stream.
+    #[error("cannot read the body: {0}")]
+    Body(String),
 }
 
 fn store_error(key: &BlobKey) -> impl FnOnce(StoreError) -> ServiceError + '_ {
@@ -42,6 +66,8 @@ pub struct Stored {
     pub key: BlobKey,
     pub size: usize,
     pub version: u64,
+    /// S3 already has this version (a write-through).
+    pub in_s3: bool,
 }
 
 /// How far a write must have gone before it is acknowledged.
@@ -74,10 +100,13 @@ pub struct BlobService {
     pub queue: JobQueue,
     pub max_blob_bytes: usize,
     pub cache_ttl: Duration,
+    /// Blobs larger than this skip the cache and stream straight to S3 ([`Self::put_through`]).
+    pub write_through_bytes: usize,
 }
 
 impl BlobService {
-    /// Stores a blob: once this returns, every replica reads it and a worker will copy it to S3.
+    /// Stores a blob: once this returns, every replica reads it and a worker will copy it to S3
+    /// (blobs over `write_through_bytes` are in S3 already: see [`Self::put_through`]).
     #[tracing::instrument(skip_all, fields(%key, size = data.len()))]
     pub async fn put(
         &self,
@@ -91,6 +120,13 @@ impl BlobService {
                 size: data.len(),
                 max: self.max_blob_bytes,
             });
+        }
+        if data.len() > self.write_through_bytes {
+            let data = Bytes::copy_from_slice(data);
+            let no_more = futures::stream::empty::<Result<Bytes, std::convert::Infallible>>();
+            return self
+                .put_through(key, extension, content_type, data, no_more)
+                .await;
         }
         let written = self
             .cache
@@ -107,6 +143,7 @@ impl BlobService {
             key,
             size: data.len(),
             version: written.version,
+            in_s3: false,
         })
     }
 
@@ -130,6 +167,7 @@ impl BlobService {
             key,
             size: 0,
             version: written.version,
+            in_s3: false,
         })
     }
 
@@ -169,10 +207,185 @@ impl BlobService {
                 .ok_or_else(|| ServiceError::NotFound(key.to_string()));
         }
         let blob = self.store.get(key).await.map_err(store_error(key))?;
+        if blob.data.len() > self.write_through_bytes {
+            // Written through, so kept out of the cache on the way in: keep it out on reads too.
+            return Ok(blob);
+        }
         if let Err(e) = self.cache.recache(key, &blob, self.cache_ttl).await {
             tracing::warn!(error = %e, "cannot re-cache a blob read from S3");
         }
         Ok(blob)
+    }
+
+    /// Stores a blob too large for the cache straight in S3, as a multipart upload streamed
+    /// from `body` (`head` is what was read of it already): memory stays bounded by two parts
+    /// whatever the size. Once this returns, S3 holds the blob, so every replica reads it (from
+    /// S3) and any older cached version of the key is gone. Holds the key's upload lease
+    /// throughout, so no worker uploads an older cached version over it; a write that arrives
+    /// meanwhile is newer and wins (it is drained afterwards).
+    #[tracing::instrument(skip_all, fields(%key))]
+    pub async fn put_through<E: std::fmt::Display>(
+        &self,
+        key: BlobKey,
+        extension: &Extension,
+        content_type: &str,
+        head: Bytes,
+        body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+    ) -> Result<Stored, ServiceError> {
+        let token = format!("{:032x}", rand::random::<u128>());
+        let version = self.lease_for_write_through(&key, &token).await?;
+        let lost = std::sync::atomic::AtomicBool::new(false);
+        let renew = async {
+            loop {
+                tokio::time::sleep(WRITE_THROUGH_LEASE / 3).await;
+                if let Ok(false) = self
+                    .cache
+                    .renew_lease(&key, &token, WRITE_THROUGH_LEASE)
+                    .await
+                {
+                    lost.store(true, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        };
+        let upload = self.upload_parts(&key, extension, content_type, version, head, body, &lost);
+        let uploaded = tokio::select! {
+            result = upload => result,
+            _ = renew => unreachable!("the renewal loop never ends"),
+        };
+        let size = match uploaded {
+            Ok(size) => size,
+            Err(e) => {
+                let _ = self.cache.release_lease(&key, &token).await;
+                return Err(e);
+            }
+        };
+        match self
+            .cache
+            .finish_write_through(&key, &token, version, self.queue.keys())
+            .await?
+        {
+            WriteThrough::Stored | WriteThrough::Newer => Ok(Stored {
+                key,
+                size,
+                version,
+                in_s3: true,
+            }),
+            WriteThrough::Lost => Err(ServiceError::Store(StoreError::Transient {
+                message: "the upload outlived its lease; retry the write".into(),
+                retry_after: None,
+            })),
+        }
+    }
+
+    /// Waits (a bounded time) for the key's upload lease; returns the write's version.
+    async fn lease_for_write_through(
+        &self,
+        key: &BlobKey,
+        token: &str,
+    ) -> Result<u64, ServiceError> {
+        let deadline = tokio::time::Instant::now() + WRITE_THROUGH_LEASE_WAIT;
+        loop {
+            if let Some(version) = self
+                .cache
+                .begin_write_through(key, token, WRITE_THROUGH_LEASE)
+                .await?
+            {
+                return Ok(version);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ServiceError::KeyBusy(key.to_string()));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The multipart upload itself: one part uploading while the next is read. Aborted (no
+    /// object changes) on any error or when the lease is lost. Returns the size.
+    #[allow(clippy::too_many_arguments)]
+    async fn upload_parts<E: std::fmt::Display>(
+        &self,
+        key: &BlobKey,
+        extension: &Extension,
+        content_type: &str,
+        version: u64,
+        head: Bytes,
+        mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+        lost: &std::sync::atomic::AtomicBool,
+    ) -> Result<usize, ServiceError> {
+        let upload_id = self
+            .store
+            .start_upload(key, content_type, extension.as_str(), version)
+            .await
+            .map_err(ServiceError::Store)?;
+        let result: Result<usize, ServiceError> = async {
+            let mut parts = Vec::new();
+            let mut in_flight: Option<tokio::task::JoinHandle<Result<_, StoreError>>> = None;
+            let mut buffer = BytesMut::with_capacity(PART_BYTES);
+            buffer.extend_from_slice(&head);
+            let mut size = head.len();
+            let mut finished = false;
+            while !finished {
+                match body.next().await {
+                    Some(chunk) => {
+                        let chunk = chunk.map_err(|e| ServiceError::Body(e.to_string()))?;
+                        size += chunk.len();
+                        if size > self.max_blob_bytes {
+                            return Err(ServiceError::TooLarge {
+                                size,
+                                max: self.max_blob_bytes,
+                            });
+                        }
+                        buffer.extend_from_slice(&chunk);
+                    }
+                    None => finished = true,
+                }
+                // Full parts go as soon as they are full; the last one may be smaller.
+                while buffer.len() >= PART_BYTES || (finished && !buffer.is_empty()) {
+                    let take = buffer.len().min(PART_BYTES);
+                    let part = buffer.split_to(take).freeze();
+                    if let Some(previous) = in_flight.take() {
+                        parts.push(join_part(previous).await?);
+                    }
+                    let (store, key, id) = (self.store.clone(), key.clone(), upload_id.clone());
+                    let number = (parts.len() + 1) as i32;
+                    in_flight = Some(tokio::spawn(async move {
+                        store.upload_part(&key, &id, number, part).await
+                    }));
+                    if buffer.capacity() < PART_BYTES {
+                        buffer.reserve(PART_BYTES);
+                    }
+                }
+            }
+            if let Some(previous) = in_flight.take() {
+                parts.push(join_part(previous).await?);
+            }
+            if parts.is_empty() {
+                // A zero-byte body never reaches here (it fits the cache); keep S3 valid anyway.
+                parts.push(
+                    join_part(tokio::spawn({
+                        let (store, key, id) = (self.store.clone(), key.clone(), upload_id.clone());
+                        async move { store.upload_part(&key, &id, 1, Bytes::new()).await }
+                    }))
+                    .await?,
+                );
+            }
+            if lost.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(ServiceError::Store(StoreError::Transient {
+                    message: "the upload lost its lease before completing; retry the write".into(),
+                    retry_after: None,
+                }));
+            }
+            self.store
+                .complete_upload(key, &upload_id, parts)
+                .await
+                .map_err(ServiceError::Store)?;
+            Ok(size)
+        }
+        .await;
+        if result.is_err() {
+            self.store.abort_upload(key, &upload_id).await;
+        }
+        result
     }
 
     /// The drain backlog and the dead letters.

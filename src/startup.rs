@@ -78,6 +78,7 @@ impl Dependencies {
             queue: self.queue.clone(),
             max_blob_bytes: settings.max_blob_bytes,
             cache_ttl: settings.cache_ttl(),
+            write_through_bytes: settings.write_through_bytes,
         }
     }
 

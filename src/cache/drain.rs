@@ -214,3 +214,79 @@ impl BlobCache {
             .await?)
     }
 }
+
+static WRITE_THROUGH_BEGIN: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("write_through_begin.lua")));
+static WRITE_THROUGH_FINISH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        "#!lua flags=allow-oom\n",
+        include_str!("../jobs/queue_job.lua"),
+        include_str!("write_through_finish.lua")
+    ))
+});
+
+/// Outcome of [`BlobCache::finish_write_through`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteThrough {
+    /// S3 holds the newest version: ours. Any older cached record is gone.
+    Stored,
+    /// A newer write arrived while ours was uploading; it stays (and is queued if dirty).
+    Newer,
+    /// The lease expired mid-upload: another writer may have stored the key meanwhile.
+    Lost,
+}
+
+impl BlobCache {
+    /// Takes `key`'s upload lease for a write-through and returns its version, or `None` while
+    /// a worker or another write-through holds the lease.
+    pub async fn begin_write_through(
+        &self,
+        key: &BlobKey,
+        token: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, CacheError> {
+        let version: Option<String> = WRITE_THROUGH_BEGIN
+            .key(lease_key(key))
+            .key(super::VERSION_KEY)
+            .arg(token)
+            .arg((ttl.as_millis() as u64).max(1))
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        version.as_deref().map(super::parse_version).transpose()
+    }
+
+    /// Records that S3 now holds `version` of `key`, written through; releases the lease.
+    pub async fn finish_write_through(
+        &self,
+        key: &BlobKey,
+        token: &str,
+        version: u64,
+        queue: &crate::jobs::QueueKeys,
+    ) -> Result<WriteThrough, CacheError> {
+        let mut invocation = WRITE_THROUGH_FINISH.prepare_invoke();
+        invocation
+            .key(record_key(key))
+            .key(lease_key(key))
+            .key(DIRTY_SET)
+            .key(DIRTY_BY_KEY)
+            .key(DEAD_LETTERS);
+        for queue_key in queue.as_array() {
+            invocation.key(queue_key);
+        }
+        let outcome: String = invocation
+            .arg(token)
+            .arg(version.to_string())
+            .arg(key.as_str())
+            .arg(crate::jobs::queue::new_job_id())
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        match outcome.as_str() {
+            "stored" => Ok(WriteThrough::Stored),
+            "newer" => Ok(WriteThrough::Newer),
+            "lost" => Ok(WriteThrough::Lost),
+            other => Err(CacheError::Protocol(format!(
+                "unexpected write-through outcome {other:?}"
+            ))),
+        }
+    }
+}

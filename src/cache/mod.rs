@@ -18,7 +18,7 @@
 
 mod drain;
 
-pub use drain::{DeadLetter, DrainStats, Finish};
+pub use drain::{DeadLetter, DrainStats, Finish, WriteThrough};
 
 use std::sync::LazyLock;
 use std::time::Duration;

@@ -68,6 +68,9 @@ pub(super) async fn persisted(
     concern: WriteConcern,
     stored: &Stored,
 ) -> Result<bool, ApiError> {
+    if stored.in_s3 {
+        return Ok(true);
+    }
     if concern == WriteConcern::Cached {
         return Ok(false);
     }

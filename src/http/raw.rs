@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::HttpSettings;
 use super::blobs::{WriteParams, WriteResponse, key_from_path, persisted};
-use super::body::read_limited;
+use super::body::{Body, read_up_to};
 use crate::domain::{Blob, Extension, content_type};
 use crate::error::ApiError;
 use crate::error::ErrorBody;
@@ -52,11 +52,24 @@ pub async fn put(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let content_type = content_type(sent_type, &extension)?;
-    let data = read_limited(&req, payload, service.max_blob_bytes, |max| {
-        ApiError::BlobTooLarge(format!("the blob is over the limit of {max} bytes"))
-    })
+    let too_large =
+        |max| ApiError::BlobTooLarge(format!("the blob is over the limit of {max} bytes"));
+    let body = read_up_to(
+        &req,
+        payload,
+        service.max_blob_bytes,
+        service.write_through_bytes,
+        too_large,
+    )
     .await?;
-    let stored = service.put(key, &extension, &content_type, &data).await?;
+    let stored = match body {
+        Body::Whole(data) => service.put(key, &extension, &content_type, &data).await?,
+        Body::Large { head, rest } => {
+            service
+                .put_through(key, &extension, &content_type, head, rest)
+                .await?
+        }
+    };
     let persisted = persisted(&service, &settings, concern, &stored).await?;
     Ok(HttpResponse::Created()
         .insert_header((header::ETAG, etag(stored.version)))

@@ -9,6 +9,8 @@ use std::time::Duration;
 use anyhow::Context as _;
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::CompletedMultipartUpload;
+pub use aws_sdk_s3::types::CompletedPart;
 use bytes::Bytes;
 
 use crate::config::Settings;
@@ -207,6 +209,96 @@ impl BlobStore {
                 other => other,
             })?;
         Ok(())
+    }
+
+    /// Starts a multipart upload of `key` carrying the metadata of `version`; returns its id.
+    pub async fn start_upload(
+        &self,
+        key: &BlobKey,
+        content_type: &str,
+        extension: &str,
+        version: u64,
+    ) -> Result<String, StoreError> {
+        let upload = self
+            .client
+            .create_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .content_type(content_type)
+            .metadata(META_EXTENSION, extension)
+            .metadata(META_VERSION, version.to_string())
+            .send()
+            .await
+            .map_err(classify)?;
+        upload
+            .upload_id()
+            .map(str::to_owned)
+            .ok_or_else(|| StoreError::Permanent("S3 answered no upload id".into()))
+    }
+
+    /// Uploads part `number` (from 1) of a multipart upload; returns what completing it needs.
+    pub async fn upload_part(
+        &self,
+        key: &BlobKey,
+        upload_id: &str,
+        number: i32,
+        data: Bytes,
+    ) -> Result<CompletedPart, StoreError> {
+        let part = self
+            .client
+            .upload_part()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .part_number(number)
+            .body(ByteStream::from(data))
+            .customize()
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(CompletedPart::builder()
+            .part_number(number)
+            .set_e_tag(part.e_tag().map(str::to_owned))
+            .build())
+    }
+
+    /// Makes the uploaded parts the object, in one step: readers see the old or the new object.
+    pub async fn complete_upload(
+        &self,
+        key: &BlobKey,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+    ) -> Result<(), StoreError> {
+        self.client
+            .complete_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
+            .send()
+            .await
+            .map_err(classify)?;
+        Ok(())
+    }
+
+    /// Drops an unfinished multipart upload and its parts (best effort).
+    pub async fn abort_upload(&self, key: &BlobKey, upload_id: &str) {
+        if let Err(e) = self
+            .client
+            .abort_multipart_upload()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .upload_id(upload_id)
+            .send()
+            .await
+        {
+            tracing::warn!(%key, error = %aws_sdk_s3::error::DisplayErrorContext(&e), "cannot abort a multipart upload");
+        }
     }
 
     /// Removes the object; a missing object is not an error (deletes are idempotent).

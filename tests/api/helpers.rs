@@ -253,6 +253,7 @@ impl Backends {
             s3_bucket: BUCKET.into(),
             s3_region: "us-east-1".into(),
             max_blob_bytes: 16 * 1024 * 1024,
+            write_through_bytes: 8 * 1024 * 1024,
             cache_ttl_secs: 3600,
             wc_timeout_secs: 10,
             worker_concurrency: 8,

@@ -15,4 +15,5 @@ mod raw;
 mod round_trip;
 mod s3_proxy;
 mod topology;
+mod write_through;
 mod writes;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use crate::helpers::*;
 
-async fn raw_put(
+pub(crate) async fn raw_put(
     app: &TestApp,
     path: &str,
     content_type: Option<&str>,
