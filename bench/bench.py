@@ -183,9 +183,13 @@ def s3_client(endpoint):
 def presigned_paths(s3, keys, method, path):
     """Writes presigned path+query lines (wrk sends them to the S3 server as they are)."""
     op = "get_object" if method == "GET" else "put_object"
+    # A PUT carries what blobproxy's worker stores with each object (bench/lua/requests.lua
+    # sends these headers): a fair alternative keeps the Content-Type and metadata too.
+    extra = {} if method == "GET" else {"ContentType": "application/octet-stream",
+                                        "Metadata": {"extension": "bin", "version": "1"}}
     with open(path, "w") as f:
         for k in keys:
-            url = s3.generate_presigned_url(op, Params={"Bucket": BUCKET, "Key": k}, ExpiresIn=3600)
+            url = s3.generate_presigned_url(op, Params={"Bucket": BUCKET, "Key": k, **extra}, ExpiresIn=3600)
             f.write("/" + url.split("://", 1)[1].split("/", 1)[1] + "\n")
     return path
 

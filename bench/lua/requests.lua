@@ -59,7 +59,13 @@ function init(args)
       elseif mode == 'put_raw_sink' then
         r = wrk.format('PUT', '/sink', { ['Content-Type'] = 'application/octet-stream' }, data)
       elseif mode == 'presigned_put' then
-        r = wrk.format('PUT', lines[k + 1], nil, data)
+        -- The same headers the worker sends (they are signed into the URL): S3 stores the
+        -- Content-Type and metadata with the object, as it does for blobproxy's uploads.
+        r = wrk.format('PUT', lines[k + 1], {
+          ['Content-Type'] = 'application/octet-stream',
+          ['x-amz-meta-extension'] = 'bin',
+          ['x-amz-meta-version'] = '1',
+        }, data)
       end
     end
     if r then

@@ -90,6 +90,13 @@ impl JobQueue {
             .queue(QUEUE_NAME)
             .heartbeat_interval(poll)
             .missed_heartbeats(missed as usize)
+            // apalis's task locks cost an LREM over the whole queue per job (O(backlog): a
+            // 10,000-job backlog spent most of Redis's time there) and guard nothing we need:
+            // the per-key upload lease keeps two workers off one key, drains are idempotent,
+            // and a dead worker's jobs are re-queued from its in-flight set either way.
+            .lock_tasks(false)
+            // Nobody subscribes to apalis's task events: skip a PUBLISH per job.
+            .emit_events(false)
     }
 
     pub fn storage(&self) -> RedisStorage<DrainJob> {
