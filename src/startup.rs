@@ -43,7 +43,7 @@ impl Dependencies {
         credentials: Option<aws_sdk_s3::config::Credentials>,
     ) -> anyhow::Result<Self> {
         let conn = cache::connect(&settings.redis_url).await?;
-        let cache = BlobCache::new(conn.clone());
+        let cache = BlobCache::new(conn.clone(), &settings.redis_url);
         match cache.check_eviction_policy().await? {
             Some(policy) => tracing::info!(%policy, "Redis eviction policy keeps unsaved blobs"),
             None => tracing::warn!(
@@ -123,6 +123,8 @@ impl Application {
             api_key,
         };
         let server = HttpServer::new(move || {
+            // Runs on each HTTP worker thread: give it its own Redis connection.
+            service.cache.connect_this_thread();
             App::new()
                 .wrap(from_fn(crate::http::middleware::require_api_key))
                 .wrap(from_fn(crate::http::middleware::access_log))

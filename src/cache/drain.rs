@@ -62,7 +62,7 @@ impl BlobCache {
             .arg(token)
             .arg(op)
             .arg((ttl.as_millis() as u64).max(1))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         Ok(held == 1)
     }
@@ -111,7 +111,7 @@ impl BlobCache {
             .arg(version.to_string())
             .arg(ttl.as_secs())
             .arg(key.as_str())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         match outcome.as_str() {
             "clean" => Ok(Finish::Clean),
@@ -126,14 +126,13 @@ impl BlobCache {
 
     /// Counts a failed S3 write (for `/metrics`); best effort.
     pub async fn count_upload_failure(&self) {
-        let _: Result<i64, _> = self.conn.clone().hincr(STATS, "upload_failures", 1).await;
+        let _: Result<i64, _> = self.conn().hincr(STATS, "upload_failures", 1).await;
     }
 
     /// Drain counters shared by all workers.
     pub async fn stats(&self) -> Result<DrainStats, CacheError> {
         let (uploads, upload_failures): (Option<u64>, Option<u64>) = self
-            .conn
-            .clone()
+            .conn()
             .hmget(STATS, &["uploads", "upload_failures"])
             .await?;
         Ok(DrainStats {
@@ -164,14 +163,14 @@ impl BlobCache {
             .arg(key.as_str())
             .arg(json)
             .arg(token)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         Ok(())
     }
 
     /// Up to `limit` dead letters, and how many there are in all.
     pub async fn dead_letters(&self, limit: usize) -> Result<(u64, Vec<DeadLetter>), CacheError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let count: u64 = conn.hlen(DEAD_LETTERS).await?;
         let (_, raw): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
             .arg(DEAD_LETTERS)
@@ -191,7 +190,7 @@ impl BlobCache {
 
     /// Removes `key` from the dead letters; true if it was there.
     pub async fn forget_dead_letter(&self, key: &str) -> Result<bool, CacheError> {
-        let removed: i64 = self.conn.clone().hdel(DEAD_LETTERS, key).await?;
+        let removed: i64 = self.conn().hdel(DEAD_LETTERS, key).await?;
         Ok(removed == 1)
     }
 
@@ -210,7 +209,7 @@ impl BlobCache {
             .arg(cutoff)
             .arg(limit)
             .arg(LEASE_PREFIX)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?)
     }
 }
@@ -250,7 +249,7 @@ impl BlobCache {
             .key(super::VERSION_KEY)
             .arg(token)
             .arg((ttl.as_millis() as u64).max(1))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         version.as_deref().map(super::parse_version).transpose()
     }
@@ -278,7 +277,7 @@ impl BlobCache {
             .arg(version.to_string())
             .arg(key.as_str())
             .arg(crate::jobs::queue::new_job_id())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn())
             .await?;
         match outcome.as_str() {
             "stored" => Ok(WriteThrough::Stored),
