@@ -94,6 +94,7 @@ pub(super) async fn persisted(
         (status = 400, description = "Bad input (invalid_json, invalid_base64, invalid_key, invalid_extension, invalid_query)", body = ErrorBody), (status = 401, description = "API key missing or wrong (when BLOBPROXY_API_KEY is set)", body = ErrorBody),
         (status = 413, description = "Blob over BLOBPROXY_MAX_BLOB_BYTES (blob_too_large, payload_too_large)", body = ErrorBody),
         (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
+        (status = 409, description = "A blob over BLOBPROXY_WRITE_THROUGH_BYTES waited too long for another upload of the key (key_busy; Retry-After is set)", body = ErrorBody),
         (status = 503, description = "Redis or S3 unavailable, or Redis full (Retry-After is set)", body = ErrorBody),
         (status = 504, description = "wc=1 and S3 did not get it in time; the write stands (persist_timeout)", body = ErrorBody)),
     security(("api_key" = [])))]

@@ -32,7 +32,7 @@ pub struct RawPutParams {
     params(("key" = String, Path, description = "The key; may contain /"), RawPutParams),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, description = "Stored (ETag header: the version)", body = WriteResponse),
-        (status = 400, description = "Bad input (invalid_json, invalid_base64, invalid_key, invalid_extension, invalid_query)", body = ErrorBody), (status = 401, description = "API key missing or wrong (when BLOBPROXY_API_KEY is set)", body = ErrorBody), (status = 413, description = "Over BLOBPROXY_MAX_BLOB_BYTES", body = ErrorBody), (status = 503, description = "Redis or S3 unavailable, or Redis full (Retry-After is set)", body = ErrorBody),
+        (status = 400, description = "Bad input (invalid_json, invalid_base64, invalid_key, invalid_extension, invalid_query)", body = ErrorBody), (status = 401, description = "API key missing or wrong (when BLOBPROXY_API_KEY is set)", body = ErrorBody), (status = 413, description = "Over BLOBPROXY_MAX_BLOB_BYTES", body = ErrorBody), (status = 409, description = "A blob over BLOBPROXY_WRITE_THROUGH_BYTES waited too long for another upload of the key (key_busy; Retry-After is set)", body = ErrorBody), (status = 503, description = "Redis or S3 unavailable, or Redis full (Retry-After is set)", body = ErrorBody),
         (status = 504, description = "wc=1 and S3 did not get it in time; the write stands", body = ErrorBody)),
     security(("api_key" = [])))]
 #[tracing::instrument(skip_all, fields(key))]
