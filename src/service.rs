@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::cache::{BlobCache, CacheError, DeadLetter, WriteThrough};
 use crate::domain::{Blob, BlobKey, Extension, InvalidInput};
 use crate::jobs::JobQueue;
-use crate::store::{BlobStore, CompletedPart, StoreError};
+use crate::store::{BlobStore, CompletedPart, StoreError, StoredObject};
 
 /// Size of each part of a write-through upload (S3 wants at least 5 MiB but the last).
 const PART_BYTES: usize = 8 * 1024 * 1024;
@@ -58,6 +58,12 @@ fn store_error(key: &BlobKey) -> impl FnOnce(StoreError) -> ServiceError + '_ {
         StoreError::NotFound => ServiceError::NotFound(key.to_string()),
         other => ServiceError::Store(other),
     }
+}
+
+/// A blob being read: whole, or streaming from S3 (see [`BlobService::open`]).
+pub enum Opened {
+    Whole(Blob),
+    Streaming(StoredObject),
 }
 
 /// What a PUT or DELETE did.
@@ -195,26 +201,38 @@ impl BlobService {
         }
     }
 
-    /// Reads the newest version of a blob.
+    /// Reads the newest version of a blob, whole.
     #[tracing::instrument(skip_all, fields(%key))]
     pub async fn get(&self, key: &BlobKey) -> Result<Blob, ServiceError> {
+        match self.open(key).await? {
+            Opened::Whole(blob) => Ok(blob),
+            Opened::Streaming(object) => object.read_all().await.map_err(ServiceError::Store),
+        }
+    }
+
+    /// Reads the newest version of a blob: whole when it is cached or small, else (a blob
+    /// over the write-through size, only in S3) as a stream straight from S3, so a replica
+    /// never holds such a blob whole, nor puts it in the cache.
+    #[tracing::instrument(skip_all, fields(%key))]
+    pub async fn open(&self, key: &BlobKey) -> Result<Opened, ServiceError> {
         // A Redis error must not fall through to S3: Redis may hold a newer, dirty version.
         let cached = self.cache.get(key).await?;
         crate::metrics::cache_lookup(cached.is_some());
         if let Some(cached) = cached {
             return cached
                 .blob
+                .map(Opened::Whole)
                 .ok_or_else(|| ServiceError::NotFound(key.to_string()));
         }
-        let blob = self.store.get(key).await.map_err(store_error(key))?;
-        if blob.data.len() > self.write_through_bytes {
-            // Written through, so kept out of the cache on the way in: keep it out on reads too.
-            return Ok(blob);
+        let object = self.store.open(key).await.map_err(store_error(key))?;
+        if object.length > self.write_through_bytes as u64 {
+            return Ok(Opened::Streaming(object));
         }
+        let blob = object.read_all().await.map_err(ServiceError::Store)?;
         if let Err(e) = self.cache.recache(key, &blob, self.cache_ttl).await {
             tracing::warn!(error = %e, "cannot re-cache a blob read from S3");
         }
-        Ok(blob)
+        Ok(Opened::Whole(blob))
     }
 
     /// Stores a blob too large for the cache straight in S3, as a multipart upload streamed
@@ -320,9 +338,10 @@ impl BlobService {
         let result: Result<usize, ServiceError> = async {
             let mut parts = Vec::new();
             let mut in_flight: Option<tokio::task::JoinHandle<Result<_, StoreError>>> = None;
-            let mut buffer = BytesMut::with_capacity(PART_BYTES);
-            buffer.extend_from_slice(&head);
             let mut size = head.len();
+            // The bytes read so far become the first part's buffer (no copy when unshared).
+            let mut buffer = BytesMut::from(head);
+            buffer.reserve(PART_BYTES.saturating_sub(buffer.len()));
             let mut finished = false;
             while !finished {
                 match body.next().await {

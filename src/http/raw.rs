@@ -11,10 +11,10 @@ use serde::Deserialize;
 use super::HttpSettings;
 use super::blobs::{WriteParams, WriteResponse, key_from_path, persisted};
 use super::body::{Body, read_up_to};
-use crate::domain::{Blob, Extension, content_type};
+use crate::domain::{Extension, content_type};
 use crate::error::ApiError;
 use crate::error::ErrorBody;
-use crate::service::BlobService;
+use crate::service::{BlobService, Opened};
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -114,42 +114,101 @@ pub async fn get(
 ) -> Result<HttpResponse, ApiError> {
     let key = key_from_path(&req, "/blobs/")?;
     tracing::Span::current().record("key", key.as_str());
-    let blob = service.get(&key).await?;
-    let etag = etag(blob.version);
+    let (version, extension, content_type, total, body) = match service.open(&key).await? {
+        Opened::Whole(blob) => (
+            blob.version,
+            blob.extension,
+            blob.content_type,
+            blob.data.len() as u64,
+            Bytes(blob.data),
+        ),
+        Opened::Streaming(object) => (
+            object.version,
+            object.extension.clone(),
+            object.content_type.clone(),
+            object.length,
+            Stream(object),
+        ),
+    };
+    let etag = etag(version);
     if matches_etag(&req, &etag) {
         return Ok(HttpResponse::NotModified()
             .insert_header((header::ETAG, etag))
             .finish());
     }
-    let total = blob.data.len() as u64;
     let mut response = HttpResponse::Ok();
     response
         .insert_header((header::ETAG, etag.clone()))
         .insert_header((header::ACCEPT_RANGES, "bytes"))
-        .insert_header(("X-Blob-Version", blob.version.to_string()))
-        .insert_header(("X-Blob-Extension", blob.extension.clone()));
-    match requested_range(&req, &etag, total) {
-        RangeAnswer::Full => Ok(response.content_type(blob.content_type).body(blob.data)),
+        .insert_header(("X-Blob-Version", version.to_string()))
+        .insert_header(("X-Blob-Extension", extension))
+        .content_type(content_type);
+    let (start, end) = match requested_range(&req, &etag, total) {
+        RangeAnswer::Full => (0, total.saturating_sub(1)),
         RangeAnswer::Part(start, end) => {
-            let Blob {
-                data, content_type, ..
-            } = blob;
-            Ok(response
+            response
                 .status(actix_web::http::StatusCode::PARTIAL_CONTENT)
                 .insert_header((
                     header::CONTENT_RANGE,
                     format!("bytes {start}-{end}/{total}"),
-                ))
-                .content_type(content_type)
-                .body(data.slice(start as usize..=end as usize)))
+                ));
+            (start, end)
         }
-        RangeAnswer::Unsatisfiable => Ok(HttpResponse::RangeNotSatisfiable()
-            .insert_header((header::CONTENT_RANGE, format!("bytes */{total}")))
-            .json(crate::error::ErrorBody {
-                code: "range_not_satisfiable",
-                msg: format!("the blob is {total} bytes long"),
-            })),
-    }
+        RangeAnswer::Unsatisfiable => {
+            return Ok(HttpResponse::RangeNotSatisfiable()
+                .insert_header((header::CONTENT_RANGE, format!("bytes */{total}")))
+                .json(crate::error::ErrorBody {
+                    code: "range_not_satisfiable",
+                    msg: format!("the blob is {total} bytes long"),
+                }));
+        }
+    };
+    Ok(match body {
+        Bytes(data) if total == 0 => response.body(data),
+        Bytes(data) => response.body(data.slice(start as usize..=end as usize)),
+        Stream(object) => response
+            .no_chunking(if total == 0 { 0 } else { end - start + 1 })
+            .streaming(byte_range(object.into_stream(), start, end)),
+    })
+}
+
+/// Where a GET's bytes come from.
+enum Source {
+    Bytes(bytes::Bytes),
+    Stream(crate::store::StoredObject),
+}
+use Source::{Bytes, Stream};
+
+/// Bytes `start..=end` of a stream of chunks, passed on as they arrive (a range of a large
+/// blob read from S3; the parts before it are read and dropped).
+fn byte_range<E>(
+    chunks: impl futures::Stream<Item = Result<bytes::Bytes, E>>,
+    start: u64,
+    end: u64,
+) -> impl futures::Stream<Item = Result<bytes::Bytes, E>> {
+    use futures::StreamExt as _;
+    chunks
+        .scan(0u64, move |offset, chunk| {
+            let next = match chunk {
+                Err(e) => Some(Some(Err(e))),
+                Ok(chunk) => {
+                    let (from, to) = (*offset, *offset + chunk.len() as u64);
+                    *offset = to;
+                    let (low, high) = (start.max(from), (end + 1).min(to));
+                    if from > end {
+                        None
+                    } else if low >= high {
+                        Some(None)
+                    } else {
+                        Some(Some(Ok(
+                            chunk.slice((low - from) as usize..(high - from) as usize)
+                        )))
+                    }
+                }
+            };
+            std::future::ready(next)
+        })
+        .filter_map(std::future::ready)
 }
 
 enum RangeAnswer {

@@ -19,6 +19,45 @@ use crate::domain::{Blob, BlobKey};
 const META_EXTENSION: &str = "extension";
 const META_VERSION: &str = "version";
 
+/// An object being read from S3: what the blob's record would hold, and the bytes as a stream.
+pub struct StoredObject {
+    pub content_type: String,
+    pub extension: String,
+    pub version: u64,
+    pub length: u64,
+    body: ByteStream,
+}
+
+impl StoredObject {
+    /// Reads the whole object into one buffer.
+    pub async fn read_all(self) -> Result<Blob, StoreError> {
+        let data: Bytes = self
+            .body
+            .collect()
+            .await
+            .map_err(|e| StoreError::Transient {
+                message: format!("reading the object body: {e}"),
+                retry_after: None,
+            })?
+            .into_bytes();
+        Ok(Blob {
+            data,
+            extension: self.extension,
+            content_type: self.content_type,
+            version: self.version,
+        })
+    }
+
+    /// The bytes as they arrive from S3, never held whole.
+    pub fn into_stream(
+        self,
+    ) -> impl futures::Stream<Item = Result<Bytes, aws_sdk_s3::primitives::ByteStreamError>> {
+        futures::stream::unfold(self.body, |mut body| async move {
+            body.try_next().await.transpose().map(|chunk| (chunk, body))
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("not found in S3")]
@@ -375,6 +414,12 @@ impl BlobStore {
 
     #[tracing::instrument(skip_all, fields(%key))]
     pub async fn get(&self, key: &BlobKey) -> Result<Blob, StoreError> {
+        self.open(key).await?.read_all().await
+    }
+
+    /// Starts reading an object: its metadata now, its bytes as they arrive.
+    #[tracing::instrument(skip_all, fields(%key))]
+    pub async fn open(&self, key: &BlobKey) -> Result<StoredObject, StoreError> {
         let object = self
             .client
             .get_object()
@@ -384,27 +429,18 @@ impl BlobStore {
             .await
             .map_err(classify)?;
         let metadata = object.metadata().cloned().unwrap_or_default();
-        let content_type = object
-            .content_type()
-            .unwrap_or("application/octet-stream")
-            .to_owned();
-        let data: Bytes = object
-            .body
-            .collect()
-            .await
-            .map_err(|e| StoreError::Transient {
-                message: format!("reading the object body: {e}"),
-                retry_after: None,
-            })?
-            .into_bytes();
-        Ok(Blob {
-            data,
+        Ok(StoredObject {
+            content_type: object
+                .content_type()
+                .unwrap_or("application/octet-stream")
+                .to_owned(),
             extension: metadata.get(META_EXTENSION).cloned().unwrap_or_default(),
-            content_type,
             version: metadata
                 .get(META_VERSION)
                 .and_then(|v| v.parse().ok())
                 .unwrap_or(0),
+            length: object.content_length().unwrap_or_default().max(0) as u64,
+            body: object.body,
         })
     }
 

@@ -63,6 +63,40 @@ async fn a_large_raw_put_is_in_s3_when_acknowledged_and_never_in_redis() {
     assert!(response.bytes().await.unwrap() == data);
     assert!(redis_keys(&backends, "bp:blob:*").await.is_empty());
     assert_eq!(two.status().await["dirty"], 0);
+
+    // Ranges and validators work on a blob streamed from S3 as on a cached one: one range
+    // inside a chunk, one across the 8 MiB part boundary, and a suffix.
+    let total = data.len();
+    for (header, from, to) in [
+        ("bytes=9000000-9000099".to_string(), 9_000_000, 9_000_099),
+        ("bytes=8388000-8389000".to_string(), 8_388_000, 8_389_000),
+        ("bytes=-10".to_string(), total - 10, total - 1),
+    ] {
+        let response = two
+            .http
+            .get(format!("{}/blobs/large/video", two.address))
+            .header("range", &header)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 206, "{header}");
+        assert_eq!(
+            response.headers()["content-range"].to_str().unwrap(),
+            format!("bytes {from}-{to}/{total}")
+        );
+        assert!(
+            response.bytes().await.unwrap() == data[from..=to],
+            "{header}"
+        );
+    }
+    let response = two
+        .http
+        .get(format!("{}/blobs/large/video", two.address))
+        .header("if-none-match", format!("\"{version}\""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 304);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
