@@ -214,8 +214,13 @@ impl BlobCache {
     }
 }
 
-static WRITE_THROUGH_BEGIN: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("write_through_begin.lua")));
+static WRITE_THROUGH_BEGIN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        "#!lua flags=allow-oom\n",
+        include_str!("next_version.lua"),
+        include_str!("write_through_begin.lua")
+    ))
+});
 static WRITE_THROUGH_FINISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         "#!lua flags=allow-oom\n",

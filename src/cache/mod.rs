@@ -57,6 +57,7 @@ fn lease_key(key: &BlobKey) -> String {
 // Each script hashes its source once; `invoke_async` sends EVALSHA and loads it on NOSCRIPT.
 static PUT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
+        include_str!("next_version.lua"),
         include_str!("../jobs/queue_job.lua"),
         include_str!("put.lua")
     ))

@@ -17,16 +17,7 @@ local staged = ARGV[7] == 'staged'
 if staged and redis.call('EXISTS', KEYS[10]) == 0 then
   return redis.error_reply('staged blob ' .. KEYS[10] .. ' is gone')
 end
-local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
--- Versions follow Redis time so they keep growing after a restart or a flush; the counter
--- only breaks ties within one microsecond.
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-local v = now_us
-if v <= last then v = last + 1 end
-local vs = string.format('%d', v)
--- The first write: under maxmemory it fails here, before anything else changed.
-redis.call('SET', KEYS[2], vs)
+local vs, now_us = next_version(KEYS[2])
 if ARGV[4] == 'tomb' then
   redis.call('HSET', KEYS[1], 'k', 'tomb', 'v', vs, 's', 'dirty')
   redis.call('HDEL', KEYS[1], 'd', 'e', 'c')

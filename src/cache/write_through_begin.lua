@@ -1,4 +1,4 @@
-#!lua flags=allow-oom
+-- (Run with the allow-oom flag, prepended in Rust with next_version.lua.)
 -- Starts a write-through (a large blob that goes straight to S3, not through the cache): takes
 -- the key's upload lease, so no worker uploads an older cached version of the key while ours
 -- is in flight, and hands out the version. allow-oom: this stores no blob bytes in Redis, so a
@@ -6,11 +6,6 @@
 -- KEYS[1] lease, KEYS[2] version counter. ARGV[1] token, ARGV[2] lease ttl in ms.
 -- Returns the version as a string, or false when another writer or worker holds the lease.
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
-local t = redis.call('TIME')
-local v = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local last = tonumber(redis.call('GET', KEYS[2]) or '0')
-if v <= last then v = last + 1 end
-local vs = string.format('%d', v)
-redis.call('SET', KEYS[2], vs)
+local vs = next_version(KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return vs
