@@ -113,7 +113,7 @@ def main():
     for pid, name in names.items():
         if name.startswith("wrk"):
             continue
-        print(f"\nhottest symbols of {name} (share of all samples):")
+        print(f"\nhottest symbols of {name} (share of its own samples):")
         for line in top_symbols(str(data), sorted(threads.get(pid, {pid}))):
             print(f"  {line}")
     if shutil.which("inferno-collapse-perf") and shutil.which("inferno-flamegraph"):
