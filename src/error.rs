@@ -173,7 +173,11 @@ impl From<ServiceError> for ApiError {
             ServiceError::Store(StoreError::NotFound) => ApiError::NotFound(String::new()),
             ServiceError::KeyBusy(_) => ApiError::KeyBusy(e.to_string()),
             ServiceError::Body(m) => ApiError::InvalidJson(format!("cannot read the body: {m}")),
-            ServiceError::Store(e @ (StoreError::Transient { .. } | StoreError::Permanent(_))) => {
+            // ApiError's message already says "S3 is unavailable".
+            ServiceError::Store(StoreError::Transient { message, .. }) => {
+                ApiError::S3Unavailable(message)
+            }
+            ServiceError::Store(e @ StoreError::Permanent(_)) => {
                 ApiError::S3Unavailable(e.to_string())
             }
         }

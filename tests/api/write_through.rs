@@ -178,3 +178,29 @@ async fn a_small_write_during_a_slow_large_upload_is_the_one_that_stays() {
     let object = backends.s3.object_at("race", small_version).await.unwrap();
     assert!(object.data == small);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_write_while_s3_is_down_is_refused_with_503_and_changes_nothing() {
+    let mut backends = Backends::start().await;
+    let app = TestApp::spawn(&large_blob_settings(&backends)).await;
+    assert_eq!(
+        app.put("down", "bin", &random_bytes(100)).await.status(),
+        201
+    );
+    backends.s3.stop();
+    let response = raw_put(&app, "down?ext=bin", None, random_bytes(3 * MIB)).await;
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "s3_unavailable");
+    let msg = body["msg"].as_str().unwrap();
+    assert!(!msg.contains("unavailable: S3 is unavailable"), "{msg}");
+    // Nothing changed: the small version is still what everyone reads, and the key is free.
+    assert_eq!(app.get_bytes("down").await.0.len(), 100);
+    assert!(redis_keys(&backends, "bp:lease:*").await.is_empty());
+    backends.s3.restart().await;
+    let large = random_bytes(3 * MIB);
+    let response = raw_put(&app, "down?ext=bin", None, large.clone()).await;
+    assert_eq!(response.status(), 201);
+    assert!(app.get_bytes("down").await.0 == large);
+}
