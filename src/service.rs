@@ -29,7 +29,12 @@ async fn join_part(
 ) -> Result<CompletedPart, ServiceError> {
     handle
         .await
-        .map_err(|e| ServiceError::Body(format!("part upload task failed: {e}")))?
+        .map_err(|e| {
+            ServiceError::Store(StoreError::Transient {
+                message: format!("the task uploading a part failed: {e}"),
+                retry_after: None,
+            })
+        })?
         .map_err(ServiceError::Store)
 }
 
@@ -377,16 +382,6 @@ impl BlobService {
             }
             if let Some(previous) = in_flight.take() {
                 parts.push(join_part(previous).await?);
-            }
-            if parts.is_empty() {
-                // A zero-byte body never reaches here (it fits the cache); keep S3 valid anyway.
-                parts.push(
-                    join_part(tokio::spawn({
-                        let (store, key, id) = (self.store.clone(), key.clone(), upload_id.clone());
-                        async move { store.upload_part(&key, &id, 1, Bytes::new()).await }
-                    }))
-                    .await?,
-                );
             }
             if lost.load(std::sync::atomic::Ordering::Relaxed) {
                 return Err(ServiceError::Store(StoreError::Transient {

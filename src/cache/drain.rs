@@ -14,8 +14,13 @@ use super::{
 };
 use crate::domain::BlobKey;
 
-static FINISH_UPLOAD: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("finish_upload.lua")));
+static FINISH_UPLOAD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        "#!lua flags=allow-oom\n",
+        include_str!("mark_dirty.lua"),
+        include_str!("finish_upload.lua")
+    ))
+});
 static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
 static DEAD_LETTER: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("dead_letter.lua")));
@@ -225,6 +230,7 @@ static WRITE_THROUGH_FINISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         "#!lua flags=allow-oom\n",
         include_str!("../jobs/queue_job.lua"),
+        include_str!("mark_dirty.lua"),
         include_str!("write_through_finish.lua")
     ))
 });

@@ -1,4 +1,4 @@
-#!lua flags=allow-oom
+-- (Run with the allow-oom flag, prepended in Rust with mark_dirty.lua.)
 -- Called by the worker after it stored (or deleted) version ARGV[2] of a key in S3.
 -- allow-oom: marking blobs clean is what lets a full Redis evict them again.
 -- KEYS[1] record hash, KEYS[2] upload lease, KEYS[3] dirty set, KEYS[4] drain counters,
@@ -17,11 +17,7 @@ if not current then
   return 'gone'
 end
 if holder ~= ARGV[1] then
-  local t = redis.call('TIME')
-  redis.call('HSET', KEYS[1], 's', 'dirty')
-  redis.call('PERSIST', KEYS[1])
-  redis.call('ZADD', KEYS[3], 'NX', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[4])
-  redis.call('ZADD', KEYS[5], 0, ARGV[4])
+  mark_dirty(KEYS[1], KEYS[3], KEYS[5], ARGV[4])
   return 'lost'
 end
 if current == ARGV[2] then

@@ -1,4 +1,5 @@
--- (Run with the allow-oom flag, prepended in Rust before queue_job.lua: it frees memory.)
+-- (Run with the allow-oom flag, as it frees memory, and with queue_job.lua and mark_dirty.lua
+-- prepended in Rust.)
 -- Ends a write-through whose object S3 now holds at version ARGV[2], and releases the lease.
 -- KEYS[1] record hash, KEYS[2] lease, KEYS[3] dirty set, KEYS[4] dirty keys in key order,
 -- KEYS[5] dead letters, KEYS[6..9] the job queue.
@@ -14,11 +15,7 @@ local current = redis.call('HGET', KEYS[1], 'v')
 if current and tonumber(current) > tonumber(ARGV[2]) then
   if not ours then
     -- Our object may have landed over the newer one a worker stored meanwhile: store it again.
-    local t = redis.call('TIME')
-    redis.call('HSET', KEYS[1], 's', 'dirty')
-    redis.call('PERSIST', KEYS[1])
-    redis.call('ZADD', KEYS[3], 'NX', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), ARGV[3])
-    redis.call('ZADD', KEYS[4], 0, ARGV[3])
+    mark_dirty(KEYS[1], KEYS[3], KEYS[4], ARGV[3])
   end
   if redis.call('HGET', KEYS[1], 's') == 'dirty' then
     queue_job({KEYS[6], KEYS[7], KEYS[8], KEYS[9]}, ARGV[4], ARGV[3], current)

@@ -143,16 +143,17 @@ pub async fn get(
         .insert_header(("X-Blob-Version", version.to_string()))
         .insert_header(("X-Blob-Extension", extension))
         .content_type(content_type);
+    // The bytes to send: `start..end`, end exclusive.
     let (start, end) = match requested_range(&req, &etag, total) {
-        RangeAnswer::Full => (0, total.saturating_sub(1)),
-        RangeAnswer::Part(start, end) => {
+        RangeAnswer::Full => (0, total),
+        RangeAnswer::Part(start, last) => {
             response
                 .status(actix_web::http::StatusCode::PARTIAL_CONTENT)
                 .insert_header((
                     header::CONTENT_RANGE,
-                    format!("bytes {start}-{end}/{total}"),
+                    format!("bytes {start}-{last}/{total}"),
                 ));
-            (start, end)
+            (start, last + 1)
         }
         RangeAnswer::Unsatisfiable => {
             return Ok(HttpResponse::RangeNotSatisfiable()
@@ -164,11 +165,12 @@ pub async fn get(
         }
     };
     Ok(match body {
-        Bytes(data) if total == 0 => response.body(data),
-        Bytes(data) => response.body(data.slice(start as usize..=end as usize)),
-        Stream(object) => response
-            .no_chunking(if total == 0 { 0 } else { end - start + 1 })
-            .streaming(byte_range(object.into_stream(), start, end)),
+        Bytes(data) => response.body(data.slice(start as usize..end as usize)),
+        Stream(object) => response.no_chunking(end - start).streaming(byte_range(
+            object.into_stream(),
+            start,
+            end,
+        )),
     })
 }
 
@@ -179,7 +181,7 @@ enum Source {
 }
 use Source::{Bytes, Stream};
 
-/// Bytes `start..=end` of a stream of chunks, passed on as they arrive (a range of a large
+/// Bytes `start..end` of a stream of chunks, passed on as they arrive (a range of a large
 /// blob read from S3; the parts before it are read and dropped).
 fn byte_range<E>(
     chunks: impl futures::Stream<Item = Result<bytes::Bytes, E>>,
@@ -194,8 +196,8 @@ fn byte_range<E>(
                 Ok(chunk) => {
                     let (from, to) = (*offset, *offset + chunk.len() as u64);
                     *offset = to;
-                    let (low, high) = (start.max(from), (end + 1).min(to));
-                    if from > end {
+                    let (low, high) = (start.max(from), end.min(to));
+                    if from >= end {
                         None
                     } else if low >= high {
                         Some(None)
