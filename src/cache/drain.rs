@@ -17,14 +17,31 @@ use crate::domain::BlobKey;
 static FINISH_UPLOAD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         "#!lua flags=allow-oom\n",
+        include_str!("upload_lease.lua"),
         include_str!("mark_dirty.lua"),
         include_str!("finish_upload.lua")
     ))
 });
-static LEASE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lease.lua")));
-static DEAD_LETTER: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("dead_letter.lua")));
-static ORPHANS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("orphans.lua")));
+static LEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        "#!lua flags=allow-oom\n",
+        include_str!("upload_lease.lua"),
+        include_str!("lease.lua")
+    ))
+});
+static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        "#!lua flags=allow-oom\n",
+        include_str!("upload_lease.lua"),
+        include_str!("dead_letter.lua")
+    ))
+});
+static ORPHANS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("upload_lease.lua"),
+        include_str!("orphans.lua")
+    ))
+});
 
 /// Outcome of [`BlobCache::finish_upload`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,6 +240,7 @@ static WRITE_THROUGH_BEGIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         "#!lua flags=allow-oom\n",
         include_str!("next_version.lua"),
+        include_str!("upload_lease.lua"),
         include_str!("write_through_begin.lua")
     ))
 });
@@ -230,6 +248,7 @@ static WRITE_THROUGH_FINISH: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         "#!lua flags=allow-oom\n",
         include_str!("../jobs/queue_job.lua"),
+        include_str!("upload_lease.lua"),
         include_str!("mark_dirty.lua"),
         include_str!("write_through_finish.lua")
     ))

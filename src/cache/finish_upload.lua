@@ -1,4 +1,5 @@
--- (Run with the allow-oom flag, prepended in Rust with mark_dirty.lua.)
+-- (Run with the allow-oom flag, prepended in Rust with upload_lease.lua and
+-- mark_dirty.lua.)
 -- Called by the worker after it stored (or deleted) version ARGV[2] of a key in S3.
 -- allow-oom: marking blobs clean is what lets a full Redis evict them again.
 -- KEYS[1] record hash, KEYS[2] upload lease, KEYS[3] dirty set, KEYS[4] drain counters,
@@ -8,7 +9,7 @@
 -- 'gone' (the record left the cache) or 'lost' (the lease expired and another worker may have
 -- stored a newer version before ours landed: the key is marked dirty again to be re-queued).
 redis.call('HINCRBY', KEYS[4], 'uploads', 1)
-local holder = redis.call('GET', KEYS[2])
+local holder = lease_holder(KEYS[2])
 local current = redis.call('HGET', KEYS[1], 'v')
 if not current then
   if holder == ARGV[1] then redis.call('DEL', KEYS[2]) end

@@ -11,7 +11,8 @@
 //! - `bp:version`: the last version handed out.
 //! - `bp:dirty`: sorted set of dirty keys, scored by when they became dirty (ms).
 //! - `bp:dirty-by-key`: the same keys, score 0, so they can be read in key order.
-//! - `bp:lease:<key>`: token of the worker uploading that key.
+//! - `bp:lease:<key>`: `<token> <deadline ms>` of the worker (or write-through) uploading that
+//!   key; no TTL, so eviction cannot drop it (see `upload_lease.lua`).
 //! - `bp:dead`: hash of keys the worker gave up on (key -> JSON reason).
 //! - `bp:stats`: counters of all workers (`uploads`, `upload_failures`).
 //! - `bp:stage:<id>`: the bytes of a large write between its two commands (see `put.lua`).
@@ -235,8 +236,11 @@ impl BlobCache {
         let (version, queued): (String, i64) = if staged {
             // One round trip: the bytes go to a staging hash with plain commands, and the
             // script moves it into place (see put.lua for why the bytes stay out of Lua).
+            // MULTI/EXEC, because a full Redis evicts volatile keys before every command it
+            // runs, and the staged hash (with its TTL) must not be evicted before the script.
             let mut pipe = redis::pipe();
-            pipe.hset(&stage, "d", data)
+            pipe.atomic()
+                .hset(&stage, "d", data)
                 .ignore()
                 .pexpire(&stage, STAGE_TTL.as_millis() as i64)
                 .ignore()

@@ -1,5 +1,5 @@
--- (Run with the allow-oom flag, as it frees memory, and with queue_job.lua and mark_dirty.lua
--- prepended in Rust.)
+-- (Run with the allow-oom flag, as it frees memory, and with queue_job.lua, upload_lease.lua and
+-- mark_dirty.lua prepended in Rust.)
 -- Ends a write-through whose object S3 now holds at version ARGV[2], and releases the lease.
 -- KEYS[1] record hash, KEYS[2] lease, KEYS[3] dirty set, KEYS[4] dirty keys in key order,
 -- KEYS[5] dead letters, KEYS[6..9] the job queue.
@@ -8,7 +8,7 @@
 -- newer one (written while we uploaded) stays, and if it is dirty it gets a drain job: the
 -- workers skipped the key while we held its lease.
 -- Returns 'stored', 'newer' or 'lost' (the lease expired during the upload).
-local holder = redis.call('GET', KEYS[2])
+local holder = lease_holder(KEYS[2])
 local ours = holder == ARGV[1]
 if ours then redis.call('DEL', KEYS[2]) end
 local current = redis.call('HGET', KEYS[1], 'v')
