@@ -56,6 +56,11 @@ pub struct Settings {
     #[arg(long, env = "BLOBPROXY_WORKER_CONCURRENCY", default_value_t = 16)]
     pub worker_concurrency: usize,
 
+    /// Nice value of `blobproxy worker` (0-19): draining yields the CPU to the replicas and Redis
+    /// when they share a machine, so a burst of writes is answered first and drained after.
+    #[arg(long, env = "BLOBPROXY_WORKER_NICE", default_value_t = 10)]
+    pub worker_nice: i32,
+
     /// How often an idle worker looks for new jobs, in milliseconds (apalis-redis does not push).
     #[arg(long, env = "BLOBPROXY_WORKER_POLL_MS", default_value_t = 100)]
     pub worker_poll_ms: u64,
@@ -111,6 +116,9 @@ impl Settings {
         }
         if self.worker_concurrency == 0 || self.worker_concurrency > 1024 {
             bail!("BLOBPROXY_WORKER_CONCURRENCY must be between 1 and 1024");
+        }
+        if !(0..=19).contains(&self.worker_nice) {
+            bail!("BLOBPROXY_WORKER_NICE must be between 0 and 19");
         }
         if !(10..=30_000).contains(&self.worker_poll_ms) {
             bail!("BLOBPROXY_WORKER_POLL_MS must be between 10 and 30000");

@@ -41,9 +41,20 @@ enum Command {
     Healthcheck(blobproxy::healthcheck::HealthcheckArgs),
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Before the runtime starts its threads: they inherit the nice value of this one.
+    let niced = match &cli.command {
+        Command::Worker(settings) => Some(startup::lower_priority(settings.worker_nice)),
+        _ => None,
+    };
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(run(cli, niced))
+}
+
+async fn run(cli: Cli, niced: Option<std::io::Result<i32>>) -> anyhow::Result<()> {
     match &cli.command {
         Command::Healthcheck(args) => return blobproxy::healthcheck::probe(args).await,
         Command::Loadgen(args) => return blobproxy::loadgen::run(args.clone()).await,
@@ -57,6 +68,13 @@ async fn main() -> anyhow::Result<()> {
     | Command::Flush { settings, .. } = &cli.command
     {
         settings.validate()?;
+    }
+    match niced {
+        Some(Ok(nice)) => {
+            tracing::info!(nice, "draining at a lower CPU priority than the replicas")
+        }
+        Some(Err(error)) => tracing::warn!(%error, "cannot lower the worker's CPU priority"),
+        None => {}
     }
     match cli.command {
         Command::Serve(s) => startup::serve(s).await,

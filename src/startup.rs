@@ -171,6 +171,17 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Lowers the calling thread's CPU priority to `nice` (threads it starts afterwards inherit it;
+/// on Linux the nice value is per thread). Any process may lower its own priority.
+pub fn lower_priority(nice: i32) -> std::io::Result<i32> {
+    // SAFETY: setpriority only reads its integer arguments; who = 0 is the calling thread.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } == 0 {
+        Ok(nice)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 /// `blobproxy worker`.
 pub async fn worker(settings: Settings) -> anyhow::Result<()> {
     let deps = Dependencies::connect(&settings).await?;

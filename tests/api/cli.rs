@@ -36,6 +36,7 @@ fn bad_settings_stop_start_up_with_an_error_naming_the_variable() {
         ("BLOBPROXY_REDIS_URL", "http://nope"),
         ("BLOBPROXY_BIND", "not an address"),
         ("BLOBPROXY_S3_ENDPOINT", "ftp://x"),
+        ("BLOBPROXY_WORKER_NICE", "25"),
     ] {
         let out = blobproxy().arg("serve").env(var, value).output().unwrap();
         assert!(!out.status.success(), "{var}={value} was accepted");

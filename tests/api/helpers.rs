@@ -258,6 +258,7 @@ impl Backends {
             wc_timeout_secs: 10,
             worker_concurrency: 8,
             worker_poll_ms: 50,
+            worker_nice: 0,
             replica_name: None,
             api_key: None,
             api_key_file: None,
@@ -471,6 +472,10 @@ impl BlobproxyProcess {
             child,
             name: args.join(" "),
         }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn signal(&self, signal: &str) {

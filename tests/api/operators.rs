@@ -369,3 +369,60 @@ async fn serving_beyond_loopback_without_an_api_key_warns_at_start_up() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("no API key"), "no warning in:\n{text}");
 }
+
+/// The nice value of every thread of a process.
+fn thread_nice_values(pid: u32) -> Vec<i64> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|task| {
+            let stat = std::fs::read_to_string(task.unwrap().path().join("stat")).unwrap();
+            // Fields after the command name: state is field 3, nice is field 19.
+            let fields: Vec<&str> = stat
+                .rsplit_once(')')
+                .unwrap()
+                .1
+                .split_whitespace()
+                .collect();
+            fields[16].parse().unwrap()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_worker_drains_at_a_lower_cpu_priority_than_the_replicas() {
+    let backends = Backends::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let web = BlobproxyProcess::spawn(
+        &["serve"],
+        &backends,
+        &[("BLOBPROXY_BIND", format!("127.0.0.1:{port}"))],
+        &dir.path().join("web.log"),
+    );
+    let worker = BlobproxyProcess::spawn(&["worker"], &backends, &[], &dir.path().join("w.log"));
+    let custom = BlobproxyProcess::spawn(
+        &["worker"],
+        &backends,
+        &[("BLOBPROXY_WORKER_NICE", "3".into())],
+        &dir.path().join("w3.log"),
+    );
+    wait_for_addr(&format!("127.0.0.1:{port}"), "replica").await;
+    // Once a worker drains, its runtime's threads are all up.
+    let response = reqwest::Client::new()
+        .put(format!("http://127.0.0.1:{port}/blobs/niced"))
+        .body(random_bytes(100))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    backends.wait_until_drained(Duration::from_secs(20)).await;
+    for (process, nice) in [(&web, 0), (&worker, 10), (&custom, 3)] {
+        let values = thread_nice_values(process.pid());
+        assert!(values.len() > 1, "{}: {values:?}", process.name);
+        assert!(
+            values.iter().all(|&v| v == nice),
+            "{}: thread nice values {values:?}, expected all {nice}",
+            process.name
+        );
+    }
+}

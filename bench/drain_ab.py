@@ -1,0 +1,136 @@
+#!/usr/bin/env python3
+"""The drain, A/B: objects/s and CPU per object of each process, against direct S3 PUTs.
+
+A drain is CPU-bound on this machine (worker, S3 server and Redis share two cores), so the
+figure that moves when the code changes is CPU per object, per process. Each round starts a
+fresh Redis and a fresh s3s-fs directory, writes a backlog with no worker running, drains it
+with each worker binary in turn (A, B, ...; the order alternates between rounds), then sends
+the same number of presigned PUTs straight to the same s3s-fs with wrk at the worker's
+concurrency. CPU comes from /proc/<pid>/stat (user + system) before and after.
+
+    bench/.venv/bin/python bench/drain_ab.py                          # target/release/blobproxy
+    bench/.venv/bin/python bench/drain_ab.py --worker /tmp/old --worker target/release/blobproxy
+
+Run bench/run.sh once first: it installs wrk, the servers and the venv (boto3).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import time
+import urllib.request
+
+import bench
+from bench import BIN, free_port, log, spawn, wait_port, work
+
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid):
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK  # utime, stime
+
+
+def dirty_and_queued(url):
+    with urllib.request.urlopen(f"{url}/status", timeout=10) as r:
+        s = json.loads(r.read())
+    return s["dirty"] + s["queued_jobs"]
+
+
+def round_trip(args, round_no, workers):
+    """One round: a fresh Redis and S3 directory per drain; returns a row per worker + direct."""
+    rows = []
+    order = workers if round_no % 2 == 0 else list(reversed(workers))
+    for label, binary in order + [("direct S3", None)]:
+        d = work / f"r{round_no}-{label.replace(' ', '_').replace('/', '_')}"
+        (d / "redis").mkdir(parents=True)
+        (d / "s3").mkdir()
+        ports = {name: free_port() for name in ["redis", "s3", "web"]}
+        env = {"BLOBPROXY_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}",
+               "BLOBPROXY_S3_ENDPOINT": f"http://127.0.0.1:{ports['s3']}",
+               "BLOBPROXY_BIND": f"127.0.0.1:{ports['web']}",
+               "BLOBPROXY_WORKER_CONCURRENCY": str(args.concurrency),
+               "AWS_ACCESS_KEY_ID": bench.ACCESS, "AWS_SECRET_ACCESS_KEY": bench.SECRET, "RUST_LOG": "warn"}
+        redis = spawn("redis", ["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1", "--dir",
+                                str(d / "redis"), "--save", "", *bench.REDIS_FLAGS])
+        s3s = shutil.which("s3s-fs") or os.path.expanduser("~/.cargo/bin/s3s-fs")
+        s3 = spawn("s3", [s3s, "--host", "127.0.0.1", "--port", str(ports["s3"]), "--access-key", bench.ACCESS,
+                          "--secret-key", bench.SECRET, str(d / "s3")])
+        wait_port("127.0.0.1", ports["redis"], "redis")
+        wait_port("127.0.0.1", ports["s3"], "s3s-fs")
+        if binary is None:
+            (d / "s3" / bench.BUCKET).mkdir()  # no replica here to create the bucket
+            client = bench.s3_client(f"http://127.0.0.1:{ports['s3']}")
+            keys = [f"direct/{i}" for i in range(args.count)]
+            paths = bench.presigned_paths(client, keys, "PUT", d / "put.txt")
+            before = cpu_seconds(s3.pid)
+            r = bench.wrk(f"http://127.0.0.1:{ports['s3']}", "presigned_put", args.size, 0, "-", args.concurrency,
+                          seconds=args.seconds, file=paths)
+            cpu = cpu_seconds(s3.pid) - before
+            rows.append({"label": label, "objects_s": r["req_s"], "s3_ms": 1000 * cpu / r["requests"]})
+        else:
+            web = spawn("web", [binary, "serve"], env)
+            wait_port("127.0.0.1", ports["web"], "replica")
+            url = f"http://127.0.0.1:{ports['web']}"
+            subprocess.run([binary, "loadgen", "--url", url, "--amount", str(args.count), "--size", str(args.size),
+                            "--concurrency", "32", "--raw", "--prefix", "drain"], check=True, capture_output=True)
+            before = {p: cpu_seconds(p.pid) for p in (redis, s3)}
+            started = time.time()
+            worker = spawn("worker", [binary, "worker"], env)
+            while dirty_and_queued(url):
+                time.sleep(0.05)
+            seconds = time.time() - started
+            cpu = {p: cpu_seconds(p.pid) - before[p] for p in (redis, s3)}
+            worker_cpu = cpu_seconds(worker.pid)
+            worker.terminate()
+            worker.wait(15)
+            web.terminate()
+            web.wait(15)
+            rows.append({"label": label, "objects_s": args.count / seconds,
+                         "worker_ms": 1000 * worker_cpu / args.count, "s3_ms": 1000 * cpu[s3] / args.count,
+                         "redis_ms": 1000 * cpu[redis] / args.count})
+        for p in (s3, redis):
+            p.terminate()
+            p.wait(15)
+        log(f"round {round_no + 1} {label}: " + ", ".join(
+            f"{k} {v:.2f}" for k, v in rows[-1].items() if k != "label"))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--worker", action="append", help="a blobproxy binary (repeat to compare several)")
+    parser.add_argument("--count", type=int, default=10000)
+    parser.add_argument("--size", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=bench.WORKER_CONCURRENCY)
+    parser.add_argument("--seconds", type=int, default=4, help="length of each direct-S3 wrk run")
+    args = parser.parse_args()
+    binaries = args.worker or [str(BIN)]
+    workers = [(f"{chr(65 + i)} {os.path.basename(b)}", b) for i, b in enumerate(binaries)]
+    rows = [row for r in range(args.rounds) for row in round_trip(args, r, workers)]
+    print(f"\ndrain of {args.count} x {args.size} bytes, concurrency {args.concurrency}, "
+          f"{args.rounds} rounds (median, then each round)")
+    print(f"{'':28} {'objects/s':>10} {'x direct':>9} {'worker ms':>10} {'s3s-fs ms':>10} {'redis ms':>9}"
+          "   (CPU per object)")
+    direct = statistics.median(r["objects_s"] for r in rows if r["label"] == "direct S3")
+    for label in [w[0] for w in workers] + ["direct S3"]:
+        mine = [r for r in rows if r["label"] == label]
+
+        def med(k):
+            values = [r[k] for r in mine if k in r]
+            return f"{statistics.median(values):.3f}" if values else "-"
+
+        rate = statistics.median(r["objects_s"] for r in mine)
+        print(f"{label:28} {rate:10.0f} {rate / direct:9.2f} {med('worker_ms'):>10} {med('s3_ms'):>10} "
+              f"{med('redis_ms'):>9}   runs: " + ", ".join(f"{r['objects_s']:.0f}" for r in mine))
+
+
+if __name__ == "__main__":
+    import atexit
+
+    atexit.register(bench.stop_all)
+    main()
