@@ -56,6 +56,10 @@ pub struct Settings {
     #[arg(long, env = "BLOBPROXY_WORKER_CONCURRENCY", default_value_t = 16)]
     pub worker_concurrency: usize,
 
+    /// Threads of `blobproxy worker` (1: everything on one thread, the least CPU per object).
+    #[arg(long, env = "BLOBPROXY_WORKER_THREADS", default_value_t = 1)]
+    pub worker_threads: usize,
+
     /// Nice value of `blobproxy worker` (0-19): draining yields the CPU to the replicas and Redis
     /// when they share a machine, so a burst of writes is answered first and drained after.
     #[arg(long, env = "BLOBPROXY_WORKER_NICE", default_value_t = 10)]
@@ -116,6 +120,9 @@ impl Settings {
         }
         if self.worker_concurrency == 0 || self.worker_concurrency > 1024 {
             bail!("BLOBPROXY_WORKER_CONCURRENCY must be between 1 and 1024");
+        }
+        if !(1..=256).contains(&self.worker_threads) {
+            bail!("BLOBPROXY_WORKER_THREADS must be between 1 and 256");
         }
         if !(0..=19).contains(&self.worker_nice) {
             bail!("BLOBPROXY_WORKER_NICE must be between 0 and 19");

@@ -37,6 +37,7 @@ fn bad_settings_stop_start_up_with_an_error_naming_the_variable() {
         ("BLOBPROXY_BIND", "not an address"),
         ("BLOBPROXY_S3_ENDPOINT", "ftp://x"),
         ("BLOBPROXY_WORKER_NICE", "25"),
+        ("BLOBPROXY_WORKER_THREADS", "0"),
     ] {
         let out = blobproxy().arg("serve").env(var, value).output().unwrap();
         assert!(!out.status.success(), "{var}={value} was accepted");

@@ -259,6 +259,7 @@ impl Backends {
             worker_concurrency: 8,
             worker_poll_ms: 50,
             worker_nice: 0,
+            worker_threads: 1,
             replica_name: None,
             api_key: None,
             api_key_file: None,
