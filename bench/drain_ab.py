@@ -20,8 +20,10 @@ import os
 import shutil
 import statistics
 import subprocess
+import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
 import bench
 from bench import BIN, free_port, log, spawn, wait_port, work
@@ -47,7 +49,7 @@ def round_trip(args, round_no, workers):
     for label, binary in order + [("direct S3", None)]:
         d = work / f"r{round_no}-{label.replace(' ', '_').replace('/', '_')}"
         (d / "redis").mkdir(parents=True)
-        (d / "s3").mkdir()
+        s3_dir = Path(tempfile.mkdtemp(prefix="drain-s3-", dir=args.s3_root))
         ports = {name: free_port() for name in ["redis", "s3", "web"]}
         env = {"BLOBPROXY_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}",
                "BLOBPROXY_S3_ENDPOINT": f"http://127.0.0.1:{ports['s3']}",
@@ -58,11 +60,11 @@ def round_trip(args, round_no, workers):
                                 str(d / "redis"), "--save", "", *bench.REDIS_FLAGS])
         s3s = shutil.which("s3s-fs") or os.path.expanduser("~/.cargo/bin/s3s-fs")
         s3 = spawn("s3", [s3s, "--host", "127.0.0.1", "--port", str(ports["s3"]), "--access-key", bench.ACCESS,
-                          "--secret-key", bench.SECRET, str(d / "s3")])
+                          "--secret-key", bench.SECRET, str(s3_dir)])
         wait_port("127.0.0.1", ports["redis"], "redis")
         wait_port("127.0.0.1", ports["s3"], "s3s-fs")
         if binary is None:
-            (d / "s3" / bench.BUCKET).mkdir()  # no replica here to create the bucket
+            (s3_dir / bench.BUCKET).mkdir()  # no replica here to create the bucket
             client = bench.s3_client(f"http://127.0.0.1:{ports['s3']}")
             keys = [f"direct/{i}" for i in range(args.count)]
             paths = bench.presigned_paths(client, keys, "PUT", d / "put.txt")
@@ -97,6 +99,7 @@ def round_trip(args, round_no, workers):
         for p in (s3, redis):
             p.terminate()
             p.wait(15)
+        shutil.rmtree(s3_dir, ignore_errors=True)
         log(f"round {round_no + 1} {label}: " + ", ".join(
             f"{k} {v:.2f}" for k, v in rows[-1].items() if k != "label"))
     return rows
@@ -109,6 +112,8 @@ def main():
     parser.add_argument("--size", type=int, default=1024)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=bench.WORKER_CONCURRENCY)
+    parser.add_argument("--s3-root", default=str(work), help="where the S3 server keeps its objects "
+                        "(e.g. /dev/shm, to take the file system's inode allocation out of the figures)")
     parser.add_argument("--sync", action="store_true", help="sync(2) after writing the backlog")
     parser.add_argument("--seconds", type=int, default=4, help="length of each direct-S3 wrk run")
     args = parser.parse_args()
