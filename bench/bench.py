@@ -415,9 +415,15 @@ def print_table(results, table):
     print(f"1 KiB PUT until in S3 (wc=1, concurrency 2): p50 {p['p50_ms']:.0f} ms, p99 {p['p99_ms']:.0f} ms")
     mem = results["memory"]
     print(f"RSS idle: {', '.join(f'{k} {v / 1024:.1f} MiB' for k, v in mem['idle_rss_kib'].items())}; "
-          f"peak: {', '.join(f'{k} {v / 1024:.1f} MiB' for k, v in mem['peak_rss_kib'].items())} "
-          f"(max in flight per replica ~{16 * 1.37 / 2:.0f} MiB of 1 MiB JSON bodies); "
           f"Redis used_memory peak {mem['redis_used_memory_peak'] / 2**20:.0f} MiB")
+    # Bytes in flight per replica (nginx splits the connections over the two): the size
+    # phases peak with 16 connections of 1 MiB JSON bodies (1.37 MiB each), the 1 MiB drain
+    # backlog with 32 raw 1 MiB PUTs.
+    for phase, in_flight in [("1KiB", 16 * 1.37 / 2), ("1MiB", 32 / 2)]:
+        peaks = mem[f"replica_peak_rss_kib_after_{phase}"]
+        print(f"RSS peak by the end of the {'size phases' if phase == '1KiB' else '1 MiB backlog'}: "
+              + ", ".join(f"{k} {v / 1024:.1f} MiB (x{(v - mem['idle_rss_kib'][k]) / 1024 / in_flight:.1f} of "
+                          f"~{in_flight:.0f} MiB in flight, above idle)" for k, v in peaks.items()))
 
 
 def chart(table, path):
