@@ -17,12 +17,16 @@ pub const ACCESS_KEY: &str = "blobproxy-test";
 pub const SECRET_KEY: &str = "blobproxy-test-secret";
 pub const BUCKET: &str = "blobs";
 
+/// A free port for a server a test starts, picked below Linux's ephemeral range (32768-60999):
+/// a port from port 0 could be handed to another test's listener or outgoing connection before
+/// the server binds it (CI once saw a test's Redis client talk to another test's HTTP server).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    loop {
+        let port = rand::random_range(20_000..32_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// Finds a program on PATH or in ~/.cargo/bin (where `cargo install` puts s3s-fs).
@@ -54,6 +58,17 @@ async fn wait_for_port(port: u16, what: &str) {
 
 /// A child process killed when dropped.
 struct Proc(Child);
+
+impl Proc {
+    /// Fails the test when the server exited (it could not bind its port, which then belongs
+    /// to something else that answered `wait_for_port`) rather than letting it talk to that.
+    async fn assert_running(&mut self, what: &str, port: u16) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(status) = self.0.try_wait().unwrap() {
+            panic!("{what} on port {port} exited at start ({status}); was the port taken?");
+        }
+    }
+}
 
 impl Drop for Proc {
     fn drop(&mut self) {
@@ -108,6 +123,8 @@ impl RedisServer {
             .expect("cannot start redis-server");
         self.proc = Some(Proc(child));
         wait_for_port(self.port, "redis-server").await;
+        let proc = self.proc.as_mut().unwrap();
+        proc.assert_running("redis-server", self.port).await;
     }
 
     pub async fn client(&self) -> redis::aio::MultiplexedConnection {
@@ -156,6 +173,8 @@ impl S3Server {
             .expect("cannot start s3s-fs");
         self.proc = Some(Proc(child));
         wait_for_port(self.port, "s3s-fs").await;
+        let proc = self.proc.as_mut().unwrap();
+        proc.assert_running("s3s-fs", self.port).await;
     }
 
     /// A plain S3 client, to check what really landed in the bucket.
