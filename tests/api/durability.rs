@@ -109,8 +109,9 @@ async fn settle_and_verify(
                 .await
                 .unwrap_or_default();
             panic!(
-                "backlog not empty after 90 s: {status}; Redis keys: {:?}",
-                &keys[..keys.len().min(40)]
+                "backlog not empty after 90 s: {status}; Redis keys: {:?}; the queue: {}",
+                &keys[..keys.len().min(40)],
+                queue_state(&mut redis).await
             );
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -120,6 +121,38 @@ async fn settle_and_verify(
     ledger.report(test, faults, lost.len());
     assert!(lost.is_empty(), "acknowledged writes lost: {lost:#?}");
     assert!(ledger.acknowledged() > 0);
+}
+
+/// The job queue as apalis-redis keeps it, to tell a stuck job's state when a test fails:
+/// waiting, scheduled for a retry, held by a worker, and which workers are registered.
+async fn queue_state(redis: &mut redis::aio::MultiplexedConnection) -> String {
+    async fn query(redis: &mut redis::aio::MultiplexedConnection, args: &[&str]) -> String {
+        let mut cmd = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            cmd.arg(*arg);
+        }
+        match cmd.query_async::<redis::Value>(redis).await {
+            Ok(value) => format!("{value:?}"),
+            Err(e) => format!("error: {e}"),
+        }
+    }
+    let mut out = String::new();
+    for args in [
+        &["LRANGE", "blobproxy:drain:active", "0", "9"][..],
+        &[
+            "ZRANGE",
+            "blobproxy:drain:scheduled",
+            "0",
+            "9",
+            "WITHSCORES",
+        ],
+        &["ZRANGE", "blobproxy:drain:workers", "0", "-1", "WITHSCORES"],
+        &["KEYS", "blobproxy:drain:inflight*"],
+        &["TIME"],
+    ] {
+        out += &format!("{args:?} -> {}; ", query(redis, args).await);
+    }
+    out
 }
 
 fn flag() -> Arc<std::sync::atomic::AtomicBool> {
