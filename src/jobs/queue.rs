@@ -103,6 +103,21 @@ impl JobQueue {
         self.storage.clone()
     }
 
+    /// Jobs a worker could fetch right now (not those scheduled for a later retry).
+    pub async fn ready(&self) -> Result<u64, EnqueueError> {
+        let config = self.storage.get_config();
+        redis::cmd("LLEN")
+            .arg(config.active_jobs_list())
+            .query_async(&mut self.storage.clone().get_connection().clone())
+            .await
+            .map_err(|e| EnqueueError(e.to_string()))
+    }
+
+    /// How often an idle worker looks for jobs (and heart-beats).
+    pub fn poll_interval(&self) -> Duration {
+        self.storage.get_config().heartbeat_interval
+    }
+
     /// Jobs waiting to run (queued now or scheduled for a retry).
     pub async fn pending(&self) -> Result<u64, EnqueueError> {
         let config = self.storage.get_config();

@@ -3,6 +3,7 @@
 //! finished job records, which apalis-redis never deletes itself).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use apalis::prelude::*;
@@ -22,7 +23,39 @@ const VACUUM_EVERY: Duration = Duration::from_secs(30);
 const SWEEP_EVERY: Duration = Duration::from_secs(2);
 const ORPHAN_AGE: Duration = Duration::from_secs(10);
 
-async fn drain_job(job: DrainJob, drainer: Data<Arc<Drainer>>) -> Result<(), BoxDynError> {
+/// Shortest time jobs may wait with the worker idle before it is restarted (see [`stalled`]).
+const MIN_STALL: Duration = Duration::from_secs(10);
+
+/// What this worker's jobs are doing, for the stall watchdog.
+#[derive(Default)]
+pub struct Activity {
+    running: AtomicUsize,
+    started: AtomicU64,
+}
+
+/// Counts a job as running until dropped (also when its future is cancelled).
+struct Running<'a>(&'a Activity);
+
+impl<'a> Running<'a> {
+    fn start(activity: &'a Activity) -> Self {
+        activity.started.fetch_add(1, Ordering::Relaxed);
+        activity.running.fetch_add(1, Ordering::Relaxed);
+        Running(activity)
+    }
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+async fn drain_job(
+    job: DrainJob,
+    drainer: Data<Arc<Drainer>>,
+    activity: Data<Arc<Activity>>,
+) -> Result<(), BoxDynError> {
+    let _running = Running::start(&activity);
     match drainer.drain(&job).await {
         Ok(_) => Ok(()),
         Err(e) => {
@@ -56,8 +89,11 @@ pub async fn run(
     let vacuum = tokio::spawn(vacuum_finished_jobs(queue.clone()));
     let sweep = tokio::spawn(sweep_orphaned_keys(drainer.clone(), concurrency));
     let mut pause = Duration::from_millis(200);
+    // A healthy worker with a free slot fetches a waiting job within one poll.
+    let stall_after = (queue.poll_interval() * 5).max(MIN_STALL);
     loop {
         let started = tokio::time::Instant::now();
+        let activity = Arc::new(Activity::default());
         let monitor = Monitor::new()
             .shutdown_timeout(grace)
             // Restarts are ours (below), with a new name and a pause each time.
@@ -65,10 +101,12 @@ pub async fn run(
             .register({
                 let drainer = drainer.clone();
                 let queue = queue.clone();
+                let activity = activity.clone();
                 move |_| {
                     WorkerBuilder::new(unique_worker_name())
                         .backend(queue.storage())
                         .data(drainer.clone())
+                        .data(activity.clone())
                         .concurrency(concurrency)
                         .parallelize(tokio::spawn)
                         .build(drain_job)
@@ -83,6 +121,14 @@ pub async fn run(
                 // one after a pause, rather than leave a process that drains nothing.
                 let error = result.err().map(|e| e.to_string()).unwrap_or_else(|| "stopped".into());
                 tracing::error!(%error, ?pause, "drain worker stopped; starting a new one");
+            }
+            () = stalled(&queue, &activity, concurrency, stall_after) => {
+                tracing::error!(
+                    ?stall_after,
+                    "jobs are waiting but the drain worker started none; starting a new one"
+                );
+                let _ = context.shutdown();
+                let _ = tokio::time::timeout(grace, run).await;
             }
             _ = shutdown.clone() => {
                 let _ = context.shutdown();
@@ -104,6 +150,27 @@ pub async fn run(
     vacuum.abort();
     sweep.abort();
     Ok(())
+}
+
+/// Resolves once jobs have been waiting in the queue for `after` while this worker had a free
+/// slot and started none of them: its job stream stopped delivering, whatever the cause
+/// (it has no error to report, so nothing else would restart it).
+pub async fn stalled(queue: &JobQueue, activity: &Activity, concurrency: usize, after: Duration) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    let mut seen = activity.started.load(Ordering::Relaxed);
+    let mut since = tokio::time::Instant::now();
+    loop {
+        tick.tick().await;
+        let started = activity.started.load(Ordering::Relaxed);
+        let busy = activity.running.load(Ordering::Relaxed) >= concurrency;
+        let waiting = matches!(queue.ready().await, Ok(n) if n > 0);
+        if started != seen || busy || !waiting {
+            seen = started;
+            since = tokio::time::Instant::now();
+        } else if since.elapsed() >= after {
+            return;
+        }
+    }
 }
 
 async fn vacuum_finished_jobs(queue: JobQueue) {

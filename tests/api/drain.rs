@@ -224,3 +224,59 @@ async fn a_backlog_larger_than_lua_can_unpack_is_drained_through_the_queue() {
     .await;
     assert_eq!(backends.s3.keys().await.len(), 9000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_stall_watchdog_fires_only_when_jobs_wait_and_none_starts() {
+    use blobproxy::jobs::worker::{Activity, stalled};
+    let backends = Backends::start().await;
+    let settings = backends.settings();
+    let deps = blobproxy::startup::Dependencies::connect_with(&settings, Some(credentials()))
+        .await
+        .unwrap();
+    let idle = Activity::default();
+    let after = Duration::from_secs(1);
+    // Nothing waits: an idle worker is not stalled.
+    assert!(
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            stalled(&deps.queue, &idle, 16, after)
+        )
+        .await
+        .is_err(),
+        "fired on an empty queue"
+    );
+    // A job waits and no worker takes it (none runs here): stalled, soon after `after`.
+    deps.queue
+        .push(blobproxy::jobs::DrainJob {
+            key: "stalled/job".into(),
+            version: 1,
+        })
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(
+        Duration::from_secs(5),
+        stalled(&deps.queue, &idle, 16, after),
+    )
+    .await
+    .expect("did not fire while a job waited for 5 s");
+    assert!(started.elapsed() >= after);
+    // A worker with no free slot is saturated, not stalled.
+    assert!(
+        tokio::time::timeout(
+            Duration::from_secs(3),
+            stalled(&deps.queue, &idle, 0, after)
+        )
+        .await
+        .is_err(),
+        "fired on a worker with no free slot"
+    );
+    // And a real worker takes the job that waited.
+    let _worker = TestWorker::spawn(&settings).await;
+    eventually(
+        Duration::from_secs(20),
+        "the waiting job to run",
+        || async { (deps.queue.ready().await.unwrap() == 0).then_some(()) },
+    )
+    .await;
+}
