@@ -3,7 +3,7 @@
 //! finished job records, which apalis-redis never deletes itself).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use apalis::prelude::*;
@@ -26,11 +26,16 @@ const ORPHAN_AGE: Duration = Duration::from_secs(10);
 /// Shortest time jobs may wait with the worker idle before it is restarted (see [`stalled`]).
 const MIN_STALL: Duration = Duration::from_secs(10);
 
-/// What this worker's jobs are doing, for the stall watchdog.
+/// What this worker's jobs are doing, for the stall watchdog and the sweep.
 #[derive(Default)]
 pub struct Activity {
     running: AtomicUsize,
     started: AtomicU64,
+    /// The job queue failed (the apalis worker stopped with an error) and has delivered no
+    /// job since: the sweep then drains every dirty key at once instead of waiting for
+    /// `ORPHAN_AGE`, since no job is coming for them (a full Redis refuses even the queue's
+    /// own bookkeeping).
+    queue_down: AtomicBool,
 }
 
 /// Counts a job as running until dropped (also when its future is cancelled).
@@ -40,6 +45,7 @@ impl<'a> Running<'a> {
     fn start(activity: &'a Activity) -> Self {
         activity.started.fetch_add(1, Ordering::Relaxed);
         activity.running.fetch_add(1, Ordering::Relaxed);
+        activity.queue_down.store(false, Ordering::Relaxed);
         Running(activity)
     }
 }
@@ -87,13 +93,17 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let drainer = Arc::new(drainer);
     let vacuum = tokio::spawn(vacuum_finished_jobs(queue.clone()));
-    let sweep = tokio::spawn(sweep_orphaned_keys(drainer.clone(), concurrency));
+    let activity = Arc::new(Activity::default());
+    let sweep = tokio::spawn(sweep_orphaned_keys(
+        drainer.clone(),
+        concurrency,
+        activity.clone(),
+    ));
     let mut pause = Duration::from_millis(200);
     // A healthy worker with a free slot fetches a waiting job within one poll.
     let stall_after = (queue.poll_interval() * 5).max(MIN_STALL);
     loop {
         let started = tokio::time::Instant::now();
-        let activity = Arc::new(Activity::default());
         let monitor = Monitor::new()
             .shutdown_timeout(grace)
             // Restarts are ours (below), with a new name and a pause each time.
@@ -121,6 +131,7 @@ pub async fn run(
                 // one after a pause, rather than leave a process that drains nothing.
                 let error = result.err().map(|e| e.to_string()).unwrap_or_else(|| "stopped".into());
                 tracing::error!(%error, ?pause, "drain worker stopped; starting a new one");
+                activity.queue_down.store(true, Ordering::Relaxed);
             }
             () = stalled(&queue, &activity, concurrency, stall_after) => {
                 tracing::error!(
@@ -190,13 +201,19 @@ async fn vacuum_finished_jobs(queue: JobQueue) {
     }
 }
 
-/// Drains dirty keys that have waited past `ORPHAN_AGE` with nobody draining them. This does
-/// not go through the queue, so it also works when the queue cannot (Redis full, a job lost).
-async fn sweep_orphaned_keys(drainer: Arc<Drainer>, concurrency: usize) {
+/// Drains dirty keys that have waited past `ORPHAN_AGE` with nobody draining them (every dirty
+/// key nobody drains, while the queue is down). This does not go through the queue, so it
+/// also works when the queue cannot (Redis full, a job lost).
+async fn sweep_orphaned_keys(drainer: Arc<Drainer>, concurrency: usize, activity: Arc<Activity>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     loop {
         tick.tick().await;
-        let orphans = match drainer.cache.orphaned_dirty_keys(ORPHAN_AGE, 256).await {
+        let age = if activity.queue_down.load(Ordering::Relaxed) {
+            Duration::ZERO
+        } else {
+            ORPHAN_AGE
+        };
+        let orphans = match drainer.cache.orphaned_dirty_keys(age, 256).await {
             Ok(keys) => keys,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot look for orphaned dirty keys");
