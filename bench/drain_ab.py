@@ -6,10 +6,14 @@ figure that moves when the code changes is CPU per object, per process. Each rou
 fresh Redis and a fresh s3s-fs directory, writes a backlog with no worker running, drains it
 with each worker binary in turn (A, B, ...; the order alternates between rounds), then sends
 the same number of presigned PUTs straight to the same s3s-fs with wrk at the worker's
-concurrency. CPU comes from /proc/<pid>/stat (user + system) before and after.
+concurrency. CPU comes from /proc/<pid>/stat (user + system) before and after. With
+--client-alone it also PUTs the same blobs with the worker's S3 client and nothing else
+(bench/s3_client_alone.rs): the most a drain built on that client can reach here.
 
     bench/.venv/bin/python bench/drain_ab.py                          # target/release/blobproxy
     bench/.venv/bin/python bench/drain_ab.py --worker /tmp/old --worker target/release/blobproxy
+    cargo build --release --example s3_client_alone && bench/.venv/bin/python bench/drain_ab.py \
+        --s3-root /dev/shm --client-alone target/release/examples/s3_client_alone
 
 Run bench/run.sh once first: it installs wrk, the servers and the venv (boto3).
 """
@@ -46,7 +50,8 @@ def round_trip(args, round_no, workers):
     """One round: a fresh Redis and S3 directory per drain; returns a row per worker + direct."""
     rows = []
     order = workers if round_no % 2 == 0 else list(reversed(workers))
-    for label, binary in order + [("direct S3", None)]:
+    alone = [("S3 client alone", "alone")] if args.client_alone else []
+    for label, binary in order + alone + [("direct S3", None)]:
         d = work / f"r{round_no}-{label.replace(' ', '_').replace('/', '_')}"
         (d / "redis").mkdir(parents=True)
         s3_dir = Path(tempfile.mkdtemp(prefix="drain-s3-", dir=args.s3_root))
@@ -73,6 +78,15 @@ def round_trip(args, round_no, workers):
                           seconds=args.seconds, file=paths)
             cpu = cpu_seconds(s3.pid) - before
             rows.append({"label": label, "objects_s": r["req_s"], "s3_ms": 1000 * cpu / r["requests"]})
+        elif binary == "alone":
+            before = cpu_seconds(s3.pid)
+            # At the worker's CPU priority, as the worker runs.
+            out = subprocess.run(["nice", "-n", "10", args.client_alone, str(args.count), str(args.size),
+                                  str(args.concurrency)], env={**os.environ, **env}, check=True,
+                                 capture_output=True, text=True).stdout
+            r = json.loads(out.strip().splitlines()[-1])
+            rows.append({"label": label, "objects_s": r["objects_s"], "worker_ms": r["client_ms"],
+                         "s3_ms": 1000 * (cpu_seconds(s3.pid) - before) / args.count})
         else:
             web = spawn("web", [binary, "serve"], env)
             wait_port("127.0.0.1", ports["web"], "replica")
@@ -115,6 +129,9 @@ def main():
     parser.add_argument("--s3-root", default=str(work), help="where the S3 server keeps its objects "
                         "(e.g. /dev/shm, to take the file system's inode allocation out of the figures)")
     parser.add_argument("--sync", action="store_true", help="sync(2) after writing the backlog")
+    parser.add_argument("--client-alone", metavar="BINARY",
+                        help="also time the worker's S3 client alone (no Redis, no queue): "
+                        "target/release/examples/s3_client_alone")
     parser.add_argument("--seconds", type=int, default=4, help="length of each direct-S3 wrk run")
     args = parser.parse_args()
     binaries = args.worker or [str(BIN)]
@@ -125,7 +142,7 @@ def main():
     print(f"{'':28} {'objects/s':>10} {'x direct':>9} {'worker ms':>10} {'s3s-fs ms':>10} {'redis ms':>9}"
           "   (CPU per object)")
     direct = statistics.median(r["objects_s"] for r in rows if r["label"] == "direct S3")
-    for label in [w[0] for w in workers] + ["direct S3"]:
+    for label in [w[0] for w in workers] + (["S3 client alone"] if args.client_alone else []) + ["direct S3"]:
         mine = [r for r in rows if r["label"] == label]
 
         def med(k):
