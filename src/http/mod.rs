@@ -38,21 +38,46 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
     .app_data(web::QueryConfig::default().error_handler(|err, _req| {
         ApiError::InvalidQuery(format!("invalid query string: {err}")).into()
     }))
+    // actix tries resources in this order, and every `{key:.*}` pattern is a regex: the fixed
+    // paths go first, and each keyed path is one resource with its methods inside, so a
+    // request is matched by at most one regex of its own path (a `.route` per method was a
+    // resource per method: a raw GET ran five regexes before it found its handler).
     .route("/put/", web::post().to(blobs::put_json))
     .route("/put", web::post().to(blobs::put_json))
-    .route("/get/{key:.*}", web::get().to(blobs::get_json))
-    .route("/remove/{key:.*}", web::get().to(blobs::remove))
-    .route("/blobs/{key:.*}", web::delete().to(blobs::delete))
-    .route("/blobs/{key:.*}", web::put().to(raw::put))
-    .route("/blobs/{key:.*}", web::get().to(raw::get))
-    .route("/blobs/{key:.*}", web::head().to(raw::get))
     .route("/blobs", web::get().to(blobs::list))
     .route("/status", web::get().to(status::status))
     .route("/metrics", web::get().to(status::metrics))
-    .configure(openapi::routes)
     .route("/healthz", web::get().to(health::healthz))
     .route("/readyz", web::get().to(health::readyz))
+    .service(
+        web::resource("/blobs/{key:.*}")
+            .route(web::put().to(raw::put))
+            .route(web::get().to(raw::get))
+            .route(web::head().to(raw::get))
+            .route(web::delete().to(blobs::delete))
+            .default_service(web::to(|req| method_not_allowed(req, "GET, HEAD, PUT, DELETE"))),
+    )
+    .service(
+        web::resource("/get/{key:.*}")
+            .route(web::get().to(blobs::get_json))
+            .default_service(web::to(|req| method_not_allowed(req, "GET"))),
+    )
+    .service(
+        web::resource("/remove/{key:.*}")
+            .route(web::get().to(blobs::remove))
+            .default_service(web::to(|req| method_not_allowed(req, "GET"))),
+    )
+    .configure(openapi::routes)
     .default_service(web::to(no_route));
+}
+
+async fn method_not_allowed(req: HttpRequest, allowed: &'static str) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((actix_web::http::header::ALLOW, allowed))
+        .json(ErrorBody {
+            code: "method_not_allowed",
+            msg: format!("{} is not allowed on {}; use {allowed}", req.method(), req.path()),
+        })
 }
 
 async fn no_route(req: HttpRequest) -> HttpResponse {

@@ -153,11 +153,34 @@ async fn unknown_routes_and_methods_do_not_answer_html() {
     let app = TestApp::spawn(&backends.settings()).await;
     let response = app
         .http
-        .get(format!("{}/put/", app.address))
+        .get(format!("{}/nowhere", app.address))
         .send()
         .await
         .unwrap();
-    assert!(response.status() == 404 || response.status() == 405);
-    let body: serde_json::Value = response.json().await.unwrap();
-    assert!(body["code"].is_string());
+    assert_error(response, 404, "no_route").await;
+
+    // A known path with a method it does not take: 405, with the methods it does take.
+    let cases = [
+        (reqwest::Method::POST, "/blobs/k", "GET, HEAD, PUT, DELETE"),
+        (reqwest::Method::PUT, "/get/k", "GET"),
+        (reqwest::Method::DELETE, "/remove/k", "GET"),
+    ];
+    for (method, path, allowed) in cases {
+        let response = app
+            .http
+            .request(method.clone(), format!("{}{path}", app.address))
+            .body("abc")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["allow"], allowed, "{method} {path}");
+        assert_error(response, 405, "method_not_allowed").await;
+    }
+    let response = app
+        .http
+        .get(format!("{}/blobs/k", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404, "the refused POST stored nothing");
 }
