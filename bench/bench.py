@@ -25,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "blobproxy"
+# The nginx scripts/install-deps.sh builds (the config needs >= 1.27.3; Debian 12 has 1.22).
+NGINX = Path(os.environ.get("BLOBPROXY_NGINX_DIR", Path.home() / ".cache/blobproxy/nginx-1.28.3")) / "sbin/nginx"
 LUA = ROOT / "bench" / "lua" / "requests.lua"
 OUT = ROOT / "bench"
 SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
@@ -102,7 +104,7 @@ def nginx(name, template_vars, static=False):
         # Access logs off for the measurement (they are on in production, equally for all).
         main = main.replace("access_log /dev/stdout blobproxy;", "access_log off;")
         (d / "nginx.conf").write_text(main)
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    binary = str(NGINX)
     spawn(name, [binary, "-p", f"{d}/", "-c", str(d / "nginx.conf"), "-g", f"pid {d}/nginx.pid; daemon off;"])
 
 

@@ -19,6 +19,9 @@ use crate::store::BlobStore;
 /// In-flight requests and jobs get this long after SIGTERM; Docker kills after 10 s.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
+/// How long a replica keeps an idle client connection open.
+const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(75);
+
 /// Longest pause between upload retries while S3 is down.
 const MAX_UPLOAD_BACKOFF: Duration = Duration::from_secs(5);
 
@@ -134,6 +137,10 @@ impl Application {
                 .configure(|cfg| crate::http::routes(cfg, http_settings.json_limit))
         })
         .disable_signals()
+        // Longer than nginx keeps an idle upstream connection (60 s, nginx/templates): the
+        // proxy, not the replica, closes idle connections, so a request is never sent on a
+        // connection the replica is closing.
+        .keep_alive(IDLE_CONNECTION_TIMEOUT)
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         .listen(listener)?
         .run();

@@ -55,7 +55,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
             .route(web::get().to(raw::get))
             .route(web::head().to(raw::get))
             .route(web::delete().to(blobs::delete))
-            .default_service(web::to(|req| method_not_allowed(req, "GET, HEAD, PUT, DELETE"))),
+            .default_service(web::to(|req| {
+                method_not_allowed(req, "GET, HEAD, PUT, DELETE")
+            })),
     )
     .service(
         web::resource("/get/{key:.*}")
@@ -76,7 +78,11 @@ async fn method_not_allowed(req: HttpRequest, allowed: &'static str) -> HttpResp
         .insert_header((actix_web::http::header::ALLOW, allowed))
         .json(ErrorBody {
             code: "method_not_allowed",
-            msg: format!("{} is not allowed on {}; use {allowed}", req.method(), req.path()),
+            msg: format!(
+                "{} is not allowed on {}; use {allowed}",
+                req.method(),
+                req.path()
+            ),
         })
 }
 

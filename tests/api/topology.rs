@@ -60,6 +60,28 @@ impl Dns {
     }
 }
 
+/// Open TCP connections whose server side is one of `ips` on `port` (from /proc/net/tcp, where
+/// addresses are hex, the IPv4 address in host byte order).
+fn established_connections_to(ips: &[&str], port: u16) -> usize {
+    let servers: HashSet<String> = ips
+        .iter()
+        .map(|ip| {
+            let ip: std::net::Ipv4Addr = ip.parse().unwrap();
+            format!("{:08X}:{port:04X}", u32::from(ip).swap_bytes())
+        })
+        .collect();
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap()
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            const ESTABLISHED: &str = "01";
+            fields[3] == ESTABLISHED && servers.contains(fields[1])
+        })
+        .count()
+}
+
 fn hosts_file(replicas: &[&str]) -> String {
     replicas.iter().map(|ip| format!("{ip} web\n")).collect()
 }
@@ -95,15 +117,29 @@ pub fn render_nginx(dir: &Path, vars: &HashMap<&str, String>) -> PathBuf {
     path
 }
 
+/// nginx 1.28, as `scripts/install-deps.sh` builds it (Debian's 1.22 cannot run the config:
+/// `server ... resolve` needs 1.27.3).
+fn nginx_binary() -> PathBuf {
+    let dir = std::env::var_os("BLOBPROXY_NGINX_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").expect("HOME is set"))
+                .join(".cache/blobproxy/nginx-1.28.3")
+        });
+    let binary = dir.join("sbin/nginx");
+    assert!(
+        binary.exists(),
+        "no nginx 1.28 at {} (scripts/install-deps.sh builds it)",
+        binary.display()
+    );
+    binary
+}
+
 pub struct Nginx(Child);
 
 impl Nginx {
     pub async fn start(dir: &Path, config: &Path, port: u16) -> Self {
-        let nginx = ["/usr/sbin/nginx", "/usr/bin/nginx"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-            .expect("nginx is not installed (scripts/install-deps.sh installs it)");
-        let child = Command::new(nginx)
+        let child = Command::new(nginx_binary())
             .arg("-p")
             .arg(format!("{}/", dir.display()))
             .arg("-c")
@@ -254,6 +290,14 @@ async fn nginx_round_robins_over_replicas_and_follows_them_as_they_come_and_go()
     assert!(
         cross_replica_reads > 0,
         "no read went to another replica than its write"
+    );
+    // nginx keeps its connections to the replicas open between requests (our client opens a
+    // new one per request, so every open connection to a replica is nginx's), and reuses
+    // them: far fewer than one per request.
+    let kept = established_connections_to(&ips, web_port);
+    assert!(
+        (1..30).contains(&kept),
+        "{kept} open connections from nginx to the replicas after 60 requests"
     );
 
     // The worker behind the replicas drains everything into S3.
