@@ -2,7 +2,7 @@
 -- mark_dirty.lua prepended in Rust.)
 -- Ends a write-through whose object S3 now holds at version ARGV[2], and releases the lease.
 -- KEYS[1] record hash, KEYS[2] lease, KEYS[3] dirty set, KEYS[4] dirty keys in key order,
--- KEYS[5] dead letters, KEYS[6..9] the job queue.
+-- KEYS[5] dead letters, KEYS[6..8] the job queue.
 -- ARGV[1] token, ARGV[2] version, ARGV[3] key, ARGV[4] id for a job, if one is needed.
 -- A cached record older than ours is dropped (S3 has something newer; reads go there); a
 -- newer one (written while we uploaded) stays, and if it is dirty it gets a drain job: the
@@ -18,7 +18,7 @@ if current and tonumber(current) > tonumber(ARGV[2]) then
     mark_dirty(KEYS[1], KEYS[3], KEYS[4], ARGV[3])
   end
   if redis.call('HGET', KEYS[1], 's') == 'dirty' then
-    queue_job({KEYS[6], KEYS[7], KEYS[8], KEYS[9]}, ARGV[4], ARGV[3], current)
+    queue_job({KEYS[6], KEYS[7], KEYS[8]}, ARGV[4], ARGV[3], current)
   end
   return 'newer'
 end

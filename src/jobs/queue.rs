@@ -27,12 +27,11 @@ pub struct QueueKeys {
     pub data: String,
     pub meta: String,
     pub active: String,
-    pub signal: String,
 }
 
 impl QueueKeys {
-    pub fn as_array(&self) -> [&str; 4] {
-        [&self.data, &self.meta, &self.active, &self.signal]
+    pub fn as_array(&self) -> [&str; 3] {
+        [&self.data, &self.meta, &self.active]
     }
 }
 
@@ -68,7 +67,6 @@ impl JobQueue {
             data: config.job_data_hash(),
             meta: config.job_meta_hash(),
             active: config.active_jobs_list(),
-            signal: config.signal_list(),
         };
         Self {
             storage: RedisStorage::new(conn).with_config(config),

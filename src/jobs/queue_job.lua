@@ -3,15 +3,15 @@
 -- scheduled jobs with one `unpack`, which fails once more than ~8000 are due at once, so a
 -- large backlog would wedge the queue. Prepended to the scripts that queue jobs; the layout is
 -- pinned by the exact apalis-redis version in Cargo.toml and exercised by every drain test.
--- q = {data hash, meta prefix, active list, signal list}; key, version: strings.
+-- Unlike batch_push.lua it does not DEL + LPUSH the queue's signal list: apalis-redis 1.0.0
+-- writes that list but never reads it (workers find jobs by polling): two writes per job,
+-- for nothing.
+-- q = {data hash, meta prefix, active list}; key, version: strings.
 local function queue_job(q, job_id, key, version)
   local job = '{"key":' .. cjson.encode(key) .. ',"version":' .. version .. '}'
   redis.call('HSET', q[1], job_id, job)
   redis.call('HSET', q[2] .. ':' .. job_id, 'attempts', 0, 'max_attempts', 25,
     'status', 'Pending', 'idempotency_key', '')
   redis.call('RPUSH', q[3], job_id)
-  -- Wakes workers blocked on the signal list, as apalis does after a push.
-  redis.call('DEL', q[4])
-  redis.call('LPUSH', q[4], 1)
 end
 
