@@ -52,6 +52,13 @@ pub struct Settings {
     #[arg(long, env = "BLOBPROXY_WC_TIMEOUT_SECS", default_value_t = 10)]
     pub wc_timeout_secs: u64,
 
+    /// Seconds a replica keeps serving after SIGTERM before it stops accepting connections:
+    /// nginx re-resolves the replicas every 5 s, so by then it sends nothing here any more and
+    /// no request meets a closing connection. `/readyz` answers 503 meanwhile. `serve` only
+    /// (`all` has no nginx in front and stops at once).
+    #[arg(long, env = "BLOBPROXY_SHUTDOWN_DELAY_SECS", default_value_t = 6)]
+    pub shutdown_delay_secs: u64,
+
     /// Uploads one worker process runs at once.
     #[arg(long, env = "BLOBPROXY_WORKER_CONCURRENCY", default_value_t = 16)]
     pub worker_concurrency: usize,
@@ -117,6 +124,9 @@ impl Settings {
         }
         if self.wc_timeout_secs == 0 || self.wc_timeout_secs > 3600 {
             bail!("BLOBPROXY_WC_TIMEOUT_SECS must be between 1 and 3600");
+        }
+        if self.shutdown_delay_secs > 60 {
+            bail!("BLOBPROXY_SHUTDOWN_DELAY_SECS must be between 0 and 60");
         }
         if self.worker_concurrency == 0 || self.worker_concurrency > 1024 {
             bail!("BLOBPROXY_WORKER_CONCURRENCY must be between 1 and 1024");

@@ -2,6 +2,8 @@
 //! until a shutdown signal. `main` only picks which of these to run.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use actix_web::dev::{Server, ServerHandle};
@@ -101,6 +103,8 @@ impl Dependencies {
 pub struct Application {
     port: u16,
     server: Server,
+    stopping: Arc<AtomicBool>,
+    shutdown_delay: Duration,
 }
 
 impl Application {
@@ -124,7 +128,9 @@ impl Application {
             wc_timeout: Duration::from_secs(settings.wc_timeout_secs),
             replica: replica.clone(),
             api_key,
+            stopping: Arc::new(AtomicBool::new(false)),
         };
+        let stopping = http_settings.stopping.clone();
         let server = HttpServer::new(move || {
             // Runs on each HTTP worker thread: give it its own Redis connection.
             service.cache.connect_this_thread();
@@ -144,7 +150,12 @@ impl Application {
         .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
         .listen(listener)?
         .run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            stopping,
+            shutdown_delay: Duration::from_secs(settings.shutdown_delay_secs),
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -155,14 +166,29 @@ impl Application {
         self.server.handle()
     }
 
-    /// Serves until `shutdown`, then stops accepting and lets in-flight requests finish.
+    /// Serves until `shutdown`, then for `BLOBPROXY_SHUTDOWN_DELAY_SECS` more (not ready),
+    /// then stops accepting and lets in-flight requests finish.
+    ///
+    /// Why the delay: when Docker stops a replica it also drops it from DNS, but nginx goes on
+    /// sending it requests until it re-resolves. A replica that closed at once would meet some
+    /// of them on a closing connection (a kept-alive one, or one still in the listen backlog);
+    /// nginx cannot resend a request body it already sent, so those writes would fail.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let handle = self.server.handle();
+        let (stopping, delay) = (self.stopping, self.shutdown_delay);
         tokio::spawn(async move {
             shutdown.await;
+            stopping.store(true, Ordering::Relaxed);
+            if !delay.is_zero() {
+                tracing::info!(
+                    ?delay,
+                    "shutting down: serving until nginx stops sending here"
+                );
+                tokio::time::sleep(delay).await;
+            }
             handle.stop(true).await;
         });
         self.server.await
@@ -206,7 +232,12 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
 /// `blobproxy all`: the server and a worker in one process, for local use.
 pub async fn all(settings: Settings) -> anyhow::Result<()> {
     let deps = Dependencies::connect(&settings).await?;
-    let app = Application::build(&settings, &deps)?;
+    // One local process, with no nginx in front to wait for: stop at once.
+    let local = Settings {
+        shutdown_delay_secs: 0,
+        ..settings.clone()
+    };
+    let app = Application::build(&local, &deps)?;
     tracing::info!(port = app.port(), "serving and draining");
     let shutdown = shutdown::on_signal();
     let worker = jobs::worker::run(

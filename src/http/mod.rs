@@ -8,6 +8,8 @@ pub mod openapi;
 pub mod raw;
 pub mod status;
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -25,6 +27,8 @@ pub struct HttpSettings {
     pub replica: String,
     /// Required bearer token of data endpoints, when set.
     pub api_key: Option<String>,
+    /// Set once a shutdown has begun: `/readyz` then answers 503.
+    pub stopping: Arc<AtomicBool>,
 }
 
 /// Registers every route; expects `web::Data<HttpSettings>` and the service in the app data.

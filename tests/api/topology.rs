@@ -5,6 +5,8 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::time::{Duration, Instant};
 
@@ -181,9 +183,66 @@ fn replica(backends: &Backends, dir: &Path, ip: &str, port: u16, name: &str) -> 
         &[
             ("BLOBPROXY_BIND", format!("{ip}:{port}")),
             ("BLOBPROXY_REPLICA_NAME", name.to_owned()),
+            // Longer than nginx trusts a DNS answer here (NGINX_RESOLVER_VALID=1s), as the
+            // default (6 s) is longer than the compose files' 5 s.
+            ("BLOBPROXY_SHUTDOWN_DELAY_SECS", "3".to_owned()),
         ],
         &dir.join(format!("{name}.log")),
     )
+}
+
+/// Clients writing through nginx without pause, each on a new connection per request, until
+/// stopped; then the number of writes answered 201 and a line for each one that was not.
+struct WriteLoad {
+    stop: Arc<AtomicBool>,
+    tasks: Vec<tokio::task::JoinHandle<(usize, Vec<String>)>>,
+}
+
+impl WriteLoad {
+    fn start(base: &str, clients: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let tasks = (0..clients)
+            .map(|client| {
+                let (stop, base) = (stop.clone(), base.to_owned());
+                tokio::spawn(async move {
+                    let http = reqwest::Client::builder()
+                        .pool_max_idle_per_host(0)
+                        .build()
+                        .unwrap();
+                    let (mut stored, mut failed) = (0, Vec::new());
+                    for i in 0.. {
+                        if stop.load(Ordering::Relaxed) {
+                            break;
+                        }
+                        let body = serde_json::json!({"key": format!("load/{client}/{i}"),
+                            "data": blobproxy::domain::encode_base64(&random_bytes(512))});
+                        match http.post(format!("{base}/put/")).json(&body).send().await {
+                            Ok(r) if r.status() == 201 => stored += 1,
+                            Ok(r) => failed.push(format!(
+                                "{}: {}",
+                                r.status(),
+                                r.text().await.unwrap_or_default()
+                            )),
+                            Err(e) => failed.push(e.to_string()),
+                        }
+                    }
+                    (stored, failed)
+                })
+            })
+            .collect();
+        WriteLoad { stop, tasks }
+    }
+
+    async fn stop(self) -> (usize, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut stored, mut failed) = (0, Vec::new());
+        for task in self.tasks {
+            let (s, f) = task.await.unwrap();
+            stored += s;
+            failed.extend(f);
+        }
+        (stored, failed)
+    }
 }
 
 async fn put_via(http: &reqwest::Client, base: &str, key: &str, data: &[u8]) -> (u16, String) {
@@ -339,6 +398,26 @@ async fn nginx_round_robins_over_replicas_and_follows_them_as_they_come_and_go()
         new_replica_requests += usize::from(by == "web-4");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+
+    // Scale down, as Docker does it: a replica leaves DNS and gets SIGTERM at the same moment,
+    // while writes keep flowing. It goes on serving for its shutdown delay, by when nginx has
+    // re-resolved, then exits: no write fails.
+    let load = WriteLoad::start(&base, 8);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    dns.set(&["127.0.0.2", "127.0.0.5"]);
+    replicas[2].signal("TERM");
+    let exited = replicas[2].wait_exit(Duration::from_secs(15)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (stored, failed) = load.stop().await;
+    assert_eq!(exited, Some(0), "the replica did not exit cleanly");
+    assert!(stored > 100, "the load did not run: {stored} writes");
+    assert!(
+        failed.is_empty(),
+        "{} of {} writes failed while a replica left: {:?}",
+        failed.len(),
+        stored + failed.len(),
+        &failed[..failed.len().min(5)]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -349,7 +428,10 @@ async fn serve_and_worker_exit_cleanly_and_promptly_on_sigterm() {
     let mut web = BlobproxyProcess::spawn(
         &["serve"],
         &backends,
-        &[("BLOBPROXY_BIND", format!("127.0.0.1:{port}"))],
+        &[
+            ("BLOBPROXY_BIND", format!("127.0.0.1:{port}")),
+            ("BLOBPROXY_SHUTDOWN_DELAY_SECS", "2".to_owned()),
+        ],
         &dir.path().join("web.log"),
     );
     let mut worker =
@@ -364,9 +446,32 @@ async fn serve_and_worker_exit_cleanly_and_promptly_on_sigterm() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     web.signal("TERM");
     worker.signal("TERM");
-    // Docker sends SIGKILL 10 s after SIGTERM.
-    assert_eq!(web.wait_exit(Duration::from_secs(9)).await, Some(0));
+    let signalled = Instant::now();
+    // The worker stops at once.
     assert_eq!(worker.wait_exit(Duration::from_secs(9)).await, Some(0));
+    // The replica serves through its shutdown delay, no longer ready, then exits.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let http = reqwest::Client::new();
+    let ready = http
+        .get(format!("http://127.0.0.1:{port}/readyz"))
+        .send()
+        .await
+        .expect("the replica still serves during its shutdown delay");
+    assert_eq!(ready.status(), 503);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["code"], "shutting_down");
+    let stored = http
+        .post(format!("http://127.0.0.1:{port}/put/"))
+        .json(&serde_json::json!({"key": "late", "data": "bGF0ZQ=="}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stored.status(), 201, "a write during the delay is served");
+    assert_eq!(web.wait_exit(Duration::from_secs(9)).await, Some(0));
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(2),
+        "exited before its shutdown delay"
+    );
     let health = Command::new(env!("CARGO_BIN_EXE_blobproxy"))
         .args(["healthcheck", "--bind", &format!("127.0.0.1:{port}")])
         .stderr(Stdio::null())
