@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
 use crate::helpers::*;
 
 /// dnsmasq answering `web` with one A record per replica, like Docker's DNS for a service.
@@ -418,6 +420,39 @@ async fn nginx_round_robins_over_replicas_and_follows_them_as_they_come_and_go()
         stored + failed.len(),
         &failed[..failed.len().min(5)]
     );
+
+    // nginx's own errors are JSON like the API's. A body over NGINX_CLIENT_MAX_BODY_SIZE is
+    // refused from its Content-Length alone (so the test sends no body):
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", nginx_port))
+        .await
+        .unwrap();
+    stream
+        .write_all(
+            b"POST /put/ HTTP/1.1\r\nHost: blobproxy\r\nContent-Type: application/json\r\n\
+              Content-Length: 99999999\r\nConnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    let body: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
+    assert_eq!(body["code"], "payload_too_large", "{answer}");
+    // No replica reachable (DNS names only the killed one): 503 naming the replicas.
+    dns.set(&["127.0.0.3"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let unavailable = loop {
+        let response = http.get(format!("{base}/get/rr/0")).send().await.unwrap();
+        if response.status() == 503 {
+            break response;
+        }
+        assert!(Instant::now() < deadline, "nginx kept finding a replica");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(unavailable.headers()["retry-after"], "1");
+    let body: serde_json::Value = unavailable.json().await.unwrap();
+    assert_eq!(body["code"], "replicas_unavailable", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
