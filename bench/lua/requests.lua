@@ -2,6 +2,7 @@
 --   wrk ... -s requests.lua URL -- MODE SIZE KEYS PREFIX [FILE]
 -- MODE: get_json | get_raw | get_path | put_json | put_raw | post_json_sink | put_raw_sink
 --       | presigned_get | presigned_put
+-- The sink modes send to PREFIX when it is a path (/sink or /sink-read), else to /sink.
 -- Requests cycle over KEYS keys (PREFIX/0 .. PREFIX/KEYS-1); each wrk thread takes every
 -- n-th key so threads do not repeat each other's keys. Request strings are built once, in
 -- init, so Lua string work stays out of the measurement.
@@ -22,6 +23,7 @@ local reqs, n, i = {}, 0, 0
 function init(args)
   local mode, size, keys, prefix, file = args[1], tonumber(args[2]), tonumber(args[3]), args[4], args[5]
   local stride = 2 -- wrk -t2
+  local sink = prefix:sub(1, 1) == '/' and prefix or '/sink'
   local data, b64
   if mode:match('put') or mode:match('post') then
     data = common.bytes(size, 7 + id)
@@ -51,13 +53,13 @@ function init(args)
       r = wrk.format('GET', lines[k + 1])
     elseif n < build then
       if mode == 'put_json' or mode == 'post_json_sink' then
-        local path = mode == 'put_json' and '/put/' or '/sink'
+        local path = mode == 'put_json' and '/put/' or sink
         r = wrk.format('POST', path, { ['Content-Type'] = 'application/json' },
           '{"key":"' .. key .. '","extension":"bin","data":"' .. b64 .. '"}')
       elseif mode == 'put_raw' then
         r = wrk.format('PUT', '/blobs/' .. key, { ['Content-Type'] = 'application/octet-stream' }, data)
       elseif mode == 'put_raw_sink' then
-        r = wrk.format('PUT', '/sink', { ['Content-Type'] = 'application/octet-stream' }, data)
+        r = wrk.format('PUT', sink, { ['Content-Type'] = 'application/octet-stream' }, data)
       elseif mode == 'presigned_put' then
         -- The same headers the worker sends (they are signed into the URL): S3 stores the
         -- Content-Type and metadata with the object, as it does for blobproxy's uploads.
