@@ -18,7 +18,8 @@ use crate::service::BlobService;
 use crate::shutdown;
 use crate::store::BlobStore;
 
-/// In-flight requests and jobs get this long after SIGTERM; Docker kills after 10 s.
+/// In-flight requests and jobs get this long to finish once the process stops (for a replica,
+/// after its shutdown delay); the compose files give Docker's stop grace room for both.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 /// How long a replica keeps an idle client connection open.
