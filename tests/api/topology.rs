@@ -439,6 +439,18 @@ async fn nginx_round_robins_over_replicas_and_follows_them_as_they_come_and_go()
     let (_, body) = answer.split_once("\r\n\r\n").unwrap();
     let body: serde_json::Value = serde_json::from_str(body.trim()).unwrap();
     assert_eq!(body["code"], "payload_too_large", "{answer}");
+    // A replica's own errors pass through nginx untouched: a raw blob over
+    // BLOBPROXY_MAX_BLOB_BYTES (16 MiB) but under nginx's 22m is the replica's 413.
+    let too_large = http
+        .put(format!("{base}/blobs/too-large"))
+        .body(vec![0u8; 16 * 1024 * 1024 + 1])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_large.status(), 413);
+    assert!(too_large.headers().contains_key("x-served-by"));
+    let body: serde_json::Value = too_large.json().await.unwrap();
+    assert_eq!(body["code"], "blob_too_large", "{body}");
     // No replica reachable (DNS names only the killed one): 503 naming the replicas.
     dns.set(&["127.0.0.3"]);
     let deadline = Instant::now() + Duration::from_secs(20);
