@@ -325,6 +325,18 @@ async fn nginx_round_robins_over_replicas_and_follows_them_as_they_come_and_go()
         .pool_max_idle_per_host(0)
         .build()
         .unwrap();
+    // nginx resolves `web` after it starts (the system resolver does not know the name here,
+    // only dnsmasq does; Docker's DNS answers at start-up): until then it has no replica.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .map_or(true, |r| !r.headers().contains_key("x-served-by"))
+    {
+        assert!(Instant::now() < deadline, "nginx never reached a replica");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Round-robin, and read-after-write across replicas.
     let mut served = HashMap::<String, usize>::new();
