@@ -42,10 +42,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
     .app_data(web::QueryConfig::default().error_handler(|err, _req| {
         ApiError::InvalidQuery(format!("invalid query string: {err}")).into()
     }))
-    // actix tries resources in this order, and every `{key:.*}` pattern is a regex: the fixed
-    // paths go first, and each keyed path is one resource with its methods inside, so a
-    // request is matched by at most one regex of its own path (a `.route` per method was a
-    // resource per method: a raw GET ran five regexes before it found its handler).
+    // Each keyed path is one resource with its methods inside, so a method it does not take
+    // gets a JSON 405 naming those it does (a `.route` per method made a resource per method,
+    // and such a request fell through to `no_route`). Fixed paths go first: actix tries
+    // resources in order, and every `{key:.*}` pattern is a regex.
     .route("/put/", web::post().to(blobs::put_json))
     .route("/put", web::post().to(blobs::put_json))
     .route("/blobs", web::get().to(blobs::list))
