@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use blobproxy::config::Settings;
 use blobproxy::domain::{Blob, BlobKey};
-use blobproxy::store::BlobStore;
+use blobproxy::store::{BlobStore as _, S3Store};
 use clap::Parser as _;
 use futures::StreamExt as _;
 
@@ -42,7 +42,7 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store = BlobStore::connect(&args.settings, None).await?;
+        let store = S3Store::connect(&args.settings, None).await?;
         store.ensure_bucket().await?;
         let blob = Blob {
             data: bytes::Bytes::from(vec![b'x'; args.size]),

@@ -1,29 +1,35 @@
 //! blobproxy stores binary blobs by key in S3 and makes every write readable at once.
 //!
-//! The data flow, one module per step:
+//! The data flow, one module per step; each module uses only those below it in this map:
 //!
 //! ```text
-//! http (routes) -> service (put/get) -> cache (Redis: blob + version + dirty state)
-//!                                    -> jobs::queue (apalis-redis: "drain key K")
-//! jobs::worker -> jobs::drain -> cache (newest dirty version) -> store (S3) -> cache (clean + TTL)
-//! GET miss: service -> store (S3) -> cache (re-cached as clean, never over a newer dirty one)
+//! http (routes, extractors, errors to JSON)
+//!   -> service (put/get/delete/list/status; write-through; listing)
+//!        -> cache (Redis: records, leases, backlog, dead letters) -> queue (job layout)
+//!        -> store (BlobStore trait; S3)
+//! jobs::worker -> jobs::drain -> cache (newest dirty version) -> store (S3) -> cache (clean)
 //! ```
 //!
 //! - [`domain`]: keys, extensions, base64; pure.
-//! - [`config`]: `Settings` from `BLOBPROXY_*` variables.
-//! - [`error`]: `ApiError`, the only type that knows HTTP statuses.
+//! - [`http`]: the edge; [`error`]: `ApiError` and the table of error codes.
+//! - [`service`]: every operation the edge offers, over a closed surface.
+//! - [`cache`]: the Redis side of a blob; [`queue`]: the job queue's Redis layout.
+//! - [`store`]: object storage ([`store::BlobStore`], S3).
+//! - [`jobs`]: the worker that drains the cache into the store.
+//! - [`ops`]: operator commands (`flush`, `replay-dead-letters`, `loadgen`, `healthcheck`).
 //! - [`startup`]: wiring and the run modes (`serve`, `worker`, `all`).
+//! - [`config`], [`telemetry`], [`metrics`], [`shutdown`]: settings, logs, Prometheus, and
+//!   the one shutdown signal.
 
 pub mod cache;
 pub mod config;
 pub mod domain;
 pub mod error;
-pub mod healthcheck;
 pub mod http;
 pub mod jobs;
-pub mod listing;
-pub mod loadgen;
 pub mod metrics;
+pub mod ops;
+pub mod queue;
 pub mod service;
 pub mod shutdown;
 pub mod startup;

@@ -25,7 +25,7 @@ enum Command {
     /// Run the HTTP server and a worker in one process (for local use).
     All(Settings),
     /// Write (and optionally read back and compare) random blobs against a running service.
-    Loadgen(blobproxy::loadgen::LoadgenArgs),
+    Loadgen(blobproxy::ops::loadgen::LoadgenArgs),
     /// Wait until every write is in S3, with a progress bar (before maintenance or scaling
     /// Redis down). Exits non-zero on timeout or when only dead letters are left.
     Flush {
@@ -38,7 +38,7 @@ enum Command {
     /// Queue every dead-lettered key for another drain (after fixing what made S3 refuse it).
     ReplayDeadLetters(Settings),
     /// Exit 0 when the local replica answers GET /healthz with 200 (Docker HEALTHCHECK).
-    Healthcheck(blobproxy::healthcheck::HealthcheckArgs),
+    Healthcheck(blobproxy::ops::healthcheck::HealthcheckArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -47,7 +47,9 @@ fn main() -> anyhow::Result<()> {
         Command::Worker(settings) => (
             worker_runtime(settings.worker_threads),
             // Before the runtime starts its threads: they inherit the nice value of this one.
-            Some(startup::lower_priority(settings.worker_nice)),
+            Some(blobproxy::jobs::worker::lower_priority(
+                settings.worker_nice,
+            )),
         ),
         _ => (tokio::runtime::Builder::new_multi_thread(), None),
     };
@@ -69,8 +71,8 @@ fn worker_runtime(threads: usize) -> tokio::runtime::Builder {
 
 async fn run(cli: Cli, niced: Option<std::io::Result<i32>>) -> anyhow::Result<()> {
     match &cli.command {
-        Command::Healthcheck(args) => return blobproxy::healthcheck::probe(args).await,
-        Command::Loadgen(args) => return blobproxy::loadgen::run(args.clone()).await,
+        Command::Healthcheck(args) => return blobproxy::ops::healthcheck::probe(args).await,
+        Command::Loadgen(args) => return blobproxy::ops::loadgen::run(args.clone()).await,
         _ => {}
     }
     blobproxy::telemetry::init();
@@ -98,10 +100,10 @@ async fn run(cli: Cli, niced: Option<std::io::Result<i32>>) -> anyhow::Result<()
             timeout_secs,
         } => {
             let timeout = (timeout_secs > 0).then(|| std::time::Duration::from_secs(timeout_secs));
-            startup::flush(settings, timeout).await
+            blobproxy::ops::flush(settings, timeout).await
         }
         Command::ReplayDeadLetters(s) => {
-            let queued = startup::replay_dead_letters(s).await?;
+            let queued = blobproxy::ops::replay_dead_letters(s).await?;
             println!("re-queued {queued} dead-lettered key(s)");
             Ok(())
         }

@@ -3,14 +3,13 @@
 //! Two kinds: what this process saw (requests by route and status, latency histograms, cache
 //! hits and misses), kept by the `metrics` recorder; and what the whole deployment shares
 //! (queue depth, dirty blobs, oldest dirty age, dead letters, uploads and failures counted by
-//! every worker), read from Redis at scrape time so any replica reports them.
+//! every worker), read from Redis at scrape time so any replica reports them. A leaf: it takes
+//! plain figures and imports nothing of the crate.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-
-use crate::service::BlobService;
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
@@ -55,15 +54,22 @@ pub fn cache_lookup(hit: bool) {
     }
 }
 
-/// The text exposition: this process's metrics, then the deployment-wide gauges and counters.
-pub async fn render(service: &BlobService) -> String {
+/// What the whole deployment shares, read from Redis at scrape time.
+#[derive(Debug, Clone, Copy)]
+pub struct DeploymentFigures {
+    pub queued_jobs: u64,
+    pub dirty: u64,
+    pub oldest_dirty_age_secs: Option<f64>,
+    pub dead_letters: u64,
+    pub uploads: u64,
+    pub upload_failures: u64,
+}
+
+/// The text exposition: this process's metrics, then the deployment-wide gauges and counters
+/// (`None` when Redis could not be read).
+pub fn render(shared: Option<DeploymentFigures>) -> String {
     let mut out = install().render();
-    let shared = async {
-        let status = service.status().await.ok()?;
-        let stats = service.cache.stats().await.ok()?;
-        Some((status, stats))
-    };
-    let Some((status, stats)) = shared.await else {
+    let Some(shared) = shared else {
         out.push_str("# Redis unavailable: deployment-wide metrics omitted\n");
         return out;
     };
@@ -76,37 +82,37 @@ pub async fn render(service: &BlobService) -> String {
         "blobproxy_queue_depth",
         "Drain jobs waiting to run.",
         "gauge",
-        status.queued_jobs as f64,
+        shared.queued_jobs as f64,
     );
     gauge(
         "blobproxy_dirty_blobs",
         "Writes (and deletes) not yet in S3.",
         "gauge",
-        status.dirty as f64,
+        shared.dirty as f64,
     );
     gauge(
         "blobproxy_oldest_dirty_age_seconds",
         "How long the oldest write not yet in S3 has waited.",
         "gauge",
-        status.oldest_dirty_age_secs.unwrap_or(0.0),
+        shared.oldest_dirty_age_secs.unwrap_or(0.0),
     );
     gauge(
         "blobproxy_dead_letters",
         "Keys S3 refused permanently.",
         "gauge",
-        status.dead_letters as f64,
+        shared.dead_letters as f64,
     );
     gauge(
         "blobproxy_uploads_total",
         "Blobs stored in S3 by all workers.",
         "counter",
-        stats.uploads as f64,
+        shared.uploads as f64,
     );
     gauge(
         "blobproxy_upload_failures_total",
         "Failed S3 writes (each retried) by all workers.",
         "counter",
-        stats.upload_failures as f64,
+        shared.upload_failures as f64,
     );
     out
 }

@@ -6,17 +6,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix_web::dev::{Server, ServerHandle};
+use actix_web::dev::Server;
 use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
 use crate::cache::{self, BlobCache};
 use crate::config::Settings;
-use crate::jobs::{self, Drainer, JobQueue};
-use crate::service::BlobService;
+use crate::jobs::{self, Drainer};
+use crate::queue::JobQueue;
+use crate::service::{BlobService, Limits};
 use crate::shutdown;
-use crate::store::BlobStore;
+use crate::store::{BlobStore, S3Store};
 
 /// In-flight requests and jobs get this long to finish once the process stops (for a replica,
 /// after its shutdown delay); the compose files give Docker's stop grace room for both.
@@ -31,8 +32,9 @@ const MAX_UPLOAD_BACKOFF: Duration = Duration::from_secs(5);
 /// Connections to what the service depends on; cheap to clone.
 #[derive(Clone)]
 pub struct Dependencies {
-    pub cache: BlobCache,
-    pub store: BlobStore,
+    cache: BlobCache,
+    store: Arc<dyn BlobStore>,
+    /// Public for the tests that push or count jobs themselves.
     pub queue: JobQueue,
 }
 
@@ -56,7 +58,7 @@ impl Dependencies {
                 "cannot read Redis maxmemory-policy (CONFIG disabled); make sure it is noeviction or volatile-*"
             ),
         }
-        let store = BlobStore::connect(settings, credentials).await?;
+        let store = S3Store::connect(settings, credentials).await?;
         let mut attempt = 0;
         loop {
             match store.ensure_bucket().await {
@@ -72,30 +74,33 @@ impl Dependencies {
         let poll = Duration::from_millis(settings.worker_poll_ms);
         Ok(Self {
             cache,
-            store,
+            store: Arc::new(store),
             queue: JobQueue::new(conn, JobQueue::config(poll)),
         })
     }
 
     pub fn service(&self, settings: &Settings) -> BlobService {
-        BlobService {
-            cache: self.cache.clone(),
-            store: self.store.clone(),
-            queue: self.queue.clone(),
+        let limits = Limits {
             max_blob_bytes: settings.max_blob_bytes,
-            cache_ttl: settings.cache_ttl(),
             write_through_bytes: settings.write_through_bytes,
-        }
+            cache_ttl: settings.cache_ttl(),
+        };
+        BlobService::new(
+            self.cache.clone(),
+            self.store.clone(),
+            self.queue.clone(),
+            limits,
+        )
     }
 
     pub fn drainer(&self, settings: &Settings) -> Drainer {
-        Drainer {
-            cache: self.cache.clone(),
-            store: self.store.clone(),
-            queue: self.queue.clone(),
-            cache_ttl: settings.cache_ttl(),
-            max_backoff: MAX_UPLOAD_BACKOFF,
-        }
+        Drainer::new(
+            self.cache.clone(),
+            self.store.clone(),
+            self.queue.clone(),
+            settings.cache_ttl(),
+            MAX_UPLOAD_BACKOFF,
+        )
     }
 }
 
@@ -134,7 +139,7 @@ impl Application {
         let stopping = http_settings.stopping.clone();
         let server = HttpServer::new(move || {
             // Runs on each HTTP worker thread: give it its own Redis connection.
-            service.cache.connect_this_thread();
+            service.connect_this_thread();
             App::new()
                 .wrap(from_fn(crate::http::middleware::require_api_key))
                 .wrap(from_fn(crate::http::middleware::access_log))
@@ -161,10 +166,6 @@ impl Application {
 
     pub fn port(&self) -> u16 {
         self.port
-    }
-
-    pub fn handle(&self) -> ServerHandle {
-        self.server.handle()
     }
 
     /// Serves until `shutdown`, then for `BLOBPROXY_SHUTDOWN_DELAY_SECS` more (not ready),
@@ -205,17 +206,6 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Lowers the calling thread's CPU priority to `nice` (threads it starts afterwards inherit it;
-/// on Linux the nice value is per thread). Any process may lower its own priority.
-pub fn lower_priority(nice: i32) -> std::io::Result<i32> {
-    // SAFETY: setpriority only reads its integer arguments; who = 0 is the calling thread.
-    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } == 0 {
-        Ok(nice)
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
-}
-
 /// `blobproxy worker`.
 pub async fn worker(settings: Settings) -> anyhow::Result<()> {
     let deps = Dependencies::connect(&settings).await?;
@@ -251,74 +241,4 @@ pub async fn all(settings: Settings) -> anyhow::Result<()> {
     let (served, drained) = tokio::join!(app.run_until(shutdown), worker);
     served?;
     drained
-}
-
-/// `blobproxy replay-dead-letters`: gives every dead-lettered key another drain. Returns how
-/// many keys were queued.
-pub async fn replay_dead_letters(settings: Settings) -> anyhow::Result<u64> {
-    let deps = Dependencies::connect(&settings).await?;
-    let mut queued = 0;
-    loop {
-        let (_, letters) = deps.cache.dead_letters(500).await?;
-        if letters.is_empty() {
-            return Ok(queued);
-        }
-        for letter in letters {
-            // Forget first: a job that fails again will dead-letter the key anew.
-            if deps.cache.forget_dead_letter(&letter.key).await? {
-                deps.queue
-                    .push(crate::jobs::DrainJob {
-                        key: letter.key.clone(),
-                        version: letter.version,
-                    })
-                    .await?;
-                tracing::info!(key = %letter.key, error = %letter.error, "re-queued");
-                queued += 1;
-            }
-        }
-    }
-}
-
-/// `blobproxy flush`: waits until every write is in S3 (for maintenance windows, before
-/// scaling Redis down). Fails when the timeout passes, or when the only writes left are dead
-/// letters (they wait for `replay-dead-letters`).
-pub async fn flush(settings: Settings, timeout: Option<Duration>) -> anyhow::Result<()> {
-    let deps = Dependencies::connect(&settings).await?;
-    let service = deps.service(&settings);
-    let first = service.status().await?;
-    let bar = indicatif::ProgressBar::new(first.dirty);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{spinner} {pos}/{len} writes in S3 [{bar:40}] {per_sec} eta {eta}",
-        )
-        .expect("valid template")
-        .progress_chars("=> "),
-    );
-    let started = tokio::time::Instant::now();
-    loop {
-        let status = service.status().await?;
-        bar.set_length(bar.length().unwrap_or(0).max(status.dirty));
-        bar.set_position(bar.length().unwrap_or(0) - status.dirty);
-        if status.dirty == 0 {
-            bar.finish_and_clear();
-            println!("flushed: every write is in S3");
-            return Ok(());
-        }
-        if status.dirty <= status.dead_letters {
-            bar.abandon();
-            anyhow::bail!(
-                "{} dead-lettered write(s) are not in S3; see GET /status, fix S3, then run \
-                 blobproxy replay-dead-letters",
-                status.dead_letters
-            );
-        }
-        if timeout.is_some_and(|t| started.elapsed() > t) {
-            bar.abandon();
-            anyhow::bail!(
-                "{} write(s) still not in S3 after the timeout",
-                status.dirty
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

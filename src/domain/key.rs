@@ -4,7 +4,7 @@
 use std::fmt;
 
 /// Why a request's key, extension or data was refused.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum InvalidInput {
     #[error("invalid key: {0}")]
     Key(&'static str),

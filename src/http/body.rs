@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, web};
 use bytes::BytesMut;
 use futures::StreamExt as _;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, incomplete_body};
 
 /// A body read up to a threshold: whole when it fits, else what was read and the rest.
 pub enum Body {
@@ -38,8 +38,7 @@ pub async fn read_up_to(
     }
     let mut body = BytesMut::with_capacity(declared.unwrap_or(8 * 1024).min(threshold + 1));
     while let Some(chunk) = payload.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::InvalidJson(format!("cannot read the body: {e}")))?;
+        let chunk = chunk.map_err(incomplete_body)?;
         if body.len() + chunk.len() > limit {
             return Err(too_large(limit));
         }

@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, web};
 use serde_json::json;
 
 use super::HttpSettings;
+use crate::error::{ApiError, ErrorCode};
 use crate::service::BlobService;
 
 /// Liveness: 200 while the process runs.
@@ -16,32 +17,23 @@ pub async fn healthz() -> HttpResponse {
 
 /// Readiness: 200 when Redis and S3 answer, else 503 naming what is down; 503 as well once the
 /// replica is shutting down (it still serves for `BLOBPROXY_SHUTDOWN_DELAY_SECS`).
-#[utoipa::path(get, path = "/readyz", tag = "operations",
-    responses((status = 200, description = "Ready"), (status = 503, description = "A dependency is down (not_ready), or the replica is shutting down (shutting_down)", body = crate::error::ErrorBody)))]
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Ready")))]
 pub async fn readyz(
     service: web::Data<BlobService>,
     settings: web::Data<HttpSettings>,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     if settings.stopping.load(Ordering::Relaxed) {
-        return HttpResponse::ServiceUnavailable().json(json!({
-            "code": "shutting_down",
-            "msg": "this replica is shutting down; it serves in-flight and late requests meanwhile",
-        }));
+        return Err(ApiError::new(
+            ErrorCode::ShuttingDown,
+            "this replica is shutting down; it serves in-flight and late requests meanwhile",
+        ));
     }
-    let (redis, s3) = tokio::join!(service.cache.ping(), service.store.ping());
-    let down: Vec<String> = [
-        ("redis", redis.err().map(|e| e.to_string())),
-        ("s3", s3.err().map(|e| e.to_string())),
-    ]
-    .into_iter()
-    .filter_map(|(name, err)| err.map(|e| format!("{name}: {e}")))
-    .collect();
-    if down.is_empty() {
-        HttpResponse::Ok().json(json!({"status": "ready"}))
-    } else {
-        HttpResponse::ServiceUnavailable().json(json!({
-            "code": "not_ready",
-            "msg": format!("not ready: {}", down.join("; ")),
-        }))
+    let down = service.unready_dependencies().await;
+    if !down.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::NotReady,
+            format!("not ready: {}", down.join("; ")),
+        ));
     }
+    Ok(HttpResponse::Ok().json(json!({"status": "ready"})))
 }

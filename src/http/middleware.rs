@@ -7,11 +7,12 @@ use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, ResponseError as _, web};
+use actix_web::{ResponseError as _, web};
 use subtle::ConstantTimeEq as _;
 
 use super::HttpSettings;
-use crate::error::ApiError;
+use super::request_id::request_id;
+use crate::error::{ApiError, ErrorCode};
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -23,13 +24,7 @@ pub async fn access_log(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
-    let request_id = req
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 128)
-        .map(str::to_owned)
-        .unwrap_or_else(|| crate::jobs::queue::new_job_id().to_lowercase());
+    let request_id = request_id(req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()));
     let replica = req
         .app_data::<web::Data<HttpSettings>>()
         .map(|s| s.replica.clone())
@@ -93,16 +88,12 @@ pub async fn require_api_key(
             .unwrap_or("");
         let ok: bool = sent.as_bytes().ct_eq(expected.as_bytes()).into();
         if !ok {
-            let error = if sent.is_empty() {
-                ApiError::Unauthorized("this endpoint needs Authorization: Bearer <API key>")
+            let msg = if sent.is_empty() {
+                "this endpoint needs Authorization: Bearer <API key>"
             } else {
-                ApiError::Unauthorized("the API key is wrong")
+                "the API key is wrong"
             };
-            let mut response: HttpResponse = error.error_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer realm=\"blobproxy\""),
-            );
+            let response = ApiError::new(ErrorCode::Unauthorized, msg).error_response();
             return Ok(req.into_response(response).map_into_right_body());
         }
     }

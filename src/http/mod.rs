@@ -1,12 +1,23 @@
-//! The HTTP edge: one file per route group; handlers only parse and map errors.
+//! The HTTP edge: routes, extractors and errors to JSON. Handlers parse, call the service and
+//! map its errors; nothing here reaches below the service.
+//!
+//! - [`json`]: the JSON API (`/put/`, `/get/`, deletes); [`raw`]: bytes in, bytes out, with
+//!   [`range`] for ETags and ranges; [`write`]: what both kinds of write share; [`body`]:
+//!   reading a raw body within limits; [`listing`]: `GET /blobs`.
+//! - [`health`], [`status`]: for orchestrators and operators; [`openapi`]: the document.
+//! - [`middleware`]: request ids ([`request_id`]), the access log, the API key.
 
-pub mod blobs;
 mod body;
 pub mod health;
+pub mod json;
+pub mod listing;
 pub mod middleware;
 pub mod openapi;
+mod range;
 pub mod raw;
+mod request_id;
 pub mod status;
+mod write;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
@@ -14,7 +25,8 @@ use std::time::Duration;
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use crate::error::{ApiError, ErrorBody};
+use crate::domain::BlobKey;
+use crate::error::{ApiError, ErrorCode};
 
 /// What the handlers and middleware need besides the service.
 #[derive(Clone)]
@@ -40,15 +52,19 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
             .error_handler(move |err, _req| ApiError::from_json(&err, json_limit).into()),
     )
     .app_data(web::QueryConfig::default().error_handler(|err, _req| {
-        ApiError::InvalidQuery(format!("invalid query string: {err}")).into()
+        ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("invalid query string: {err}"),
+        )
+        .into()
     }))
     // Each keyed path is one resource with its methods inside, so a method it does not take
     // gets a JSON 405 naming those it does (a `.route` per method made a resource per method,
     // and such a request fell through to `no_route`). Fixed paths go first: actix tries
     // resources in order, and every `{key:.*}` pattern is a regex.
-    .route("/put/", web::post().to(blobs::put_json))
-    .route("/put", web::post().to(blobs::put_json))
-    .route("/blobs", web::get().to(blobs::list))
+    .route("/put/", web::post().to(json::put_json))
+    .route("/put", web::post().to(json::put_json))
+    .route("/blobs", web::get().to(listing::list))
     .route("/status", web::get().to(status::status))
     .route("/metrics", web::get().to(status::metrics))
     .route("/healthz", web::get().to(health::healthz))
@@ -58,41 +74,81 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
             .route(web::put().to(raw::put))
             .route(web::get().to(raw::get))
             .route(web::head().to(raw::get))
-            .route(web::delete().to(blobs::delete))
+            .route(web::delete().to(json::delete))
             .default_service(web::to(|req| {
                 method_not_allowed(req, "GET, HEAD, PUT, DELETE")
             })),
     )
     .service(
         web::resource("/get/{key:.*}")
-            .route(web::get().to(blobs::get_json))
+            .route(web::get().to(json::get_json))
             .default_service(web::to(|req| method_not_allowed(req, "GET"))),
     )
     .service(
         web::resource("/remove/{key:.*}")
-            .route(web::get().to(blobs::remove))
+            .route(web::get().to(json::remove))
             .default_service(web::to(|req| method_not_allowed(req, "GET"))),
     )
     .configure(openapi::routes)
     .default_service(web::to(no_route));
 }
 
-async fn method_not_allowed(req: HttpRequest, allowed: &'static str) -> HttpResponse {
-    HttpResponse::MethodNotAllowed()
-        .insert_header((actix_web::http::header::ALLOW, allowed))
-        .json(ErrorBody {
-            code: "method_not_allowed",
-            msg: format!(
-                "{} is not allowed on {}; use {allowed}",
-                req.method(),
-                req.path()
-            ),
-        })
+/// The key of a keyed path (`/get/<key>`, `/blobs/<key>`, `/remove/<key>`): the rest of the raw
+/// path after its first segment, percent-decoded, so keys may hold `/`, `?` or `%`.
+pub struct KeyPath(pub BlobKey);
+
+impl actix_web::FromRequest for KeyPath {
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        std::future::ready(key_from_path(req.uri().path()).map(KeyPath))
+    }
 }
 
-async fn no_route(req: HttpRequest) -> HttpResponse {
-    HttpResponse::NotFound().json(ErrorBody {
-        code: "no_route",
-        msg: format!("no route for {} {}", req.method(), req.path()),
-    })
+fn key_from_path(path: &str) -> Result<BlobKey, ApiError> {
+    let raw = path
+        .strip_prefix('/')
+        .and_then(|p| p.split_once('/'))
+        .map_or("", |(_, rest)| rest);
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidKey,
+                "invalid key: the key is not valid UTF-8",
+            )
+        })?;
+    Ok(BlobKey::parse(decoded.into_owned())?)
+}
+
+async fn method_not_allowed(
+    req: HttpRequest,
+    allowed: &'static str,
+) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::method_not_allowed(
+        req.method().as_str(),
+        req.path(),
+        allowed,
+    ))
+}
+
+async fn no_route(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::new(
+        ErrorCode::NoRoute,
+        format!("no route for {} {}", req.method(), req.path()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::key_from_path;
+
+    #[test]
+    fn the_key_is_the_percent_decoded_rest_of_the_path() {
+        assert_eq!(key_from_path("/get/a/b").unwrap().as_str(), "a/b");
+        assert_eq!(key_from_path("/blobs/a%3Fb%25").unwrap().as_str(), "a?b%");
+        assert!(key_from_path("/get/").is_err());
+        assert!(key_from_path("/get/%FF").is_err());
+    }
 }

@@ -3,12 +3,13 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::error::{ApiError, ErrorBody};
+use crate::error::ApiError;
+use crate::metrics::DeploymentFigures;
 use crate::service::BlobService;
 
 /// The drain backlog and the dead letters.
 #[utoipa::path(get, path = "/status", tag = "operations",
-    responses((status = 200, description = "Backlog", body = crate::service::Status), (status = 401, description = "API key missing or wrong (when BLOBPROXY_API_KEY is set)", body = ErrorBody), (status = 503, description = "Redis or S3 unavailable, or Redis full (Retry-After is set)", body = ErrorBody)),
+    responses((status = 200, description = "Backlog", body = crate::service::Status)),
     security(("api_key" = [])))]
 pub async fn status(service: web::Data<BlobService>) -> Result<HttpResponse, ApiError> {
     Ok(HttpResponse::Ok().json(service.status().await?))
@@ -18,7 +19,18 @@ pub async fn status(service: web::Data<BlobService>) -> Result<HttpResponse, Api
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Metrics", content_type = "text/plain", body = String)))]
 pub async fn metrics(service: web::Data<BlobService>) -> HttpResponse {
+    let shared = async {
+        let (status, stats) = tokio::try_join!(service.status(), service.drain_stats()).ok()?;
+        Some(DeploymentFigures {
+            queued_jobs: status.queued_jobs,
+            dirty: status.dirty,
+            oldest_dirty_age_secs: status.oldest_dirty_age_secs,
+            dead_letters: status.dead_letters,
+            uploads: stats.uploads,
+            upload_failures: stats.upload_failures,
+        })
+    };
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::render(&service).await)
+        .body(crate::metrics::render(shared.await))
 }

@@ -18,16 +18,15 @@
 //!   stays dirty in the cache and is never dropped.
 //! - Draining is idempotent: a job delivered twice finds the key clean and does nothing.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable as _};
-use rand::Rng as _;
 
-use crate::cache::{BlobCache, CacheError, Finish};
+use crate::cache::{BlobCache, CacheError, Finish, UploadLease};
 use crate::domain::{Blob, BlobKey};
+use crate::queue::{DrainJob, JobQueue};
 use crate::store::{BlobStore, StoreError};
-
-use super::queue::{DrainJob, JobQueue};
 
 /// How long a lease lives without renewal; renewed every third of it while uploading.
 const LEASE_TTL: Duration = Duration::from_secs(10);
@@ -40,8 +39,6 @@ const PERMANENT_ATTEMPTS: usize = 4;
 pub enum DrainError {
     #[error(transparent)]
     Cache(#[from] CacheError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
     #[error("job names an invalid key: {0}")]
     BadKey(String),
 }
@@ -60,63 +57,76 @@ pub enum Drained {
 /// Everything a drain needs; shared by all jobs of a worker process.
 #[derive(Clone)]
 pub struct Drainer {
-    pub cache: BlobCache,
-    pub store: BlobStore,
-    pub queue: JobQueue,
-    pub cache_ttl: Duration,
+    cache: BlobCache,
+    store: Arc<dyn BlobStore>,
+    queue: JobQueue,
+    cache_ttl: Duration,
     /// Longest pause between upload retries.
-    pub max_backoff: Duration,
+    max_backoff: Duration,
 }
 
 impl Drainer {
+    pub fn new(
+        cache: BlobCache,
+        store: Arc<dyn BlobStore>,
+        queue: JobQueue,
+        cache_ttl: Duration,
+        max_backoff: Duration,
+    ) -> Self {
+        Self {
+            cache,
+            store,
+            queue,
+            cache_ttl,
+            max_backoff,
+        }
+    }
+
     /// Drains one key. See the module docs for why this never loses a write.
     #[tracing::instrument(skip_all, fields(key = %job.key, version = job.version))]
     pub async fn drain(&self, job: &DrainJob) -> Result<Drained, DrainError> {
         let key = BlobKey::parse(job.key.clone()).map_err(|e| DrainError::BadKey(e.to_string()))?;
-        let token = format!("{:032x}", rand::rng().random::<u128>());
-        if !self.cache.claim_lease(&key, &token, LEASE_TTL).await? {
+        let Some(lease) = UploadLease::claim(&self.cache, &key, LEASE_TTL).await? else {
             return Ok(Drained::Busy);
-        }
-        let renew = async {
-            loop {
-                tokio::time::sleep(LEASE_TTL / 3).await;
-                if let Ok(false) = self.cache.renew_lease(&key, &token, LEASE_TTL).await {
-                    tracing::warn!("upload lease lost; the key will be re-queued when done");
-                }
-            }
         };
-        let result = tokio::select! {
-            result = self.store_until_clean(&key, &token) => result,
-            _ = renew => unreachable!("the renewal loop never ends"),
-        };
+        let result = lease.hold_while(self.store_until_clean(&key, &lease)).await;
         if result.is_err() {
             // Let the rescheduled job (or the sweep) take over at once.
-            let _ = self.cache.release_lease(&key, &token).await;
+            let _ = lease.release().await;
         }
         result
     }
 
-    async fn store_until_clean(&self, key: &BlobKey, token: &str) -> Result<Drained, DrainError> {
+    /// Dirty keys nobody has drained for `age` (see [`BlobCache::orphaned_dirty_keys`]).
+    pub async fn orphans(&self, age: Duration, limit: usize) -> Result<Vec<String>, CacheError> {
+        self.cache.orphaned_dirty_keys(age, limit).await
+    }
+
+    async fn store_until_clean(
+        &self,
+        key: &BlobKey,
+        lease: &UploadLease,
+    ) -> Result<Drained, DrainError> {
         loop {
-            let Some(cached) = self.cache.get(key).await? else {
-                self.cache.release_lease(key, token).await?;
-                return Ok(Drained::Done);
+            let cached = match self.cache.get(key).await? {
+                Some(cached) if !cached.persisted => cached,
+                // Already clean, or gone from the cache: nothing to store.
+                _ => {
+                    lease.release().await?;
+                    return Ok(Drained::Done);
+                }
             };
-            if !cached.dirty {
-                self.cache.release_lease(key, token).await?;
-                return Ok(Drained::Done);
-            }
             if let Err(e) = self.write_to_s3(key, cached.blob.as_ref()).await {
                 let error = e.to_string();
                 tracing::error!(%error, "S3 refused the key permanently; dead-lettering it");
                 self.cache
-                    .dead_letter(key, token, cached.version, &error)
+                    .dead_letter(key, lease, cached.version, &error)
                     .await?;
                 return Ok(Drained::DeadLettered);
             }
             match self
                 .cache
-                .finish_upload(key, token, cached.version, self.cache_ttl)
+                .finish_upload(key, lease, cached.version, self.cache_ttl)
                 .await?
             {
                 Finish::Clean | Finish::Gone => return Ok(Drained::Done),
@@ -154,7 +164,7 @@ impl Drainer {
                     .without_max_times(),
             )
             .when(|e| match e {
-                StoreError::Permanent(_) | StoreError::NotFound => {
+                StoreError::Permanent(_) => {
                     permanent_failures += 1;
                     permanent_failures < PERMANENT_ATTEMPTS
                 }

@@ -1,12 +1,9 @@
-//! The drain: jobs that move dirty blobs from Redis into S3.
+//! The drain: workers that move dirty blobs from Redis into S3.
 //!
-//! - [`queue`]: the apalis-redis queue, shared by the web replicas (push) and workers (pull).
-//! - [`drain`]: what one job does for one key.
-//! - [`worker`]: the apalis worker process around it.
+//! - [`drain`]: what one job does for one key (and why that never loses a write).
+//! - [`worker`]: the apalis worker process around it, the sweep and the vacuum.
 
 pub mod drain;
-pub mod queue;
 pub mod worker;
 
 pub use drain::Drainer;
-pub use queue::{DrainJob, JobQueue, QueueKeys};

@@ -12,7 +12,7 @@ use futures::StreamExt as _;
 use rand::Rng as _;
 
 use super::drain::{Drained, Drainer};
-use super::queue::{DrainJob, JobQueue};
+use crate::queue::{DrainJob, JobQueue};
 use crate::shutdown::Shutdown;
 
 /// How often finished job records are removed.
@@ -213,7 +213,7 @@ async fn sweep_orphaned_keys(drainer: Arc<Drainer>, concurrency: usize, activity
         } else {
             ORPHAN_AGE
         };
-        let orphans = match drainer.cache.orphaned_dirty_keys(age, 256).await {
+        let orphans = match drainer.orphans(age, 256).await {
             Ok(keys) => keys,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot look for orphaned dirty keys");
@@ -237,5 +237,16 @@ async fn sweep_orphaned_keys(drainer: Arc<Drainer>, concurrency: usize, activity
             .filter(|r| matches!(r, Ok(Drained::Done)))
             .count();
         tracing::info!(done, of = drained.len(), "sweep finished");
+    }
+}
+
+/// Lowers the calling thread's CPU priority to `nice` (threads it starts afterwards inherit it;
+/// on Linux the nice value is per thread). Any process may lower its own priority.
+pub fn lower_priority(nice: i32) -> std::io::Result<i32> {
+    // SAFETY: setpriority only reads its integer arguments; who = 0 is the calling thread.
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, nice) } == 0 {
+        Ok(nice)
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }

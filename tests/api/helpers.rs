@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::Credentials;
 use blobproxy::config::Settings;
-use blobproxy::jobs;
+
 use blobproxy::startup::{Application, Dependencies};
 use rand::RngCore as _;
 use tokio::sync::oneshot;
@@ -417,7 +417,7 @@ impl TestWorker {
             .await
             .expect("cannot connect the worker");
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(jobs::worker::run(
+        let task = tokio::spawn(blobproxy::jobs::worker::run(
             deps.drainer(settings),
             deps.queue.clone(),
             settings.worker_concurrency,

@@ -9,6 +9,7 @@ mod deploy_files;
 mod docs;
 mod drain;
 mod durability;
+mod layout;
 mod ledger;
 mod operators;
 mod raw;

@@ -430,3 +430,24 @@ async fn the_worker_drains_at_a_lower_cpu_priority_than_the_replicas() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_listing_of_a_missing_bucket_is_an_unavailable_store_not_a_missing_key() {
+    let backends = Backends::start().await;
+    let app = TestApp::spawn(&backends.settings()).await;
+    std::fs::remove_dir_all(backends.s3.dir.path().join(BUCKET)).unwrap();
+    let response = app
+        .http
+        .get(format!("{}/blobs", app.address))
+        .send()
+        .await
+        .unwrap();
+    // Was 404 `no blob with key ""`: the listing's 404 (no such bucket) read as a missing key.
+    assert_eq!(response.status(), 503);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "s3_unavailable", "{body}");
+    assert!(
+        body["msg"].as_str().unwrap().contains("does not exist"),
+        "{body}"
+    );
+}

@@ -215,3 +215,50 @@ async fn raw_put_refuses_bad_input_and_stores_nothing() {
     assert_eq!(response.status(), 200);
     assert!(response.bytes().await.unwrap().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_raw_put_whose_body_breaks_off_is_an_incomplete_body_and_stores_nothing() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let backends = Backends::start().await;
+    let app = TestApp::spawn(&backends.settings()).await;
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head =
+        format!("PUT /blobs/cut HTTP/1.1\r\nHost: {address}\r\nContent-Length: 100\r\n\r\nabc");
+    stream.write_all(head.as_bytes()).await.unwrap();
+    // The client goes no further: it closes its side with 97 bytes still owed.
+    stream.shutdown().await.unwrap();
+    let mut answer = String::new();
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_string(&mut answer),
+    )
+    .await
+    .expect("no answer");
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("\"code\":\"incomplete_body\""), "{answer}");
+    assert!(
+        answer.contains("body ended before it was complete"),
+        "{answer}"
+    );
+    assert_eq!(app.get("cut").await.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_raw_get_of_a_missing_key_names_the_key() {
+    let backends = Backends::start().await;
+    let app = TestApp::spawn(&backends.settings()).await;
+    let response = app
+        .http
+        .get(format!("{}/blobs/no/such/raw", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "not_found");
+    assert!(
+        body["msg"].as_str().unwrap().contains("no/such/raw"),
+        "{body}"
+    );
+}

@@ -204,3 +204,43 @@ async fn a_large_write_while_s3_is_down_is_refused_with_503_and_changes_nothing(
     assert_eq!(response.status(), 201);
     assert!(app.get_bytes("down").await.0 == large);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_large_write_that_loses_its_lease_mid_upload_answers_upload_interrupted() {
+    let backends = Backends::start().await;
+    let proxy = S3Proxy::start(backends.s3.port).await;
+    let mut settings = large_blob_settings(&backends);
+    settings.s3_endpoint = Some(proxy.endpoint());
+    let app = Arc::new(TestApp::spawn(&settings).await);
+    // Slow enough that the lease is renewed (every ~3.3 s) while the upload still runs.
+    proxy.set_delay(Duration::from_millis(2000));
+    let upload = tokio::spawn({
+        let app = app.clone();
+        async move { raw_put(&app, "stolen?ext=bin", None, random_bytes(10 * MIB)).await }
+    });
+    eventually(
+        Duration::from_secs(5),
+        "the upload to take the lease",
+        || async { (!redis_keys(&backends, "bp:lease:stolen").await.is_empty()).then_some(()) },
+    )
+    .await;
+    // Another holder takes the key (as after a stall long enough for the lease to expire).
+    let mut redis = backends.redis.client().await;
+    let _: () = redis::cmd("SET")
+        .arg("bp:lease:stolen")
+        .arg("another-holder 99999999999999")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let response = upload.await.unwrap();
+    assert_eq!(response.status(), 409);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["code"], "upload_interrupted");
+    assert!(body["msg"].as_str().unwrap().contains("stolen"), "{body}");
+    proxy.set_delay(Duration::ZERO);
+    assert!(
+        backends.s3.object("stolen").await.is_none(),
+        "the upload was completed"
+    );
+}

@@ -1,4 +1,7 @@
-//! The job queue. A job names a key and the version that made it dirty, never the bytes: the
+//! The job queue's Redis layout: its keys, job ids, and the script that queues a job. Used by
+//! the cache's write scripts (a write and its job are one round trip) and by the worker.
+//!
+//! A job names a key and the version that made it dirty, never the bytes: the
 //! worker reads the newest bytes from Redis when it runs, so a job is small and a late job
 //! never uploads stale data.
 //!
@@ -14,12 +17,12 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 
-static ENQUEUE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(concat!(
-        include_str!("queue_job.lua"),
-        include_str!("enqueue.lua")
-    ))
-});
+/// The Lua function `queue_job(q, job_id, key, version)`, prepended to every script that queues
+/// a drain job (see the file for the layout it writes).
+pub const QUEUE_JOB_LUA: &str = include_str!("queue_job.lua");
+
+static ENQUEUE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[QUEUE_JOB_LUA, include_str!("enqueue.lua")].concat()));
 
 /// The Redis keys of the queue, in the order `queue_job.lua` takes them.
 #[derive(Debug, Clone)]

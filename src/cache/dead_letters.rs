@@ -1,0 +1,82 @@
+//! Dead letters: keys the worker gave up on. They stay dirty (and readable) in the cache and
+//! the sweep skips them, until `replay-dead-letters` or a new write of the key.
+
+use std::sync::LazyLock;
+
+use redis::{AsyncCommands as _, Script};
+use serde::{Deserialize, Serialize};
+
+use super::{
+    ALLOW_OOM, BlobCache, CacheError, DEAD_LETTERS, UPLOAD_LEASE_LUA, UploadLease, lease_key,
+    now_ms,
+};
+use crate::domain::BlobKey;
+
+static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&[ALLOW_OOM, UPLOAD_LEASE_LUA, include_str!("dead_letter.lua")].concat())
+});
+
+/// A key the worker gave up on, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
+pub struct DeadLetter {
+    pub key: String,
+    pub version: u64,
+    pub error: String,
+    /// Unix time in milliseconds.
+    pub failed_at_ms: u64,
+}
+
+impl BlobCache {
+    /// Parks `key` in the dead letters and releases its lease. The record stays dirty.
+    pub async fn dead_letter(
+        &self,
+        key: &BlobKey,
+        lease: &UploadLease,
+        version: u64,
+        error: &str,
+    ) -> Result<(), CacheError> {
+        let record = DeadLetter {
+            key: key.to_string(),
+            version,
+            error: error.to_owned(),
+            failed_at_ms: now_ms(),
+        };
+        let json =
+            serde_json::to_string(&record).map_err(|e| CacheError::Protocol(e.to_string()))?;
+        let _: i64 = DEAD_LETTER
+            .key(DEAD_LETTERS)
+            .key(lease_key(key))
+            .arg(key.as_str())
+            .arg(json)
+            .arg(lease.token())
+            .invoke_async(&mut self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Up to `limit` dead letters, and how many there are in all.
+    pub async fn dead_letters(&self, limit: usize) -> Result<(u64, Vec<DeadLetter>), CacheError> {
+        let mut conn = self.conn();
+        let count: u64 = conn.hlen(DEAD_LETTERS).await?;
+        let (_, raw): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+            .arg(DEAD_LETTERS)
+            .arg(0)
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        let mut letters: Vec<DeadLetter> = raw
+            .into_iter()
+            .filter_map(|(_, json)| serde_json::from_str(&json).ok())
+            .take(limit)
+            .collect();
+        letters.sort_by_key(|l| l.failed_at_ms);
+        Ok((count, letters))
+    }
+
+    /// Removes `key` from the dead letters; true if it was there.
+    pub async fn forget_dead_letter(&self, key: &str) -> Result<bool, CacheError> {
+        let removed: i64 = self.conn().hdel(DEAD_LETTERS, key).await?;
+        Ok(removed == 1)
+    }
+}

@@ -1,0 +1,243 @@
+//! `ApiError`: the only error type that knows HTTP, and [`ErrorCode`], the one table of every
+//! code the API answers, with its status and when it is answered. The handlers, the OpenAPI
+//! document and the README's table all come from that table (a test holds the README to it).
+//! Every error answer is JSON `{"code": "<stable_snake_case>", "msg": "<sentence>"}`; codes
+//! never change once published.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError, error::JsonPayloadError};
+use serde::Serialize;
+
+use crate::domain::InvalidInput;
+use crate::service::ServiceError;
+
+mod codes;
+
+pub use codes::ErrorCode;
+use codes::ErrorCode::*;
+
+/// Every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
+    /// Stable, machine-readable (e.g. `not_found`, `invalid_base64`).
+    pub code: &'a str,
+    /// A sentence for people.
+    pub msg: String,
+}
+
+/// An error answer: a code from the table, a sentence, and what some codes add.
+#[derive(Debug)]
+pub struct ApiError {
+    code: ErrorCode,
+    msg: String,
+    extra: Extra,
+}
+
+#[derive(Debug)]
+enum Extra {
+    None,
+    /// `persist_timeout`: the write happened; say which, in a form a client can act on.
+    Written {
+        key: String,
+        version: u64,
+    },
+    /// `method_not_allowed`: the `Allow` header.
+    Allow(&'static str),
+    /// `range_not_satisfiable`: the blob's length, for `Content-Range`.
+    Length(u64),
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.msg)
+    }
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, msg: impl Into<String>) -> Self {
+        Self {
+            code,
+            msg: msg.into(),
+            extra: Extra::None,
+        }
+    }
+
+    pub fn code(&self) -> ErrorCode {
+        self.code
+    }
+
+    pub fn persist_timeout(key: &str, version: u64, secs: u64) -> Self {
+        Self {
+            extra: Extra::Written {
+                key: key.to_owned(),
+                version,
+            },
+            ..Self::new(
+                PersistTimeout,
+                format!(
+                    "stored in Redis and queued for S3, but not yet in S3 after {secs} s; it \
+                     will be stored without further action"
+                ),
+            )
+        }
+    }
+
+    pub fn method_not_allowed(method: &str, path: &str, allowed: &'static str) -> Self {
+        Self {
+            extra: Extra::Allow(allowed),
+            ..Self::new(
+                MethodNotAllowed,
+                format!("{method} is not allowed on {path}; use {allowed}"),
+            )
+        }
+    }
+
+    pub fn range_not_satisfiable(length: u64) -> Self {
+        Self {
+            extra: Extra::Length(length),
+            ..Self::new(
+                RangeNotSatisfiable,
+                format!("the blob is {length} bytes long"),
+            )
+        }
+    }
+
+    /// Maps the extractor's JSON errors; `limit` is the body limit in force.
+    pub fn from_json(err: &JsonPayloadError, limit: usize) -> Self {
+        use actix_web::error::PayloadError;
+        match err {
+            JsonPayloadError::ContentType => Self::new(
+                UnsupportedMediaType,
+                "Content-Type must be application/json",
+            ),
+            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
+                Self::new(
+                    PayloadTooLarge,
+                    format!(
+                        "the request body is larger than the {limit} bytes a blob of the \
+                         maximum size needs"
+                    ),
+                )
+            }
+            JsonPayloadError::Deserialize(e) => Self::new(
+                InvalidJson,
+                format!("the body is not the expected JSON: {e}"),
+            ),
+            JsonPayloadError::Payload(e @ PayloadError::Incomplete(_)) => incomplete_body(e),
+            other => Self::new(InvalidJson, format!("cannot read the body: {other}")),
+        }
+    }
+}
+
+/// A body that broke off before its end.
+pub fn incomplete_body(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        IncompleteBody,
+        format!("the body ended before it was complete: {e}"),
+    )
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        self.code.status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(
+            self.code.status(),
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::CONFLICT
+        ) && !matches!(self.code, NotReady | ShuttingDown)
+        {
+            response.insert_header(("Retry-After", "1"));
+        }
+        if self.code == Unauthorized {
+            response.insert_header((
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"blobproxy\""),
+            ));
+        }
+        match &self.extra {
+            Extra::None => {}
+            Extra::Allow(allowed) => {
+                response.insert_header((header::ALLOW, *allowed));
+            }
+            Extra::Length(length) => {
+                response.insert_header((header::CONTENT_RANGE, format!("bytes */{length}")));
+            }
+            Extra::Written { key, version } => {
+                return response.json(serde_json::json!({
+                    "code": self.code.as_str(),
+                    "msg": self.msg,
+                    "key": key,
+                    "version": version,
+                    "persisted": false,
+                }));
+            }
+        }
+        response.json(ErrorBody {
+            code: self.code.as_str(),
+            msg: self.msg.clone(),
+        })
+    }
+}
+
+impl From<InvalidInput> for ApiError {
+    fn from(e: InvalidInput) -> Self {
+        let code = match e {
+            InvalidInput::Key(_) => InvalidKey,
+            InvalidInput::Extension(_) => InvalidExtension,
+            InvalidInput::Base64(_) => InvalidBase64,
+            InvalidInput::ContentType(_) => InvalidContentType,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+impl From<ServiceError> for ApiError {
+    fn from(e: ServiceError) -> Self {
+        let code = match &e {
+            ServiceError::Invalid(invalid) => return invalid.clone().into(),
+            ServiceError::TooLarge { .. } => BlobTooLarge,
+            ServiceError::NotFound(_) => NotFound,
+            ServiceError::KeyBusy(_) => KeyBusy,
+            ServiceError::UploadInterrupted(_) => UploadInterrupted,
+            ServiceError::IncompleteBody(_) => IncompleteBody,
+            ServiceError::RedisFull(_) => CacheFull,
+            ServiceError::RedisUnavailable(_) => RedisUnavailable,
+            ServiceError::RedisProtocol(_) => Internal,
+            ServiceError::S3Unavailable(_) => S3Unavailable,
+        };
+        Self::new(code, e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn service_errors_map_to_their_codes_and_keep_the_key() {
+        let e: ApiError = ServiceError::NotFound("a/b".into()).into();
+        assert_eq!(e.code(), NotFound);
+        assert!(e.to_string().contains("a/b"));
+        let e: ApiError = ServiceError::UploadInterrupted("k".into()).into();
+        assert_eq!(e.code(), UploadInterrupted);
+        let e: ApiError = ServiceError::IncompleteBody("eof".into()).into();
+        assert_eq!((e.code(), e.status_code().as_u16()), (IncompleteBody, 400));
+        let e: ApiError = ServiceError::RedisFull("OOM".into()).into();
+        assert_eq!((e.code(), e.status_code().as_u16()), (CacheFull, 503));
+    }
+
+    #[test]
+    fn unavailable_answers_say_when_to_retry_and_readiness_does_not() {
+        let e = ApiError::new(S3Unavailable, "down");
+        assert_eq!(
+            e.error_response().headers().get("retry-after").unwrap(),
+            "1"
+        );
+        let e = ApiError::new(NotReady, "down");
+        assert!(!e.error_response().headers().contains_key("retry-after"));
+    }
+}

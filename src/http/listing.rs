@@ -1,0 +1,51 @@
+//! `GET /blobs?prefix=&limit=&cursor=`: one page of keys, writes not yet in S3 included.
+
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+
+use crate::error::{ApiError, ErrorCode};
+use crate::service::{BlobService, DEFAULT_LIMIT, MAX_LIMIT, decode_cursor};
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only keys starting with this.
+    #[serde(default)]
+    prefix: String,
+    /// Page size, 1 to 1000 (default 100).
+    #[serde(default)]
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// List blobs in key order, including writes not yet in S3 and excluding deleted keys.
+#[utoipa::path(get, path = "/blobs", tag = "blobs", params(ListParams),
+    responses((status = 200, description = "One page", body = crate::service::Page)),
+    security(("api_key" = [])))]
+pub async fn list(
+    service: web::Data<BlobService>,
+    params: web::Query<ListParams>,
+) -> Result<HttpResponse, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    let after = match &params.cursor {
+        Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidQuery,
+                "cursor is not one this service handed out",
+            )
+        })?),
+        None => None,
+    };
+    let page = service
+        .list(&params.prefix, after.as_deref(), limit)
+        .await?;
+    Ok(HttpResponse::Ok().json(page))
+}

@@ -1,0 +1,104 @@
+//! What the JSON and raw writes (and deletes) share: the write concern and the answer.
+
+use serde::{Deserialize, Serialize};
+
+use super::HttpSettings;
+use crate::domain::Extension;
+use crate::error::{ApiError, ErrorCode};
+use crate::service::{BlobService, Stored};
+
+/// How far a write must have gone before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteConcern {
+    /// In Redis (AOF-backed) and queued for S3.
+    Cached,
+    /// In S3 (this version or a newer one).
+    Persisted,
+}
+
+/// `?wc=0` (default): answer once the write is in Redis and queued; `?wc=1`: once it is in S3.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct WriteParams {
+    /// Write concern: 0 answers once the write is in Redis and queued; 1 once it is in S3.
+    #[serde(default)]
+    pub wc: Option<u8>,
+}
+
+impl WriteParams {
+    pub fn concern(&self) -> Result<WriteConcern, ApiError> {
+        match self.wc {
+            None | Some(0) => Ok(WriteConcern::Cached),
+            Some(1) => Ok(WriteConcern::Persisted),
+            Some(other) => Err(ApiError::new(
+                ErrorCode::InvalidQuery,
+                format!("wc must be 0 (in Redis and queued) or 1 (in S3), not {other}"),
+            )),
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WriteResponse<'a> {
+    pub msg: &'static str,
+    pub key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub extension: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<usize>,
+    pub version: u64,
+    /// Whether S3 already holds this version (always true when `wc=1` answered 2xx).
+    pub persisted: bool,
+}
+
+impl<'a> WriteResponse<'a> {
+    pub fn stored(stored: &'a Stored, extension: &'a Extension, persisted: bool) -> Self {
+        Self {
+            msg: "stored",
+            key: stored.key.as_str(),
+            extension: Some(extension.as_str()),
+            size: Some(stored.size),
+            version: stored.version,
+            persisted,
+        }
+    }
+
+    pub fn deleted(stored: &'a Stored, persisted: bool) -> Self {
+        Self {
+            msg: "deleted",
+            key: stored.key.as_str(),
+            extension: None,
+            size: None,
+            version: stored.version,
+            persisted,
+        }
+    }
+}
+
+/// Applies the write concern: with `wc=1`, waits for S3 or answers 504 (the write stands).
+/// Returns whether S3 holds the write.
+pub async fn apply_write_concern(
+    service: &BlobService,
+    settings: &HttpSettings,
+    concern: WriteConcern,
+    stored: &Stored,
+) -> Result<bool, ApiError> {
+    if stored.persisted {
+        return Ok(true);
+    }
+    if concern == WriteConcern::Cached {
+        return Ok(false);
+    }
+    if service
+        .wait_persisted(&stored.key, stored.version, settings.wc_timeout)
+        .await?
+    {
+        Ok(true)
+    } else {
+        Err(ApiError::persist_timeout(
+            stored.key.as_str(),
+            stored.version,
+            settings.wc_timeout.as_secs(),
+        ))
+    }
+}

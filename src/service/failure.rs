@@ -1,0 +1,55 @@
+//! `ServiceError`: what went wrong with an operation, in the service's own terms, so the edge
+//! maps it to an answer without knowing Redis or S3.
+
+use crate::cache::CacheError;
+use crate::domain::InvalidInput;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Invalid(#[from] InvalidInput),
+    #[error("the blob is {size} bytes; the limit is {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    #[error("no blob with key {0:?}")]
+    NotFound(String),
+    /// A write-through waited too long for the key's upload lease.
+    #[error("another upload of key {0:?} is still running; retry later")]
+    KeyBusy(String),
+    /// A write-through outlived its lease: another writer may have taken the key meanwhile.
+    #[error(
+        "the upload of key {0:?} lost its lease to another writer before it completed; retry the write"
+    )]
+    UploadInterrupted(String),
+    /// The client's body broke off mid-stream.
+    #[error("the body ended before it was complete: {0}")]
+    IncompleteBody(String),
+    #[error("Redis is out of memory; retry later: {0}")]
+    RedisFull(String),
+    #[error("Redis is unavailable: {0}")]
+    RedisUnavailable(String),
+    /// Redis answered something no script of ours returns: a bug, or a foreign writer.
+    #[error("unexpected reply from Redis: {0}")]
+    RedisProtocol(String),
+    #[error("S3 is unavailable: {0}")]
+    S3Unavailable(String),
+}
+
+impl From<CacheError> for ServiceError {
+    fn from(e: CacheError) -> Self {
+        match e {
+            CacheError::OutOfMemory(m) => ServiceError::RedisFull(m),
+            CacheError::Unavailable(m) => ServiceError::RedisUnavailable(m),
+            CacheError::Protocol(m) => ServiceError::RedisProtocol(m),
+        }
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Transient { message, .. } => ServiceError::S3Unavailable(message),
+            e @ StoreError::Permanent(_) => ServiceError::S3Unavailable(e.to_string()),
+        }
+    }
+}

@@ -1,0 +1,289 @@
+//! The blob service: every operation the edge offers, free of HTTP so tests and other front
+//! ends can call them. It owns the cache, the store and the queue; nothing outside reaches
+//! them through it.
+//!
+//! PUT/DELETE: validate -> one Lua round trip that caches a new dirty version and queues a drain
+//! job if nobody drains the key yet -> with write concern 1, wait until S3 has it.
+//! GET: cache (a delete marker answers 404), else S3 and re-cache as clean (never over a newer
+//! record). Blobs over the write-through size skip the cache ([`large_write`]).
+//! Listing merges the cache's dirty keys with S3's listing ([`merged_listing`]).
+
+mod failure;
+mod large_write;
+mod merged_listing;
+
+pub use failure::ServiceError;
+pub use merged_listing::{DEFAULT_LIMIT, Item, MAX_LIMIT, Page, decode_cursor};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use crate::cache::{BlobCache, DeadLetter, DrainStats};
+use crate::domain::{Blob, BlobKey, Extension};
+use crate::queue::{DrainJob, JobQueue};
+use crate::store::{BlobStore, StoredObject};
+
+/// A blob being read: whole, or streaming from S3 (see [`BlobService::open`]).
+pub enum Opened {
+    Whole(Blob),
+    Streaming(StoredObject),
+}
+
+/// What a PUT or DELETE did.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub key: BlobKey,
+    pub size: usize,
+    pub version: u64,
+    /// S3 already has this version (a write-through).
+    pub persisted: bool,
+}
+
+/// The backlog, for `/status` and `flush`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Status {
+    /// Drain jobs waiting to run (queued, or scheduled for a retry).
+    pub queued_jobs: u64,
+    /// Records (blobs and deletes) not yet reflected in S3.
+    pub dirty: u64,
+    /// How long the oldest dirty record has waited, in seconds.
+    pub oldest_dirty_age_secs: Option<f64>,
+    pub dead_letters: u64,
+    /// The first dead letters (up to 100).
+    pub dead_letter_sample: Vec<DeadLetter>,
+}
+
+/// Sizes the service enforces.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_blob_bytes: usize,
+    /// Blobs larger than this skip the cache and stream straight to S3.
+    pub write_through_bytes: usize,
+    /// How long a blob already in S3 stays cached.
+    pub cache_ttl: Duration,
+}
+
+#[derive(Clone)]
+pub struct BlobService {
+    cache: BlobCache,
+    store: Arc<dyn BlobStore>,
+    queue: JobQueue,
+    limits: Limits,
+}
+
+impl BlobService {
+    pub fn new(
+        cache: BlobCache,
+        store: Arc<dyn BlobStore>,
+        queue: JobQueue,
+        limits: Limits,
+    ) -> Self {
+        Self {
+            cache,
+            store,
+            queue,
+            limits,
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Opens this thread's own Redis connection (call once on each HTTP worker thread).
+    pub fn connect_this_thread(&self) {
+        self.cache.connect_this_thread();
+    }
+
+    /// Stores a blob: once this returns, every replica reads it and a worker will copy it to S3
+    /// (blobs over `write_through_bytes` are in S3 already: see [`Self::put_through`]).
+    #[tracing::instrument(skip_all, fields(%key, size = data.len()))]
+    pub async fn put(
+        &self,
+        key: BlobKey,
+        extension: &Extension,
+        content_type: &str,
+        data: &[u8],
+    ) -> Result<Stored, ServiceError> {
+        self.check_size(data.len())?;
+        if data.len() > self.limits.write_through_bytes {
+            let data = Bytes::copy_from_slice(data);
+            let no_more = futures::stream::empty::<Result<Bytes, std::convert::Infallible>>();
+            return self
+                .put_through(key, extension, content_type, data, no_more)
+                .await;
+        }
+        let written = self
+            .cache
+            .put(
+                &key,
+                extension.as_str(),
+                content_type,
+                data,
+                self.queue.keys(),
+            )
+            .await?;
+        tracing::debug!(version = written.version, queued = written.queued, "cached");
+        Ok(Stored {
+            key,
+            size: data.len(),
+            version: written.version,
+            persisted: false,
+        })
+    }
+
+    fn check_size(&self, size: usize) -> Result<(), ServiceError> {
+        let max = self.limits.max_blob_bytes;
+        if size > max {
+            return Err(ServiceError::TooLarge { size, max });
+        }
+        Ok(())
+    }
+
+    /// Deletes a blob: reads answer 404 at once everywhere; a worker removes the S3 object.
+    #[tracing::instrument(skip_all, fields(%key))]
+    pub async fn delete(&self, key: BlobKey) -> Result<Stored, ServiceError> {
+        let exists = match self.cache.get(&key).await? {
+            Some(cached) => cached.blob.is_some(),
+            None => self.store.describe(&key).await?.is_some(),
+        };
+        if !exists {
+            return Err(ServiceError::NotFound(key.to_string()));
+        }
+        let written = self.cache.delete(&key, self.queue.keys()).await?;
+        Ok(Stored {
+            key,
+            size: 0,
+            version: written.version,
+            persisted: false,
+        })
+    }
+
+    /// Waits until S3 reflects `version` of `key` (or a newer one); false on timeout.
+    pub async fn wait_persisted(
+        &self,
+        key: &BlobKey,
+        version: u64,
+        timeout: Duration,
+    ) -> Result<bool, ServiceError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut pause = Duration::from_millis(5);
+        loop {
+            match self.cache.get(key).await? {
+                Some(cached) if cached.persisted && cached.version >= version => return Ok(true),
+                Some(_) => {}
+                // Clean and already expired: S3 has what the cache had.
+                None => return Ok(true),
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Ok(false);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 3 / 2).min(Duration::from_millis(50));
+        }
+    }
+
+    /// Reads the newest version of a blob, whole.
+    #[tracing::instrument(skip_all, fields(%key))]
+    pub async fn get(&self, key: &BlobKey) -> Result<Blob, ServiceError> {
+        match self.open(key).await? {
+            Opened::Whole(blob) => Ok(blob),
+            Opened::Streaming(object) => Ok(object.read_all().await?),
+        }
+    }
+
+    /// Reads the newest version of a blob: whole when it is cached or small, else (a blob
+    /// over the write-through size, only in S3) as a stream straight from S3, so a replica
+    /// never holds such a blob whole, nor puts it in the cache.
+    #[tracing::instrument(skip_all, fields(%key))]
+    pub async fn open(&self, key: &BlobKey) -> Result<Opened, ServiceError> {
+        // A Redis error must not fall through to S3: Redis may hold a newer, dirty version.
+        let cached = self.cache.get(key).await?;
+        crate::metrics::cache_lookup(cached.is_some());
+        if let Some(cached) = cached {
+            return cached
+                .blob
+                .map(Opened::Whole)
+                .ok_or_else(|| ServiceError::NotFound(key.to_string()));
+        }
+        let Some(object) = self.store.open(key).await? else {
+            return Err(ServiceError::NotFound(key.to_string()));
+        };
+        if object.length > self.limits.write_through_bytes as u64 {
+            return Ok(Opened::Streaming(object));
+        }
+        let blob = object.read_all().await?;
+        if let Err(e) = self.cache.recache(key, &blob, self.limits.cache_ttl).await {
+            tracing::warn!(error = %e, "cannot re-cache a blob read from S3");
+        }
+        Ok(Opened::Whole(blob))
+    }
+
+    /// The drain backlog and the dead letters.
+    pub async fn status(&self) -> Result<Status, ServiceError> {
+        let (queued, dirty, oldest, (dead, sample)) = tokio::try_join!(
+            async {
+                self.queue
+                    .pending()
+                    .await
+                    .map_err(|e| ServiceError::RedisUnavailable(e.to_string()))
+            },
+            async { Ok(self.cache.dirty_count().await?) },
+            async { Ok(self.cache.oldest_dirty_age().await?) },
+            async { Ok(self.cache.dead_letters(100).await?) },
+        )?;
+        Ok(Status {
+            queued_jobs: queued,
+            dirty,
+            oldest_dirty_age_secs: oldest.map(|d| d.as_secs_f64()),
+            dead_letters: dead,
+            dead_letter_sample: sample,
+        })
+    }
+
+    /// Counters of every worker's uploads.
+    pub async fn drain_stats(&self) -> Result<DrainStats, ServiceError> {
+        Ok(self.cache.stats().await?)
+    }
+
+    /// What is down, one line each ("redis: ..."); empty when Redis and S3 both answer.
+    pub async fn unready_dependencies(&self) -> Vec<String> {
+        let (redis, s3) = tokio::join!(self.cache.ping(), self.store.ping());
+        [
+            ("redis", redis.err().map(|e| e.to_string())),
+            ("s3", s3.err().map(|e| e.to_string())),
+        ]
+        .into_iter()
+        .filter_map(|(name, err)| err.map(|e| format!("{name}: {e}")))
+        .collect()
+    }
+
+    /// Gives every dead-lettered key another drain; returns how many were queued.
+    pub async fn replay_dead_letters(&self) -> Result<u64, ServiceError> {
+        let mut queued = 0;
+        loop {
+            let (_, letters) = self.cache.dead_letters(500).await?;
+            if letters.is_empty() {
+                return Ok(queued);
+            }
+            for letter in letters {
+                // Forget first: a job that fails again will dead-letter the key anew.
+                if self.cache.forget_dead_letter(&letter.key).await? {
+                    let job = DrainJob {
+                        key: letter.key.clone(),
+                        version: letter.version,
+                    };
+                    self.queue
+                        .push(job)
+                        .await
+                        .map_err(|e| ServiceError::RedisUnavailable(e.to_string()))?;
+                    tracing::info!(key = %letter.key, error = %letter.error, "re-queued");
+                    queued += 1;
+                }
+            }
+        }
+    }
+}

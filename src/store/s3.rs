@@ -1,0 +1,221 @@
+//! The S3 implementation of [`BlobStore`] (AWS, MinIO or any S3-compatible server).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use aws_sdk_s3::error::ProvideErrorMetadata as _;
+use aws_sdk_s3::primitives::ByteStream;
+use futures::StreamExt as _;
+
+use super::classify::{NotFound, classify};
+use super::{BlobStore, Listing, ObjectInfo, StoreError, StoreResult, StoredObject};
+use crate::config::Settings;
+use crate::domain::{Blob, BlobKey};
+
+pub(super) const META_EXTENSION: &str = "extension";
+pub(super) const META_VERSION: &str = "version";
+
+/// The extension and version an object's metadata carries (0 when absent: an object written
+/// by something else than blobproxy).
+fn object_info(metadata: Option<&HashMap<String, String>>) -> ObjectInfo {
+    let get = |name: &str| metadata.and_then(|m| m.get(name));
+    ObjectInfo {
+        extension: get(META_EXTENSION).cloned().unwrap_or_default(),
+        version: get(META_VERSION).and_then(|v| v.parse().ok()).unwrap_or(0),
+    }
+}
+
+/// The bucket the blobs live in.
+#[derive(Clone)]
+pub struct S3Store {
+    pub(super) client: aws_sdk_s3::Client,
+    pub(super) bucket: String,
+}
+
+impl S3Store {
+    /// Builds a client from the standard AWS credential chain (env, profile, IMDS) plus our
+    /// endpoint. `credentials` replaces the chain (tests pass the S3 server's keys this way).
+    pub async fn connect(
+        settings: &Settings,
+        credentials: Option<aws_sdk_s3::config::Credentials>,
+    ) -> anyhow::Result<Self> {
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .operation_attempt_timeout(Duration::from_secs(20))
+            .build();
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(settings.s3_region.clone()))
+            .timeout_config(timeouts);
+        if let Some(credentials) = credentials {
+            loader = loader.credentials_provider(credentials);
+        }
+        let shared = loader.load().await;
+        // No CRC32 of every body unless an operation requires one (TLS already protects the
+        // bytes in transit): with the SHA-256 of the signature (see `put`), hashing a large
+        // blob twice cost more CPU than sending it.
+        let mut config = aws_sdk_s3::config::Builder::from(&shared).request_checksum_calculation(
+            aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
+        );
+        if let Some(endpoint) = &settings.s3_endpoint {
+            config = config.endpoint_url(endpoint).force_path_style(true);
+        }
+        Ok(Self {
+            client: aws_sdk_s3::Client::from_conf(config.build()),
+            bucket: settings.s3_bucket.clone(),
+        })
+    }
+
+    /// Creates the bucket when it does not exist yet.
+    pub async fn ensure_bucket(&self) -> anyhow::Result<()> {
+        if self.ping().await.is_ok() {
+            return Ok(());
+        }
+        match self.client.create_bucket().bucket(&self.bucket).send().await {
+            Ok(_) => Ok(()),
+            Err(e)
+                if matches!(
+                    e.code(),
+                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(anyhow::Error::new(e)).with_context(|| {
+                format!(
+                    "cannot create bucket BLOBPROXY_S3_BUCKET={} (check BLOBPROXY_S3_ENDPOINT and the AWS credentials)",
+                    self.bucket
+                )
+            }),
+        }
+    }
+
+    /// For operations on the bucket, a 404 means the bucket is gone: retrying cannot help.
+    pub(super) fn bucket_missing(&self, _: NotFound) -> StoreError {
+        StoreError::Permanent(format!("bucket {} does not exist", self.bucket))
+    }
+}
+
+#[async_trait::async_trait]
+impl BlobStore for S3Store {
+    #[tracing::instrument(skip_all, fields(%key, version = blob.version, size = blob.data.len()))]
+    async fn put(&self, key: &BlobKey, blob: &Blob) -> Result<(), StoreError> {
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .body(ByteStream::from(blob.data.clone()))
+            .content_type(&blob.content_type)
+            .metadata(META_EXTENSION, &blob.extension)
+            .metadata(META_VERSION, blob.version.to_string())
+            .customize()
+            // The body is not part of the signature (UNSIGNED-PAYLOAD, as presigned uploads
+            // are): the headers still are. Saves a SHA-256 pass over every blob.
+            .disable_payload_signing()
+            .send()
+            .await
+            .map_err(|e| classify(e).unwrap_or_else(|e| self.bucket_missing(e)))?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, fields(%key))]
+    async fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
+        match self
+            .client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => match classify(e) {
+                Ok(e) => Err(e),
+                Err(NotFound) => Ok(()),
+            },
+        }
+    }
+
+    #[tracing::instrument(skip_all, fields(%key))]
+    async fn open(&self, key: &BlobKey) -> Result<Option<StoredObject>, StoreError> {
+        let object = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(object) => object,
+            Err(e) => return classify(e).map_or(Ok(None), Err),
+        };
+        let info = object_info(object.metadata());
+        let body = futures::stream::unfold(object.body, |mut body| async move {
+            body.try_next().await.transpose().map(|chunk| (chunk, body))
+        })
+        .map(|chunk| {
+            chunk.map_err(|e| StoreError::transient(format!("reading the object body: {e}")))
+        });
+        Ok(Some(StoredObject {
+            content_type: object
+                .content_type
+                .unwrap_or_else(|| "application/octet-stream".into()),
+            extension: info.extension,
+            version: info.version,
+            length: object.content_length.unwrap_or_default().max(0) as u64,
+            body: body.boxed(),
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(%key))]
+    async fn describe(&self, key: &BlobKey) -> Result<Option<ObjectInfo>, StoreError> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some(object_info(head.metadata()))),
+            Err(e) => classify(e).map_or(Ok(None), Err),
+        }
+    }
+
+    async fn list(&self, prefix: &str, after: Option<&str>, max: usize) -> StoreResult<Listing> {
+        let mut request = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .max_keys(max as i32);
+        if !prefix.is_empty() {
+            request = request.prefix(prefix);
+        }
+        if let Some(after) = after {
+            request = request.start_after(after);
+        }
+        let page = request
+            .send()
+            .await
+            .map_err(|e| classify(e).unwrap_or_else(|e| self.bucket_missing(e)))?;
+        let objects = page
+            .contents()
+            .iter()
+            .filter_map(|o| Some((o.key()?.to_owned(), o.size().unwrap_or(0).max(0) as u64)))
+            .collect();
+        Ok(Listing {
+            objects,
+            truncated: page.is_truncated().unwrap_or(false),
+        })
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.client
+            .head_bucket()
+            .bucket(&self.bucket)
+            .send()
+            .await
+            .map_err(|e| classify(e).unwrap_or_else(|e| self.bucket_missing(e)))?;
+        Ok(())
+    }
+}
