@@ -31,12 +31,32 @@ pub fn content_type(sent: Option<&str>, extension: &Extension) -> Result<String,
     Ok(sent.to_owned())
 }
 
-/// A blob key: 1 to 1024 bytes of UTF-8, no control characters, no leading `/`, and no empty,
-/// `.` or `..` segment between slashes (so it maps one-to-one onto an S3 object key).
+/// A blob key: what S3 can store and list, and a client can send. 1 to 1024 bytes of UTF-8;
+/// no control characters and no U+FFFE or U+FFFF (S3's XML listings cannot carry them); not
+/// only whitespace (the S3 client refuses such a key as missing); no leading `/`; no empty,
+/// `.` or `..` segment between slashes (so it maps one-to-one onto an object key); segments of
+/// at most 255 bytes (MinIO and file-system-backed S3 servers store a segment as a file name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BlobKey(String);
 
 pub const MAX_KEY_BYTES: usize = 1024;
+pub const MAX_SEGMENT_BYTES: usize = 255;
+
+/// Whether S3's XML (and a client's URL, percent-encoded) can carry `c`.
+fn is_carried(c: char) -> bool {
+    !c.is_control() && c != '\u{FFFE}' && c != '\u{FFFF}'
+}
+
+/// Checks the characters of a key or of a listing prefix (which may be any start of a key).
+pub fn check_key_chars(text: &str) -> Result<(), InvalidInput> {
+    match text.chars().find(|c| !is_carried(*c)) {
+        None => Ok(()),
+        Some(c) if c.is_control() => Err(InvalidInput::Key("the key contains a control character")),
+        Some(_) => Err(InvalidInput::Key(
+            "the key contains U+FFFE or U+FFFF, which S3 listings cannot carry",
+        )),
+    }
+}
 
 impl BlobKey {
     pub fn parse(raw: impl Into<String>) -> Result<Self, InvalidInput> {
@@ -47,18 +67,22 @@ impl BlobKey {
         if raw.len() > MAX_KEY_BYTES {
             return Err(InvalidInput::Key("the key is longer than 1024 bytes"));
         }
-        if raw.chars().any(char::is_control) {
-            return Err(InvalidInput::Key("the key contains a control character"));
+        check_key_chars(&raw)?;
+        if raw.chars().all(char::is_whitespace) {
+            return Err(InvalidInput::Key("the key is only whitespace"));
         }
         if raw.starts_with('/') {
             return Err(InvalidInput::Key("the key starts with '/'"));
         }
-        if raw
-            .split('/')
-            .any(|s| s.is_empty() || s == "." || s == "..")
-        {
+        let segments = || raw.split('/');
+        if segments().any(|s| s.is_empty() || s == "." || s == "..") {
             return Err(InvalidInput::Key(
                 "the key has an empty, '.' or '..' segment between slashes",
+            ));
+        }
+        if segments().any(|s| s.len() > MAX_SEGMENT_BYTES) {
+            return Err(InvalidInput::Key(
+                "a segment of the key (between slashes) is longer than 255 bytes",
             ));
         }
         Ok(Self(raw))
@@ -125,10 +149,11 @@ mod tests {
             "with space",
             "a.b",
             "x..y",
+            "\u{fffd}\u{1f600}",
         ] {
             assert_eq!(BlobKey::parse(ok).unwrap().as_str(), ok);
         }
-        assert!(BlobKey::parse("k".repeat(1024)).is_ok());
+        assert!(BlobKey::parse(["k".repeat(255), "k".repeat(255)].join("/")).is_ok());
     }
 
     #[test]
@@ -144,10 +169,25 @@ mod tests {
             "a/../b",
             "tab\there",
             "nl\n",
+            " ",
+            "\u{a0}",
+            " \u{2003}\t",
+            "a\u{fffe}",
+            "\u{ffff}b",
+            "nel\u{85}",
         ] {
             assert!(BlobKey::parse(bad).is_err(), "{bad:?} should be refused");
         }
         assert!(BlobKey::parse("k".repeat(1025)).is_err());
+        assert!(BlobKey::parse(format!("a/{}", "s".repeat(256))).is_err());
+        assert!(BlobKey::parse(format!("a/{}", "s".repeat(255))).is_ok());
+    }
+
+    #[test]
+    fn whitespace_is_fine_inside_a_key_but_not_alone() {
+        for ok in [" a", "a ", "a/ /b", "\u{a0}x"] {
+            assert!(BlobKey::parse(ok).is_ok(), "{ok:?}");
+        }
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
+use crate::domain::check_key_chars;
 use crate::error::{ApiError, ErrorCode};
 use crate::service::{BlobService, DEFAULT_LIMIT, MAX_LIMIT, decode_cursor};
 
@@ -35,13 +36,22 @@ pub async fn list(
             format!("limit must be between 1 and {MAX_LIMIT}"),
         ));
     }
+    // S3 gets both inside XML and a URL: a character they cannot carry is the client's error,
+    // not an outage to retry.
+    check_key_chars(&params.prefix)
+        .map_err(|e| ApiError::new(ErrorCode::InvalidQuery, format!("prefix: {e}")))?;
+    let cursor_error = || {
+        ApiError::new(
+            ErrorCode::InvalidQuery,
+            "cursor is not one this service handed out",
+        )
+    };
     let after = match &params.cursor {
-        Some(cursor) => Some(decode_cursor(cursor).ok_or_else(|| {
-            ApiError::new(
-                ErrorCode::InvalidQuery,
-                "cursor is not one this service handed out",
-            )
-        })?),
+        Some(cursor) => {
+            let after = decode_cursor(cursor).ok_or_else(cursor_error)?;
+            check_key_chars(&after).map_err(|_| cursor_error())?;
+            Some(after)
+        }
         None => None,
     };
     let page = service

@@ -170,13 +170,12 @@ impl Drainer {
                 }
                 StoreError::Transient { .. } => true,
             })
-            .adjust(|e, delay| match e {
-                // The server knows best how long it needs; never wait less than it asked.
-                StoreError::Transient {
-                    retry_after: Some(asked),
-                    ..
-                } => delay.map(|d| d.max(*asked)),
-                _ => delay,
+            .adjust(|e, delay| {
+                let asked = match e {
+                    StoreError::Transient { retry_after, .. } => *retry_after,
+                    StoreError::Permanent(_) => None,
+                };
+                delay.map(|d| pause(d, asked, self.max_backoff))
             })
             .notify(|e, pause| {
                 tracing::warn!(error = %e, ?pause, "S3 write failed; retrying");
@@ -184,5 +183,26 @@ impl Drainer {
                 tokio::spawn(async move { cache.count_upload_failure().await });
             })
             .await
+    }
+}
+
+/// The pause before the next attempt: the backoff's (jitter included) capped at `cap`, but
+/// never shorter than what the server asked for: it knows best how long it needs.
+fn pause(backoff: Duration, asked: Option<Duration>, cap: Duration) -> Duration {
+    backoff.min(cap).max(asked.unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pause;
+    use std::time::Duration;
+
+    #[test]
+    fn pauses_stay_under_the_cap_unless_the_server_asks_for_longer() {
+        let s = Duration::from_secs;
+        assert_eq!(pause(Duration::from_millis(9_900), None, s(5)), s(5));
+        assert_eq!(pause(s(1), None, s(5)), s(1));
+        assert_eq!(pause(s(1), Some(s(3)), s(5)), s(3));
+        assert_eq!(pause(s(9), Some(s(30)), s(5)), s(30));
     }
 }

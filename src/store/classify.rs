@@ -38,7 +38,13 @@ const TRANSIENT_CODES: &[&str] = &[
     "Throttling",
 ];
 
+/// Statuses S3 (or a proxy in front of it) answers while briefly unable.
+const TRANSIENT_STATUSES: &[u16] = &[429, 500, 502, 503, 504];
+
 /// What an S3 answer means for the caller: `None` for a missing object (404, `NoSuchKey`).
+/// Only answers known to pass are transient; anything else (501 `NotImplemented`, a 400 the
+/// request will always get) is permanent, so the key is dead-lettered instead of retried
+/// forever.
 pub(super) fn classify_answer(
     code: &str,
     status: u16,
@@ -47,7 +53,7 @@ pub(super) fn classify_answer(
 ) -> Option<StoreError> {
     if code == "NoSuchKey" || status == 404 {
         None
-    } else if status >= 500 || status == 429 || TRANSIENT_CODES.contains(&code) {
+    } else if TRANSIENT_STATUSES.contains(&status) || TRANSIENT_CODES.contains(&code) {
         Some(StoreError::Transient {
             message: text,
             retry_after,
@@ -78,6 +84,9 @@ where
             classify_answer(code, service.raw().status().as_u16(), retry_after, text)
                 .ok_or(NotFound)
         }
+        // The client refused to build the request (a key it cannot carry, say): sending the
+        // same request again cannot help.
+        SdkError::ConstructionFailure(_) => Ok(StoreError::Permanent(text)),
         // Connection refused, DNS, timeouts, truncated responses: the store is unreachable.
         _ => Ok(StoreError::transient(text)),
     }
@@ -114,9 +123,11 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_permanent() {
+    fn refusals_and_unknown_answers_are_permanent() {
         assert_eq!(class("AccessDenied", 403), "permanent");
         assert_eq!(class("InvalidArgument", 400), "permanent");
+        assert_eq!(class("NotImplemented", 501), "permanent");
+        assert_eq!(class("", 505), "permanent");
     }
 
     #[test]

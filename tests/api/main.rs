@@ -2,6 +2,7 @@
 //! build links once; each test starts its own backends on free ports.
 
 mod helpers;
+mod hostile;
 
 mod bad_input;
 mod cli;

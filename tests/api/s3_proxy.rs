@@ -10,8 +10,8 @@ use actix_web::{App, HttpRequest, HttpResponse, HttpServer, web};
 #[derive(Default)]
 struct Faults {
     delay: Duration,
-    /// Object paths (`/bucket/key`) answered with 403 AccessDenied.
-    refused: Vec<String>,
+    /// Object paths (`/bucket/key`) refused, with the status and S3 error code they get.
+    refused: Vec<(String, u16, String)>,
     refused_count: u64,
     /// The next this-many object writes get 503 SlowDown with this `Retry-After` (seconds).
     slow_downs: (u32, u64),
@@ -68,11 +68,16 @@ impl S3Proxy {
 
     /// Writes and reads of `bucket/key` get 403 AccessDenied until `allow_all`.
     pub fn refuse(&self, bucket: &str, key: &str) {
-        self.faults
-            .lock()
-            .unwrap()
-            .refused
-            .push(format!("/{bucket}/{key}"));
+        self.refuse_with(bucket, key, 403, "AccessDenied");
+    }
+
+    /// Writes and reads of `bucket/key` get `status` with the S3 error `code` until `allow_all`.
+    pub fn refuse_with(&self, bucket: &str, key: &str, status: u16, code: &str) {
+        self.faults.lock().unwrap().refused.push((
+            format!("/{bucket}/{key}"),
+            status,
+            code.to_owned(),
+        ));
     }
 
     pub fn allow_all(&self) {
@@ -104,8 +109,12 @@ async fn forward(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
         .into_owned();
     let (delay, refused, slow_down) = {
         let mut faults = faults.lock().unwrap();
-        let refused = faults.refused.contains(&path);
-        if refused {
+        let refused = faults
+            .refused
+            .iter()
+            .find(|(refused, _, _)| *refused == path)
+            .map(|(_, status, code)| (*status, code.clone()));
+        if refused.is_some() {
             faults.refused_count += 1;
         }
         let mut slow_down = None;
@@ -133,13 +142,13 @@ async fn forward(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    if refused {
-        return HttpResponse::Forbidden()
+    if let Some((status, code)) = refused {
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(status).unwrap())
             .content_type("application/xml")
-            .body(
-                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>\
-             <Message>Access Denied (injected by the test proxy)</Message></Error>",
-            );
+            .body(format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+                 <Message>{code} (injected by the test proxy)</Message></Error>"
+            ));
     }
     let url = format!("http://127.0.0.1:{upstream_port}{}", req.uri());
     let method = reqwest::Method::from_bytes(req.method().as_str().as_bytes()).unwrap();
