@@ -143,7 +143,11 @@ impl Application {
             App::new()
                 .wrap(from_fn(crate::http::middleware::require_api_key))
                 .wrap(from_fn(crate::http::middleware::access_log))
-                .wrap(DefaultHeaders::new().add(("X-Served-By", replica.clone())))
+                .wrap(
+                    DefaultHeaders::new()
+                        .add(("X-Served-By", replica.clone()))
+                        .add(("X-Content-Type-Options", "nosniff")),
+                )
                 .app_data(service.clone())
                 .app_data(web::Data::new(http_settings.clone()))
                 .configure(|cfg| crate::http::routes(cfg, http_settings.json_limit))

@@ -32,6 +32,8 @@ pub struct ApiError {
     code: ErrorCode,
     msg: String,
     extra: Extra,
+    /// What the client is not told (a dependency's own error): logged with the request id.
+    detail: Option<String>,
 }
 
 #[derive(Debug)]
@@ -60,11 +62,25 @@ impl ApiError {
             code,
             msg: msg.into(),
             extra: Extra::None,
+            detail: None,
+        }
+    }
+
+    /// An answer whose cause stays in the log: the client gets `msg` only.
+    pub fn hiding(code: ErrorCode, msg: impl Into<String>, detail: impl Into<String>) -> Self {
+        Self {
+            detail: Some(detail.into()),
+            ..Self::new(code, msg)
         }
     }
 
     pub fn code(&self) -> ErrorCode {
         self.code
+    }
+
+    /// The cause kept out of the answer, for the log.
+    pub fn detail(&self) -> Option<&str> {
+        self.detail.as_deref()
     }
 
     pub fn persist_timeout(key: &str, version: u64, secs: u64) -> Self {
@@ -132,9 +148,10 @@ impl ApiError {
 
 /// A body that broke off before its end.
 pub fn incomplete_body(e: impl std::fmt::Display) -> ApiError {
-    ApiError::new(
+    ApiError::hiding(
         IncompleteBody,
-        format!("the body ended before it was complete: {e}"),
+        "the body ended before it was complete; nothing was written",
+        e.to_string(),
     )
 }
 
@@ -197,19 +214,30 @@ impl From<InvalidInput> for ApiError {
 
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
-        let code = match &e {
+        let (code, hidden) = match &e {
             ServiceError::Invalid(invalid) => return invalid.clone().into(),
-            ServiceError::TooLarge { .. } => BlobTooLarge,
-            ServiceError::NotFound(_) => NotFound,
-            ServiceError::KeyBusy(_) => KeyBusy,
-            ServiceError::UploadInterrupted(_) => UploadInterrupted,
-            ServiceError::IncompleteBody(_) => IncompleteBody,
-            ServiceError::RedisFull(_) => CacheFull,
-            ServiceError::RedisUnavailable(_) => RedisUnavailable,
-            ServiceError::RedisProtocol(_) => Internal,
-            ServiceError::S3Unavailable(_) => S3Unavailable,
+            ServiceError::TooLarge { .. } => (BlobTooLarge, None),
+            ServiceError::NotFound(_) => (NotFound, None),
+            ServiceError::KeyBusy(_) => (KeyBusy, None),
+            ServiceError::UploadInterrupted(_) => (UploadInterrupted, None),
+            ServiceError::IncompleteBody(_) => return incomplete_body(&e),
+            // A dependency's own words (addresses, bucket, types) stay in the log.
+            ServiceError::RedisFull(_) => (CacheFull, Some("Redis is full; nothing was written")),
+            ServiceError::RedisUnavailable(_) => (RedisUnavailable, Some("Redis is unavailable")),
+            ServiceError::RedisProtocol(_) => (Internal, Some("internal error")),
+            ServiceError::S3Unavailable(_) => (
+                S3Unavailable,
+                Some("S3 is unavailable or refused the request"),
+            ),
         };
-        Self::new(code, e.to_string())
+        match hidden {
+            Some(sentence) => Self::hiding(
+                code,
+                format!("{sentence}; retry later (request id in the log)"),
+                e.to_string(),
+            ),
+            None => Self::new(code, e.to_string()),
+        }
     }
 }
 
@@ -228,6 +256,15 @@ mod tests {
         assert_eq!((e.code(), e.status_code().as_u16()), (IncompleteBody, 400));
         let e: ApiError = ServiceError::RedisFull("OOM".into()).into();
         assert_eq!((e.code(), e.status_code().as_u16()), (CacheFull, 503));
+    }
+
+    #[test]
+    fn a_dependencys_own_words_go_to_the_log_not_the_client() {
+        let dump = "dispatch failure: ConnectorError { kind: Io, source: 127.0.0.1:9000 }";
+        let e: ApiError = ServiceError::S3Unavailable(dump.into()).into();
+        assert_eq!(e.code(), S3Unavailable);
+        assert!(!e.to_string().contains("127.0.0.1"), "{e}");
+        assert!(e.detail().unwrap().contains(dump));
     }
 
     #[test]

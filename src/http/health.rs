@@ -30,9 +30,12 @@ pub async fn readyz(
     }
     let down = service.unready_dependencies().await;
     if !down.is_empty() {
-        return Err(ApiError::new(
+        let names: Vec<&str> = down.iter().map(|(name, _)| *name).collect();
+        let causes: Vec<String> = down.iter().map(|(n, e)| format!("{n}: {e}")).collect();
+        return Err(ApiError::hiding(
             ErrorCode::NotReady,
-            format!("not ready: {}", down.join("; ")),
+            format!("not ready: {} does not answer", names.join(" and ")),
+            causes.join("; "),
         ));
     }
     Ok(HttpResponse::Ok().json(json!({"status": "ready"})))

@@ -5,6 +5,7 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{ResponseError as _, web};
@@ -29,7 +30,7 @@ pub async fn access_log(
         .app_data::<web::Data<HttpSettings>>()
         .map(|s| s.replica.clone())
         .unwrap_or_default();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let mut res = next.call(req).await?;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         res.headers_mut()
@@ -45,19 +46,56 @@ pub async fn access_log(
         _ => 0,
     };
     let latency = started.elapsed();
-    crate::metrics::record_request(&method, &route, status, latency);
+    crate::metrics::record_request(method, &route, status, latency);
+    // What a client is not told (an S3 client's error dump, a Redis error) is logged here,
+    // beside the request id the client got.
+    let detail = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>())
+        .and_then(ApiError::detail)
+        .unwrap_or_default();
     tracing::info!(
         target: "blobproxy::access",
-        %method,
+        method,
         %route,
         status,
         bytes,
         latency_ms = latency.as_secs_f64() * 1e3,
         %request_id,
         %replica,
+        detail,
         "request"
     );
     Ok(res)
+}
+
+/// The method as a metric label and log field: one of a closed set, whatever a client sends
+/// (a label per made-up method grew `/metrics` without bound).
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: &[Method] = &[
+        Method::GET,
+        Method::HEAD,
+        Method::PUT,
+        Method::POST,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("OTHER", |known| known.as_str())
+}
+
+/// The token of an `Authorization: Bearer <token>` header; the scheme is case-insensitive.
+fn bearer_token(header: &str) -> Option<&str> {
+    let (scheme, token) = header.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
 }
 
 /// Paths that stay open when an API key is set: health for orchestrators, metrics for the
@@ -84,7 +122,7 @@ pub async fn require_api_key(
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
+            .and_then(bearer_token)
             .unwrap_or("");
         let ok: bool = sent.as_bytes().ct_eq(expected.as_bytes()).into();
         if !ok {
@@ -98,4 +136,25 @@ pub async fn require_api_key(
         }
     }
     Ok(next.call(req).await?.map_into_left_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_come_from_a_closed_set() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        let made_up = Method::from_bytes(b"FROBNICATE").unwrap();
+        assert_eq!(method_label(&made_up), "OTHER");
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER  abc "), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearer"), None);
+    }
 }

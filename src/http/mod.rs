@@ -64,16 +64,15 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
     // resources in order, and every `{key:.*}` pattern is a regex.
     .route("/put/", web::post().to(json::put_json))
     .route("/put", web::post().to(json::put_json))
-    .route("/blobs", web::get().to(listing::list))
-    .route("/status", web::get().to(status::status))
-    .route("/metrics", web::get().to(status::metrics))
-    .route("/healthz", web::get().to(health::healthz))
-    .route("/readyz", web::get().to(health::readyz))
+    .route("/blobs", read().to(listing::list))
+    .route("/status", read().to(status::status))
+    .route("/metrics", read().to(status::metrics))
+    .route("/healthz", read().to(health::healthz))
+    .route("/readyz", read().to(health::readyz))
     .service(
         web::resource("/blobs/{key:.*}")
             .route(web::put().to(raw::put))
-            .route(web::get().to(raw::get))
-            .route(web::head().to(raw::get))
+            .route(read().to(raw::get))
             .route(web::delete().to(json::delete))
             .default_service(web::to(|req| {
                 method_not_allowed(req, "GET, HEAD, PUT, DELETE")
@@ -81,8 +80,8 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
     )
     .service(
         web::resource("/get/{key:.*}")
-            .route(web::get().to(json::get_json))
-            .default_service(web::to(|req| method_not_allowed(req, "GET"))),
+            .route(read().to(json::get_json))
+            .default_service(web::to(|req| method_not_allowed(req, "GET, HEAD"))),
     )
     .service(
         web::resource("/remove/{key:.*}")
@@ -91,6 +90,12 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
     )
     .configure(openapi::routes)
     .default_service(web::to(no_route));
+}
+
+/// A read: GET, or HEAD (the same answer without its body, which actix leaves out).
+fn read() -> actix_web::Route {
+    use actix_web::guard;
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
 }
 
 /// The key of a keyed path (`/get/<key>`, `/blobs/<key>`, `/remove/<key>`): the rest of the raw

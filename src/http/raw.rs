@@ -128,6 +128,10 @@ pub async fn get(
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header(("X-Blob-Version", version.to_string()))
         .insert_header(("X-Blob-Extension", extension))
+        // Stored bytes are the writer's, not ours: a browser must never run them in this
+        // origin (where /docs lives). `sandbox` gives a page a unique origin and no scripts;
+        // `nosniff` (on every answer) stops a guess that turns bytes into HTML.
+        .insert_header((header::CONTENT_SECURITY_POLICY, "sandbox"))
         .content_type(content_type);
     // The bytes to send: `start..end`, end exclusive.
     let (start, end) = match range {

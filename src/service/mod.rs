@@ -249,15 +249,15 @@ impl BlobService {
         Ok(self.cache.stats().await?)
     }
 
-    /// What is down, one line each ("redis: ..."); empty when Redis and S3 both answer.
-    pub async fn unready_dependencies(&self) -> Vec<String> {
+    /// What is down: (`"Redis"` or `"S3"`, its error); empty when both answer.
+    pub async fn unready_dependencies(&self) -> Vec<(&'static str, String)> {
         let (redis, s3) = tokio::join!(self.cache.ping(), self.store.ping());
         [
-            ("redis", redis.err().map(|e| e.to_string())),
-            ("s3", s3.err().map(|e| e.to_string())),
+            ("Redis", redis.err().map(|e| e.to_string())),
+            ("S3", s3.err().map(|e| e.to_string())),
         ]
         .into_iter()
-        .filter_map(|(name, err)| err.map(|e| format!("{name}: {e}")))
+        .filter_map(|(name, err)| err.map(|e| (name, e)))
         .collect()
     }
 

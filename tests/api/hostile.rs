@@ -81,3 +81,181 @@ async fn an_answer_s3_does_not_promise_will_pass_is_dead_lettered_not_retried_fo
     // Still dirty and served from the cache: never dropped.
     assert_eq!(app.get_bytes("odd/answer").await.0, data);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_is_one_sentence_to_the_client_and_the_details_go_to_the_log() {
+    let mut backends = Backends::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let log = dir.path().join("web.log");
+    let _web = BlobproxyProcess::spawn(
+        &["serve"],
+        &backends,
+        &[
+            ("BLOBPROXY_BIND", format!("127.0.0.1:{port}")),
+            ("RUST_LOG", "info".into()),
+        ],
+        &log,
+    );
+    wait_for_addr(&format!("127.0.0.1:{port}"), "replica").await;
+    backends.s3.stop();
+    let http = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let response = http
+        .get(format!("{base}/get/never/cached"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    let request_id = response.headers()["x-request-id"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let answer = body(response).await;
+    assert_eq!(answer["code"], "s3_unavailable");
+    let msg = answer["msg"].as_str().unwrap();
+    for internal in [
+        "127.0.0.1",
+        BUCKET,
+        "dispatch",
+        "Connector",
+        "{",
+        "S3 is unavailable: ",
+    ] {
+        assert!(!msg.contains(internal), "{internal:?} in {msg:?}");
+    }
+    let response = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let answer = body(response).await;
+    assert_eq!(answer["code"], "not_ready");
+    assert_eq!(answer["msg"], "not ready: S3 does not answer");
+    // The cause is in the access log line of that request.
+    let line = eventually(Duration::from_secs(5), "the access log line", || async {
+        let text = std::fs::read_to_string(&log).unwrap();
+        text.lines()
+            .find(|l| l.contains(&request_id) && l.contains("blobproxy::access"))
+            .map(str::to_owned)
+    })
+    .await;
+    let line: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let detail = line["fields"]["detail"].as_str().unwrap();
+    assert!(detail.contains("S3"), "{line}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn made_up_methods_share_one_metrics_label() {
+    let backends = Backends::start().await;
+    let mut settings = backends.settings();
+    settings.api_key = Some("a-key-of-sixteen-chars".into());
+    let app = TestApp::spawn(&settings).await;
+    for i in 0..50 {
+        let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
+        let response = app
+            .http
+            .request(method, format!("{}/blobs/k", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    let metrics = app.metrics().await;
+    assert!(!metrics.contains("MADEUP"), "client methods became labels");
+    assert!(metrics.contains("method=\"OTHER\""), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lower_case_bearer_scheme_is_accepted() {
+    let backends = Backends::start().await;
+    let mut settings = backends.settings();
+    settings.api_key = Some("a-key-of-sixteen-chars".into());
+    let app = TestApp::spawn(&settings).await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response = app
+            .http
+            .get(format!("{}/status", app.address))
+            .header("authorization", format!("{scheme} a-key-of-sixteen-chars"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200, "{scheme}");
+    }
+    let response = app
+        .http
+        .get(format!("{}/status", app.address))
+        .header("authorization", "bearer wrong-key-of-sixteen")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn head_answers_like_get_without_a_body_on_every_read_route() {
+    let backends = Backends::start().await;
+    let app = TestApp::spawn(&backends.settings()).await;
+    assert_eq!(app.put("h/k", "txt", b"hello").await.status(), 201);
+    for path in [
+        "/get/h/k",
+        "/blobs/h/k",
+        "/blobs",
+        "/status",
+        "/healthz",
+        "/readyz",
+    ] {
+        let get = app
+            .http
+            .get(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        let head = app
+            .http
+            .head(format!("{}{path}", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(head.status(), get.status(), "HEAD {path}");
+        assert_eq!(
+            head.headers().get("content-type"),
+            get.headers().get("content-type"),
+            "HEAD {path}"
+        );
+        assert!(
+            head.bytes().await.unwrap().is_empty(),
+            "HEAD {path} sent a body"
+        );
+    }
+    // HEAD never deletes.
+    let head = app
+        .http
+        .head(format!("{}/remove/h/k", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.status(), 405);
+    assert_eq!(app.get("h/k").await.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stored_html_is_never_run_by_a_browser_in_the_service_origin() {
+    let backends = Backends::start().await;
+    let app = TestApp::spawn(&backends.settings()).await;
+    let page = b"<script>alert(document.cookie)</script>".to_vec();
+    assert_eq!(
+        raw_put(&app, "x.html", Some("text/html"), page.clone())
+            .await
+            .status(),
+        201
+    );
+    let response = app
+        .http
+        .get(format!("{}/blobs/x.html", app.address))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/html");
+    assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    assert_eq!(response.headers()["content-security-policy"], "sandbox");
+    assert_eq!(response.bytes().await.unwrap(), page);
+}
