@@ -52,6 +52,15 @@ pub struct Settings {
     #[arg(long, env = "BLOBPROXY_WC_TIMEOUT_SECS", default_value_t = 10)]
     pub wc_timeout_secs: u64,
 
+    /// Seconds a request body may take to arrive in full; then 408 `body_timeout`. The default
+    /// lets a 16 MiB upload through a 1 Mbit/s link.
+    #[arg(long, env = "BLOBPROXY_BODY_TIMEOUT_SECS", default_value_t = 300)]
+    pub body_timeout_secs: u64,
+
+    /// Seconds a request body may stall (no byte arriving) before it is cut with 408.
+    #[arg(long, env = "BLOBPROXY_BODY_IDLE_SECS", default_value_t = 15)]
+    pub body_idle_secs: u64,
+
     /// Seconds a replica keeps serving after SIGTERM before it stops accepting connections:
     /// nginx re-resolves the replicas every 5 s, so by then it sends nothing here any more and
     /// no request meets a closing connection. `/readyz` answers 503 meanwhile. `serve` only
@@ -124,6 +133,12 @@ impl Settings {
         }
         if self.wc_timeout_secs == 0 || self.wc_timeout_secs > 3600 {
             bail!("BLOBPROXY_WC_TIMEOUT_SECS must be between 1 and 3600");
+        }
+        if !(1..=3600).contains(&self.body_timeout_secs) {
+            bail!("BLOBPROXY_BODY_TIMEOUT_SECS must be between 1 and 3600");
+        }
+        if !(1..=self.body_timeout_secs).contains(&self.body_idle_secs) {
+            bail!("BLOBPROXY_BODY_IDLE_SECS must be between 1 and BLOBPROXY_BODY_TIMEOUT_SECS");
         }
         if self.shutdown_delay_secs > 60 {
             bail!("BLOBPROXY_SHUTDOWN_DELAY_SECS must be between 0 and 60");

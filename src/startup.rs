@@ -135,8 +135,13 @@ impl Application {
             replica: replica.clone(),
             api_key,
             stopping: Arc::new(AtomicBool::new(false)),
+            body_timeouts: crate::http::BodyTimeouts {
+                total: Duration::from_secs(settings.body_timeout_secs),
+                idle: Duration::from_secs(settings.body_idle_secs),
+            },
         };
         let stopping = http_settings.stopping.clone();
+        let secured = http_settings.api_key.is_some();
         let server = HttpServer::new(move || {
             // Runs on each HTTP worker thread: give it its own Redis connection.
             service.connect_this_thread();
@@ -150,7 +155,7 @@ impl Application {
                 )
                 .app_data(service.clone())
                 .app_data(web::Data::new(http_settings.clone()))
-                .configure(|cfg| crate::http::routes(cfg, http_settings.json_limit))
+                .configure(|cfg| crate::http::routes(cfg, secured))
         })
         .disable_signals()
         // Longer than nginx keeps an idle upstream connection (60 s, nginx/templates): the

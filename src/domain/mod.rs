@@ -3,7 +3,7 @@
 
 mod key;
 
-pub use key::{BlobKey, Extension, InvalidInput, check_key_chars, content_type};
+pub use key::{BlobKey, Extension, InvalidInput, MAX_KEY_BYTES, check_key_chars, content_type};
 
 use base64::Engine as _;
 use base64::engine::{GeneralPurpose, GeneralPurposeConfig, general_purpose};

@@ -30,6 +30,7 @@ error_codes! {
     InvalidContentType = "invalid_content_type", BAD_REQUEST, "a raw PUT's `Content-Type` is not a media type";
     InvalidQuery = "invalid_query", BAD_REQUEST, "`wc` other than 0/1, a bad `limit` or `cursor`";
     IncompleteBody = "incomplete_body", BAD_REQUEST, "the body ended before its `Content-Length` (the client broke off)";
+    BodyTimeout = "body_timeout", REQUEST_TIMEOUT, "the body did not arrive within `BLOBPROXY_BODY_TIMEOUT_SECS`, or stalled for `BLOBPROXY_BODY_IDLE_SECS`";
     Unauthorized = "unauthorized", UNAUTHORIZED, "API key missing or wrong (`WWW-Authenticate: Bearer`)";
     NotFound = "not_found", NOT_FOUND, "the key is neither cached nor in S3, or was deleted";
     NoRoute = "no_route", NOT_FOUND, "unknown path (or `/put/` without POST)";

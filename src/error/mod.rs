@@ -6,7 +6,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::{HttpResponse, ResponseError, error::JsonPayloadError};
+use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
 use crate::domain::InvalidInput;
@@ -118,32 +118,6 @@ impl ApiError {
             )
         }
     }
-
-    /// Maps the extractor's JSON errors; `limit` is the body limit in force.
-    pub fn from_json(err: &JsonPayloadError, limit: usize) -> Self {
-        use actix_web::error::PayloadError;
-        match err {
-            JsonPayloadError::ContentType => Self::new(
-                UnsupportedMediaType,
-                "Content-Type must be application/json",
-            ),
-            JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-                Self::new(
-                    PayloadTooLarge,
-                    format!(
-                        "the request body is larger than the {limit} bytes a blob of the \
-                         maximum size needs"
-                    ),
-                )
-            }
-            JsonPayloadError::Deserialize(e) => Self::new(
-                InvalidJson,
-                format!("the body is not the expected JSON: {e}"),
-            ),
-            JsonPayloadError::Payload(e @ PayloadError::Incomplete(_)) => incomplete_body(e),
-            other => Self::new(InvalidJson, format!("cannot read the body: {other}")),
-        }
-    }
 }
 
 /// A body that broke off before its end.
@@ -168,6 +142,10 @@ impl ResponseError for ApiError {
         ) && !matches!(self.code, NotReady | ShuttingDown)
         {
             response.insert_header(("Retry-After", "1"));
+        }
+        if matches!(self.code, IncompleteBody | BodyTimeout) {
+            // What is left of the body would be read as the next request.
+            response.force_close();
         }
         if self.code == Unauthorized {
             response.insert_header((
@@ -221,6 +199,7 @@ impl From<ServiceError> for ApiError {
             ServiceError::KeyBusy(_) => (KeyBusy, None),
             ServiceError::UploadInterrupted(_) => (UploadInterrupted, None),
             ServiceError::IncompleteBody(_) => return incomplete_body(&e),
+            ServiceError::BodyTimeout(_) => (BodyTimeout, None),
             // A dependency's own words (addresses, bucket, types) stay in the log.
             ServiceError::RedisFull(_) => (CacheFull, Some("Redis is full; nothing was written")),
             ServiceError::RedisUnavailable(_) => (RedisUnavailable, Some("Redis is unavailable")),

@@ -2,9 +2,10 @@
 //! (`DELETE /blobs/<key>`, `GET /remove/<key>`). Error answers are documented from the error
 //! table (see `openapi.rs`).
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use serde::{Deserialize, Serialize};
 
+use super::body::{Body, TimedBody, read_up_to};
 use super::write::{WriteParams, WriteResponse, apply_write_concern};
 use super::{HttpSettings, KeyPath};
 use crate::domain::{BlobKey, Extension, base64_len, decode_base64, encode_base64};
@@ -14,9 +15,15 @@ use crate::service::BlobService;
 /// A blob, base64-encoded.
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct PutRequest {
+    /// The key (see the key rules); may contain `/`.
+    #[schema(min_length = 1, max_length = 1024)]
     key: String,
+    /// Empty or up to 32 of `A-Z a-z 0-9 . _ -`.
     #[serde(default)]
+    #[schema(max_length = 32, pattern = "^[A-Za-z0-9._-]*$")]
     extension: Option<String>,
+    /// The bytes, standard base64 (padding optional).
+    #[schema(pattern = "^[A-Za-z0-9+/]*={0,2}$")]
     data: String,
 }
 
@@ -33,19 +40,21 @@ struct GetResponse<'a> {
 #[utoipa::path(post, path = "/put/", tag = "blobs", params(WriteParams), request_body = PutRequest,
     responses((status = 201, description = "Stored: readable at once from every replica", body = WriteResponse)),
     security(("api_key" = [])))]
-#[tracing::instrument(skip_all, fields(key = %body.key))]
+#[tracing::instrument(skip_all, fields(key))]
 pub async fn put_json(
     service: web::Data<BlobService>,
     settings: web::Data<HttpSettings>,
     params: web::Query<WriteParams>,
-    body: web::Json<PutRequest>,
+    req: HttpRequest,
+    payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let concern = params.concern()?;
     let PutRequest {
         key,
         extension,
         data,
-    } = body.into_inner();
+    } = read_json(&req, payload, &settings).await?;
+    tracing::Span::current().record("key", key.as_str());
     let key = BlobKey::parse(key)?;
     let extension = Extension::parse(extension.unwrap_or_default())?;
     // Reject an oversized blob before decoding it.
@@ -62,6 +71,42 @@ pub async fn put_json(
     let stored = service.put(key, &extension, &content_type, &bytes).await?;
     let persisted = apply_write_concern(&service, &settings, concern, &stored).await?;
     Ok(HttpResponse::Created().json(WriteResponse::stored(&stored, &extension, persisted)))
+}
+
+/// The JSON body of a write, read within the size and time bounds of every body.
+async fn read_json(
+    req: &HttpRequest,
+    payload: web::Payload,
+    settings: &HttpSettings,
+) -> Result<PutRequest, ApiError> {
+    let is_json = matches!(req.mime_type(), Ok(Some(mime))
+        if mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"));
+    if !is_json {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "Content-Type must be application/json",
+        ));
+    }
+    let limit = settings.json_limit;
+    let too_large = |limit| {
+        ApiError::new(
+            ErrorCode::PayloadTooLarge,
+            format!(
+                "the request body is larger than the {limit} bytes a blob of the maximum size \
+                 needs"
+            ),
+        )
+    };
+    let body = TimedBody::new(payload, settings.body_timeouts);
+    let Body::Whole(bytes) = read_up_to(req, body, limit, limit, too_large).await? else {
+        return Err(too_large(limit));
+    };
+    serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })
 }
 
 /// Read a blob as JSON with base64 data. The rest of the path is the key (percent-decoded).

@@ -12,9 +12,11 @@ use crate::service::{BlobService, DEFAULT_LIMIT, MAX_LIMIT, decode_cursor};
 pub struct ListParams {
     /// Only keys starting with this.
     #[serde(default)]
+    #[param(max_length = 1024)]
     prefix: String,
     /// Page size, 1 to 1000 (default 100).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
     #[serde(default)]

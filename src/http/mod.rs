@@ -8,6 +8,8 @@
 //! - [`middleware`]: request ids ([`request_id`]), the access log, the API key.
 
 mod body;
+
+pub use body::BodyTimeouts;
 pub mod health;
 pub mod json;
 pub mod listing;
@@ -41,17 +43,14 @@ pub struct HttpSettings {
     pub api_key: Option<String>,
     /// Set once a shutdown has begun: `/readyz` then answers 503.
     pub stopping: Arc<AtomicBool>,
+    /// How long a write's body may take to arrive.
+    pub body_timeouts: BodyTimeouts,
 }
 
 /// Registers every route; expects `web::Data<HttpSettings>` and the service in the app data.
-/// `json_limit` is the largest JSON body a PUT may send.
-pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
-    cfg.app_data(
-        web::JsonConfig::default()
-            .limit(json_limit)
-            .error_handler(move |err, _req| ApiError::from_json(&err, json_limit).into()),
-    )
-    .app_data(web::QueryConfig::default().error_handler(|err, _req| {
+/// `secured`: an API key is set (the OpenAPI document then declares it).
+pub fn routes(cfg: &mut web::ServiceConfig, secured: bool) {
+    cfg.app_data(web::QueryConfig::default().error_handler(|err, _req| {
         ApiError::new(
             ErrorCode::InvalidQuery,
             format!("invalid query string: {err}"),
@@ -88,7 +87,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, json_limit: usize) {
             .route(web::get().to(json::remove))
             .default_service(web::to(|req| method_not_allowed(req, "GET"))),
     )
-    .configure(openapi::routes)
+    .configure(|cfg| openapi::routes(cfg, secured))
     .default_service(web::to(no_route));
 }
 

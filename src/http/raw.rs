@@ -6,7 +6,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
-use super::body::{Body, read_up_to};
+use super::body::{Body, TimedBody, read_up_to};
 use super::range::{RangeAnswer, byte_range, etag, matches_etag, requested_range};
 use super::write::{WriteParams, WriteResponse, apply_write_concern};
 use super::{HttpSettings, KeyPath};
@@ -19,9 +19,11 @@ use crate::service::{BlobService, Opened};
 pub struct RawPutParams {
     /// Extension to record (the JSON API's `extension`).
     #[serde(default)]
+    #[param(max_length = 32, pattern = "^[A-Za-z0-9._-]*$")]
     ext: Option<String>,
     /// Write concern: 0 (in Redis and queued) or 1 (in S3).
     #[serde(default)]
+    #[param(minimum = 0, maximum = 1)]
     wc: Option<u8>,
 }
 
@@ -56,7 +58,7 @@ pub async fn put(
     };
     let body = read_up_to(
         &req,
-        payload,
+        TimedBody::new(payload, settings.body_timeouts),
         limits.max_blob_bytes,
         limits.write_through_bytes,
         too_large,
@@ -66,7 +68,7 @@ pub async fn put(
         Body::Whole(data) => service.put(key, &extension, &content_type, &data).await?,
         Body::Large { head, rest } => {
             service
-                .put_through(key, &extension, &content_type, head, rest)
+                .put_through(key, &extension, &content_type, head, rest.into_stream())
                 .await?
         }
     };

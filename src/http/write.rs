@@ -22,6 +22,7 @@ pub enum WriteConcern {
 pub struct WriteParams {
     /// Write concern: 0 answers once the write is in Redis and queued; 1 once it is in S3.
     #[serde(default)]
+    #[param(minimum = 0, maximum = 1)]
     pub wc: Option<u8>,
 }
 

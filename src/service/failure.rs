@@ -24,6 +24,9 @@ pub enum ServiceError {
     /// The client's body broke off mid-stream.
     #[error("the body ended before it was complete: {0}")]
     IncompleteBody(String),
+    /// The client's body did not arrive in time (`BLOBPROXY_BODY_TIMEOUT_SECS`, or a stall).
+    #[error("{0}")]
+    BodyTimeout(String),
     #[error("Redis is out of memory; retry later: {0}")]
     RedisFull(String),
     #[error("Redis is unavailable: {0}")]

@@ -34,13 +34,13 @@ impl BlobService {
     /// Once this returns, S3 holds the blob, so every replica reads it (from S3) and any older
     /// cached version of the key is gone.
     #[tracing::instrument(skip_all, fields(%key))]
-    pub async fn put_through<E: std::fmt::Display>(
+    pub async fn put_through(
         &self,
         key: BlobKey,
         extension: &Extension,
         content_type: &str,
         head: Bytes,
-        body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+        body: impl Stream<Item = Result<Bytes, ServiceError>> + Unpin,
     ) -> Result<Stored, ServiceError> {
         let (lease, version) = self.lease_for_write_through(&key).await?;
         let upload = self.upload_parts(&key, extension, content_type, version, head, body, &lease);
@@ -90,14 +90,14 @@ impl BlobService {
     /// The multipart upload itself: one part uploading while the next is read. Aborted (no
     /// object changes) on any error or when the lease is lost. Returns the size.
     #[allow(clippy::too_many_arguments)]
-    async fn upload_parts<E: std::fmt::Display>(
+    async fn upload_parts(
         &self,
         key: &BlobKey,
         extension: &Extension,
         content_type: &str,
         version: u64,
         head: Bytes,
-        mut body: impl Stream<Item = Result<Bytes, E>> + Unpin,
+        mut body: impl Stream<Item = Result<Bytes, ServiceError>> + Unpin,
         lease: &UploadLease,
     ) -> Result<usize, ServiceError> {
         let meta = ObjectMeta {
@@ -117,8 +117,7 @@ impl BlobService {
             while !finished {
                 match body.next().await {
                     Some(chunk) => {
-                        let chunk =
-                            chunk.map_err(|e| ServiceError::IncompleteBody(e.to_string()))?;
+                        let chunk = chunk?;
                         size += chunk.len();
                         self.check_size(size)?;
                         buffer.extend_from_slice(&chunk);

@@ -111,7 +111,7 @@ impl BlobService {
         self.check_size(data.len())?;
         if data.len() > self.limits.write_through_bytes {
             let data = Bytes::copy_from_slice(data);
-            let no_more = futures::stream::empty::<Result<Bytes, std::convert::Infallible>>();
+            let no_more = futures::stream::empty::<Result<Bytes, ServiceError>>();
             return self
                 .put_through(key, extension, content_type, data, no_more)
                 .await;

@@ -36,7 +36,29 @@ async fn openapi_covers_every_endpoint() {
             "{method} {path} is not documented"
         );
     }
+    // No API key configured: the document asks for none.
+    assert!(spec["components"]["securitySchemes"]["api_key"].is_null());
+    assert!(paths["/put/"]["post"]["security"].is_null());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn openapi_declares_bearer_security_when_an_api_key_is_set() {
+    let backends = Backends::start().await;
+    let mut settings = backends.settings();
+    settings.api_key = Some("a-key-of-sixteen-chars".into());
+    let app = TestApp::spawn(&settings).await;
+    let spec: serde_json::Value = app
+        .http
+        .get(format!("{}/openapi.json", app.address))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(spec["components"]["securitySchemes"]["api_key"].is_object());
+    assert!(spec["paths"]["/put/"]["post"]["security"].is_array());
+    assert!(spec["paths"]["/put/"]["post"]["responses"]["401"].is_object());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -275,6 +275,8 @@ impl Backends {
             write_through_bytes: 8 * 1024 * 1024,
             cache_ttl_secs: 3600,
             wc_timeout_secs: 10,
+            body_timeout_secs: 300,
+            body_idle_secs: 15,
             // In-process servers stop through the test, not a signal.
             shutdown_delay_secs: 0,
             worker_concurrency: 8,

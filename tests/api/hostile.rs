@@ -259,3 +259,99 @@ async fn stored_html_is_never_run_by_a_browser_in_the_service_origin() {
     assert_eq!(response.headers()["content-security-policy"], "sandbox");
     assert_eq!(response.bytes().await.unwrap(), page);
 }
+
+/// Sends `head` (a request whose body is shorter than declared), then `trickle` one byte at a
+/// time every `every`, and returns what the server answered and how long it took.
+async fn slow_body(
+    app: &TestApp,
+    head: String,
+    trickle: usize,
+    every: Duration,
+) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let address = app.address.trim_start_matches("http://").to_owned();
+    let stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let (mut read, mut write) = stream.into_split();
+    let started = std::time::Instant::now();
+    write.write_all(head.as_bytes()).await.unwrap();
+    let writer = tokio::spawn(async move {
+        for _ in 0..trickle {
+            tokio::time::sleep(every).await;
+            if write.write_all(b"x").await.is_err() {
+                break;
+            }
+        }
+        // Keep the connection open: the client never finishes.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        drop(write);
+    });
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(30), read.read_to_end(&mut answer))
+        .await
+        .expect("the server held the connection for 30 s");
+    writer.abort();
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+fn quick_body_settings(backends: &Backends) -> blobproxy::config::Settings {
+    let mut settings = backends.settings();
+    settings.body_timeout_secs = 3;
+    settings.body_idle_secs = 1;
+    settings
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_body_is_cut_with_a_json_408_and_stores_nothing() {
+    let backends = Backends::start().await;
+    let app = TestApp::spawn(&quick_body_settings(&backends)).await;
+    for head in [
+        "PUT /blobs/stalled HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc".to_owned(),
+        "POST /put/ HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: 100\r\n\r\n{\"key\":"
+            .to_owned(),
+    ] {
+        let (answer, took) = slow_body(&app, head, 0, Duration::ZERO).await;
+        assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+        assert!(answer.contains("\"code\":\"body_timeout\""), "{answer}");
+        assert!(
+            took < Duration::from_secs(3),
+            "cut after {took:?}, not at the idle bound"
+        );
+    }
+    assert_eq!(app.get("stalled").await.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_trickled_body_is_cut_at_the_total_bound() {
+    let backends = Backends::start().await;
+    let app = TestApp::spawn(&quick_body_settings(&backends)).await;
+    let head = "PUT /blobs/trickled HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n".to_owned();
+    // A byte every 300 ms never stalls for the idle second, but 100 of them take 30 s.
+    let (answer, took) = slow_body(&app, head, 100, Duration::from_millis(300)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"code\":\"body_timeout\""), "{answer}");
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+    assert_eq!(app.get("trickled").await.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_body_nobody_reads_does_not_hold_the_connection() {
+    let backends = Backends::start().await;
+    let mut settings = quick_body_settings(&backends);
+    settings.api_key = Some("a-key-of-sixteen-chars".into());
+    let app = TestApp::spawn(&settings).await;
+    for head in [
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc",
+        "PUT /blobs/refused HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc",
+    ] {
+        let (answer, took) = slow_body(&app, head.to_owned(), 0, Duration::ZERO).await;
+        assert!(answer.starts_with("HTTP/1.1 "), "{answer}");
+        assert!(took < Duration::from_secs(10), "held for {took:?}");
+    }
+}

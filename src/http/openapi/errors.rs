@@ -1,40 +1,12 @@
-//! `GET /openapi.json`, generated from the handlers' annotations, and `GET /docs`: Swagger UI
-//! served from files built into the binary (no CDN, works offline).
-//!
-//! Handlers document their successes; their error answers come from one table here
-//! ([`ROUTE_ERRORS`]) and the error table in `error.rs`, so a code and its status are written
-//! once.
+//! Each operation's error answers, from one table here and the error table in
+//! `error/codes.rs`, so a code and its status are written once.
 
 use std::collections::BTreeMap;
 
-use actix_web::{HttpResponse, web};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::Modify;
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
-use utoipa::{Modify, OpenApi};
-use utoipa_swagger_ui::SwaggerUi;
 
-use super::{health, json, listing, raw, status};
 use crate::error::ErrorCode::{self, *};
-
-#[derive(OpenApi)]
-#[openapi(
-    info(
-        title = "blobproxy",
-        description = "Stores binary blobs by key in S3 behind a Redis write-back cache; every write is readable at once."
-    ),
-    paths(
-        json::put_json, json::get_json, json::delete, json::remove, listing::list,
-        raw::put, raw::get, status::status, status::metrics, health::healthz, health::readyz
-    ),
-    components(schemas(crate::error::ErrorBody)),
-    modifiers(&BearerAuth, &ErrorResponses),
-    tags(
-        (name = "blobs", description = "The JSON API (base64 data)"),
-        (name = "raw", description = "The fast path: bytes in, bytes out"),
-        (name = "operations", description = "Health, backlog and metrics"),
-    )
-)]
-pub struct ApiDoc;
 
 /// What a write can answer besides its own input errors.
 const WRITE_FAILURES: &[ErrorCode] = &[
@@ -55,7 +27,7 @@ const READ_FAILURES: &[ErrorCode] = &[
 
 /// Every documented operation's error codes: (method, path, its own, those it shares with
 /// operations of its kind).
-const ROUTE_ERRORS: &[(&str, &str, &[ErrorCode], &[ErrorCode])] = &[
+pub(super) const ROUTE_ERRORS: &[(&str, &str, &[ErrorCode], &[ErrorCode])] = &[
     (
         "post",
         "/put/",
@@ -114,7 +86,7 @@ const ROUTE_ERRORS: &[(&str, &str, &[ErrorCode], &[ErrorCode])] = &[
 ];
 
 /// Adds each operation's error answers, one per status, naming every code it may carry.
-struct ErrorResponses;
+pub(super) struct ErrorResponses;
 
 impl Modify for ErrorResponses {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
@@ -158,69 +130,5 @@ impl Modify for ErrorResponses {
                     .insert(status.to_string(), response.into());
             }
         }
-    }
-}
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        openapi
-            .components
-            .get_or_insert_default()
-            .add_security_scheme(
-                "api_key",
-                SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
-            );
-    }
-}
-
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", ApiDoc::openapi()))
-        .route(
-            "/docs",
-            web::get().to(|| async {
-                HttpResponse::PermanentRedirect()
-                    .insert_header(("Location", "/docs/"))
-                    .finish()
-            }),
-        );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_error_table_row_names_a_documented_operation() {
-        let spec = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        for (method, path, _, _) in ROUTE_ERRORS {
-            assert!(spec["paths"][path][method].is_object(), "{method} {path}");
-        }
-    }
-
-    #[test]
-    fn the_json_get_documents_only_what_it_can_answer() {
-        let spec = serde_json::to_value(ApiDoc::openapi()).unwrap();
-        let responses = &spec["paths"]["/get/{key}"]["get"]["responses"];
-        let bad_request = responses["400"]["description"].as_str().unwrap();
-        assert!(bad_request.contains("invalid_key"));
-        assert!(!bad_request.contains("invalid_base64"), "{bad_request}");
-        assert!(
-            responses["404"]["description"]
-                .as_str()
-                .unwrap()
-                .contains("not_found")
-        );
-        assert!(
-            responses["503"]["description"]
-                .as_str()
-                .unwrap()
-                .contains("s3_unavailable")
-        );
-        assert_eq!(
-            responses["503"]["content"]["application/json"]["schema"]["$ref"],
-            "#/components/schemas/ErrorBody"
-        );
     }
 }
