@@ -3,7 +3,8 @@
 # redis-server, dnsmasq (stands in for Docker's DNS in the topology test), docker-compose v1
 # (validates the compose files without a Docker engine), chromium (loads /docs in a test),
 # and what building nginx needs. From crates.io: s3s-fs (a small S3-compatible server),
-# cargo-nextest, and the source of nginx 1.28 (below).
+# cargo-nextest, and the source of nginx 1.28 (below). From PyPI, in a venv: schemathesis
+# and moto, for the API fuzzer.
 # Safe to run again: it only installs what is not there.
 set -euo pipefail
 
@@ -34,6 +35,7 @@ command -v redis-server >/dev/null || missing_apt+=(redis-server)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || missing_apt+=(dnsmasq-base)
 command -v docker-compose >/dev/null || missing_apt+=(docker-compose)
 [ -x /usr/bin/chromium ] || missing_apt+=(chromium)
+python3 -c "import ensurepip" 2>/dev/null || missing_apt+=(python3-venv)
 if [ ${#missing_apt[@]} -gt 0 ]; then
   echo "installing ${missing_apt[*]} (apt)"
   as_root apt-get update -qq
@@ -61,6 +63,17 @@ fi
 if ! command -v s3s-fs >/dev/null && [ ! -x "$HOME/.cargo/bin/s3s-fs" ]; then
   echo "installing s3s-fs $S3S_FS_VERSION (cargo install, ~5-10 minutes once)"
   cargo install s3s-fs --version "$S3S_FS_VERSION" --features binary --locked
+fi
+
+# The API fuzzer (schemathesis) and, for its run, moto: an S3 server that, like AWS, keeps
+# both `a` and `a/b` (the fuzzer writes such pairs; s3s-fs stores keys as files and cannot).
+PY_VENV=${BLOBPROXY_PY_VENV:-$HOME/.cache/blobproxy/venv}
+PY_PACKAGES=(schemathesis==4.32.5 hypothesis==6.170.17 "moto[server]==5.2.5")
+if [ ! -f "$PY_VENV/.installed" ] || [ "$(cat "$PY_VENV/.installed")" != "${PY_PACKAGES[*]}" ]; then
+  echo "installing ${PY_PACKAGES[*]} into $PY_VENV (pip, ~1 minute once)"
+  python3 -m venv "$PY_VENV"
+  "$PY_VENV/bin/pip" install -q --disable-pip-version-check "${PY_PACKAGES[@]}"
+  echo "${PY_PACKAGES[*]}" >"$PY_VENV/.installed"
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

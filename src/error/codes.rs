@@ -33,8 +33,8 @@ error_codes! {
     BodyTimeout = "body_timeout", REQUEST_TIMEOUT, "the body did not arrive within `BLOBPROXY_BODY_TIMEOUT_SECS`, or stalled for `BLOBPROXY_BODY_IDLE_SECS`";
     Unauthorized = "unauthorized", UNAUTHORIZED, "API key missing or wrong (`WWW-Authenticate: Bearer`)";
     NotFound = "not_found", NOT_FOUND, "the key is neither cached nor in S3, or was deleted";
-    NoRoute = "no_route", NOT_FOUND, "unknown path (or `/put/` without POST)";
-    MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, "a method a keyed path does not take; `Allow` lists those it does";
+    NoRoute = "no_route", NOT_FOUND, "unknown path";
+    MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, "a method a path does not take; `Allow` lists those it does";
     KeyBusy = "key_busy", CONFLICT, "a large (written-through) write waited 30 s for another upload of the same key; nothing was written";
     UploadInterrupted = "upload_interrupted", CONFLICT, "a large (written-through) write lost the key's lease to another writer before it completed; retry it";
     BlobTooLarge = "blob_too_large", PAYLOAD_TOO_LARGE, "the blob is over `BLOBPROXY_MAX_BLOB_BYTES`";

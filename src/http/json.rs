@@ -16,7 +16,6 @@ use crate::service::BlobService;
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct PutRequest {
     /// The key (see the key rules); may contain `/`.
-    #[schema(min_length = 1, max_length = 1024)]
     key: String,
     /// Empty or up to 32 of `A-Z a-z 0-9 . _ -`.
     #[serde(default)]

@@ -12,7 +12,6 @@ use crate::service::{BlobService, DEFAULT_LIMIT, MAX_LIMIT, decode_cursor};
 pub struct ListParams {
     /// Only keys starting with this.
     #[serde(default)]
-    #[param(max_length = 1024)]
     prefix: String,
     /// Page size, 1 to 1000 (default 100).
     #[serde(default)]

@@ -57,17 +57,16 @@ pub fn routes(cfg: &mut web::ServiceConfig, secured: bool) {
         )
         .into()
     }))
-    // Each keyed path is one resource with its methods inside, so a method it does not take
-    // gets a JSON 405 naming those it does (a `.route` per method made a resource per method,
-    // and such a request fell through to `no_route`). Fixed paths go first: actix tries
-    // resources in order, and every `{key:.*}` pattern is a regex.
-    .route("/put/", web::post().to(json::put_json))
-    .route("/put", web::post().to(json::put_json))
-    .route("/blobs", read().to(listing::list))
-    .route("/status", read().to(status::status))
-    .route("/metrics", read().to(status::metrics))
-    .route("/healthz", read().to(health::healthz))
-    .route("/readyz", read().to(health::readyz))
+    // Each path is one resource with its methods inside, so a method it does not take gets a
+    // JSON 405 naming those it does. Fixed paths go first: actix tries resources in order, and
+    // every `{key:.*}` pattern is a regex.
+    .service(only("/put/", "POST", web::post().to(json::put_json)))
+    .service(only("/put", "POST", web::post().to(json::put_json)))
+    .service(only("/blobs", "GET, HEAD", read().to(listing::list)))
+    .service(only("/status", "GET, HEAD", read().to(status::status)))
+    .service(only("/metrics", "GET, HEAD", read().to(status::metrics)))
+    .service(only("/healthz", "GET, HEAD", read().to(health::healthz)))
+    .service(only("/readyz", "GET, HEAD", read().to(health::readyz)))
     .service(
         web::resource("/blobs/{key:.*}")
             .route(web::put().to(raw::put))
@@ -77,18 +76,21 @@ pub fn routes(cfg: &mut web::ServiceConfig, secured: bool) {
                 method_not_allowed(req, "GET, HEAD, PUT, DELETE")
             })),
     )
-    .service(
-        web::resource("/get/{key:.*}")
-            .route(read().to(json::get_json))
-            .default_service(web::to(|req| method_not_allowed(req, "GET, HEAD"))),
-    )
-    .service(
-        web::resource("/remove/{key:.*}")
-            .route(web::get().to(json::remove))
-            .default_service(web::to(|req| method_not_allowed(req, "GET"))),
-    )
+    .service(only(
+        "/get/{key:.*}",
+        "GET, HEAD",
+        read().to(json::get_json),
+    ))
+    .service(only("/remove/{key:.*}", "GET", web::get().to(json::remove)))
     .configure(|cfg| openapi::routes(cfg, secured))
     .default_service(web::to(no_route));
+}
+
+/// A path that takes the methods of `route` only (`allowed` names them); any other gets 405.
+fn only(path: &str, allowed: &'static str, route: actix_web::Route) -> actix_web::Resource {
+    web::resource(path)
+        .route(route)
+        .default_service(web::to(move |req| method_not_allowed(req, allowed)))
 }
 
 /// A read: GET, or HEAD (the same answer without its body, which actix leaves out).

@@ -164,6 +164,9 @@ async fn unknown_routes_and_methods_do_not_answer_html() {
         (reqwest::Method::POST, "/blobs/k", "GET, HEAD, PUT, DELETE"),
         (reqwest::Method::PUT, "/get/k", "GET, HEAD"),
         (reqwest::Method::DELETE, "/remove/k", "GET"),
+        (reqwest::Method::GET, "/put/", "POST"),
+        (reqwest::Method::TRACE, "/healthz", "GET, HEAD"),
+        (reqwest::Method::POST, "/status", "GET, HEAD"),
     ];
     for (method, path, allowed) in cases {
         let response = app

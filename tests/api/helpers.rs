@@ -265,10 +265,15 @@ impl Backends {
     }
 
     pub fn settings(&self) -> Settings {
+        Self::settings_for(&self.redis, &self.s3.endpoint())
+    }
+
+    /// Settings for a replica on `redis` and the S3 server at `s3_endpoint`.
+    pub fn settings_for(redis: &RedisServer, s3_endpoint: &str) -> Settings {
         Settings {
             bind: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
-            redis_url: self.redis.url(),
-            s3_endpoint: Some(self.s3.endpoint()),
+            redis_url: redis.url(),
+            s3_endpoint: Some(s3_endpoint.to_owned()),
             s3_bucket: BUCKET.into(),
             s3_region: "us-east-1".into(),
             max_blob_bytes: 16 * 1024 * 1024,

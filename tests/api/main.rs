@@ -10,6 +10,7 @@ mod deploy_files;
 mod docs;
 mod drain;
 mod durability;
+mod fuzz_api;
 mod layout;
 mod ledger;
 mod operators;

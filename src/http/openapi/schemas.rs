@@ -7,8 +7,12 @@ use utoipa::openapi::request_body::RequestBody;
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::{Content, RefOr, Required, Schema};
 
-/// Characters a key may hold (see `domain::key`); the rest of the rules answer 400.
+/// The key rules (see `domain::key`) a schema can say: characters, no leading `/`, up to 1024
+/// (characters, where the server counts bytes). The rest (segments of at most 255 bytes, not
+/// only whitespace, no empty, `.` or `..` segment) answers a documented 400 `invalid_key`.
 pub const KEY_PATTERN: &str = "^[^/\\u0000-\\u001F\\u007F-\\u009F\\uFFFE\\uFFFF][^\\u0000-\\u001F\\u007F-\\u009F\\uFFFE\\uFFFF]*$";
+/// What a listing prefix may hold: the characters of a key.
+pub const PREFIX_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F\\uFFFE\\uFFFF]*$";
 
 pub(super) struct Schemas;
 
@@ -34,6 +38,13 @@ fn key_schema() -> Schema {
         .into()
 }
 
+fn prefix_schema() -> Schema {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(PREFIX_PATTERN))
+        .into()
+}
+
 fn bytes_schema() -> Schema {
     ObjectBuilder::new()
         .schema_type(Type::String)
@@ -46,13 +57,24 @@ impl Modify for Schemas {
         for item in openapi.paths.paths.values_mut() {
             for operation in operations(item) {
                 for parameter in operation.parameters.iter_mut().flatten() {
-                    if let RefOr::T(parameter) = parameter
-                        && parameter.name == "key"
-                    {
-                        parameter.schema = Some(RefOr::T(key_schema()));
+                    let RefOr::T(parameter) = parameter else {
+                        continue;
+                    };
+                    match parameter.name.as_str() {
+                        "key" => parameter.schema = Some(RefOr::T(key_schema())),
+                        "prefix" => parameter.schema = Some(RefOr::T(prefix_schema())),
+                        _ => {}
                     }
                 }
             }
+        }
+        if let Some(RefOr::T(Schema::Object(put))) = openapi
+            .components
+            .as_mut()
+            .and_then(|c| c.schemas.get_mut("PutRequest"))
+            && let Some(RefOr::T(key)) = put.properties.get_mut("key")
+        {
+            *key = key_schema();
         }
         let Some(item) = openapi.paths.paths.get_mut("/blobs/{key}") else {
             return;
