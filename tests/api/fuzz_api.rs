@@ -15,7 +15,7 @@ fn budget() -> String {
     std::env::var("BLOBPROXY_FUZZ_SECS").unwrap_or_else(|_| "40".into())
 }
 
-fn venv() -> PathBuf {
+pub fn venv() -> PathBuf {
     std::env::var_os("BLOBPROXY_PY_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -24,10 +24,10 @@ fn venv() -> PathBuf {
 }
 
 /// moto's S3 server, killed on drop.
-struct Moto(Child, u16);
+pub struct Moto(Child, u16);
 
 impl Moto {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let port = free_port();
         let child = Command::new(venv().join("bin/moto_server"))
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -37,6 +37,10 @@ impl Moto {
             .expect("moto is not installed; run scripts/install-deps.sh");
         wait_for_addr(&format!("127.0.0.1:{port}"), "moto").await;
         Moto(child, port)
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.1)
     }
 }
 
@@ -85,7 +89,7 @@ async fn fuzz(app: &TestApp, api_key: Option<&str>) {
 async fn the_api_holds_to_its_openapi_document_under_schemathesis() {
     let redis = RedisServer::start().await;
     let moto = Moto::start().await;
-    let mut settings = Backends::settings_for(&redis, &format!("http://127.0.0.1:{}", moto.1));
+    let mut settings = Backends::settings_for(&redis, &moto.endpoint());
     settings.wc_timeout_secs = 20;
     let app = TestApp::spawn(&settings).await;
     let _worker = TestWorker::spawn(&settings).await;

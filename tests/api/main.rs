@@ -3,6 +3,7 @@
 
 mod helpers;
 mod hostile;
+mod keys;
 
 mod bad_input;
 mod cli;
