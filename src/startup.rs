@@ -6,9 +6,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use actix_web::dev::Server;
+use actix_http::Protocol;
+use actix_service::{IntoServiceFactory as _, ServiceFactoryExt as _, fn_service, map_config};
+use actix_web::dev::{AppConfig, Server};
 use actix_web::middleware::{DefaultHeaders, from_fn};
-use actix_web::{App, HttpServer, web};
+use actix_web::{App, web};
 use anyhow::Context as _;
 
 use crate::cache::{self, BlobCache};
@@ -142,7 +144,7 @@ impl Application {
         };
         let stopping = http_settings.stopping.clone();
         let secured = http_settings.api_key.is_some();
-        let server = HttpServer::new(move || {
+        let app = move || {
             // Runs on each HTTP worker thread: give it its own Redis connection.
             service.connect_this_thread();
             App::new()
@@ -156,15 +158,48 @@ impl Application {
                 .app_data(service.clone())
                 .app_data(web::Data::new(http_settings.clone()))
                 .configure(|cfg| crate::http::routes(cfg, secured))
-        })
-        .disable_signals()
-        // Longer than nginx keeps an idle upstream connection (60 s, nginx/templates): the
-        // proxy, not the replica, closes idle connections, so a request is never sent on a
-        // connection the replica is closing.
-        .keep_alive(IDLE_CONNECTION_TIMEOUT)
-        .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
-        .listen(listener)?
-        .run();
+        };
+        // What actix-web's HttpServer builds, with each connection wrapped so that the HTTP
+        // layer's own error answers (400, 408, 431) are JSON too (see `http::wire`).
+        let builder = actix_server::Server::build();
+        // Resolves when a graceful stop begins: kept-alive idle connections close then, rather
+        // than hold the stop for its whole timeout.
+        let stop_signal = builder.graceful_shutdown_signal();
+        let server = builder
+            .disable_signals()
+            .shutdown_timeout(SHUTDOWN_GRACE.as_secs())
+            .listen("blobproxy", listener, move || {
+                let app = app()
+                    .into_factory()
+                    .map_err(|e: actix_web::Error| e.error_response());
+                let http = actix_http::HttpService::build()
+                    // Longer than nginx keeps an idle upstream connection (60 s,
+                    // nginx/templates): the proxy, not the replica, closes idle connections, so
+                    // a request is never sent on a connection the replica is closing.
+                    .keep_alive(IDLE_CONNECTION_TIMEOUT)
+                    // HttpServer's defaults: a slow head gets 408 after 5 s; a connection that
+                    // is closing gets 1 s to take the answer (nginx reads a 413 sent before
+                    // the body it is still sending).
+                    .client_request_timeout(Duration::from_secs(5))
+                    .client_disconnect_timeout(Duration::from_secs(1))
+                    .h1_allow_half_closed(true)
+                    .graceful_shutdown_signal({
+                        let stop_signal = stop_signal.clone();
+                        move || {
+                            let stop_signal = stop_signal.clone();
+                            async move { stop_signal.notified().await }
+                        }
+                    })
+                    .finish(map_config(app, |_| AppConfig::default()));
+                fn_service(|io: actix_rt::net::TcpStream| async move {
+                    let _ = io.set_nodelay(true);
+                    let peer = io.peer_addr().ok();
+                    let io = crate::http::JsonProtocolErrors::new(io);
+                    Ok::<_, actix_http::error::DispatchError>((io, Protocol::Http1, peer))
+                })
+                .and_then(http)
+            })?
+            .run();
         Ok(Self {
             port,
             server,

@@ -31,6 +31,9 @@ error_codes! {
     InvalidQuery = "invalid_query", BAD_REQUEST, "`wc` other than 0/1, a bad `limit` or `cursor`";
     IncompleteBody = "incomplete_body", BAD_REQUEST, "the body ended before its `Content-Length` (the client broke off)";
     BodyTimeout = "body_timeout", REQUEST_TIMEOUT, "the body did not arrive within `BLOBPROXY_BODY_TIMEOUT_SECS`, or stalled for `BLOBPROXY_BODY_IDLE_SECS`";
+    MalformedRequest = "malformed_request", BAD_REQUEST, "the request is not valid HTTP/1.1: a malformed, conflicting or duplicate header (`Content-Length`...)";
+    HeadersTooLarge = "headers_too_large", REQUEST_HEADER_FIELDS_TOO_LARGE, "the request's headers are too large or too many";
+    RequestTimeout = "request_timeout", REQUEST_TIMEOUT, "the request's headers did not arrive within 5 s";
     Unauthorized = "unauthorized", UNAUTHORIZED, "API key missing or wrong (`WWW-Authenticate: Bearer`)";
     NotFound = "not_found", NOT_FOUND, "the key is neither cached nor in S3, or was deleted";
     NoRoute = "no_route", NOT_FOUND, "unknown path";

@@ -3,6 +3,7 @@
 //! table (see `openapi.rs`).
 
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::body::{Body, TimedBody, read_up_to};
@@ -48,28 +49,49 @@ pub async fn put_json(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let concern = params.concern()?;
-    let PutRequest {
-        key,
-        extension,
-        data,
-    } = read_json(&req, payload, &settings).await?;
+    let body = read_json(&req, payload, &settings).await?;
+    let (key, extension, bytes) = parse_put(&body, service.limits().max_blob_bytes)?;
+    drop(body);
     tracing::Span::current().record("key", key.as_str());
-    let key = BlobKey::parse(key)?;
-    let extension = Extension::parse(extension.unwrap_or_default())?;
-    // Reject an oversized blob before decoding it.
-    let max = service.limits().max_blob_bytes;
-    if data.len() > base64_len(max) + 2 {
-        return Err(ApiError::new(
-            ErrorCode::BlobTooLarge,
-            format!("the blob is over the limit of {max} bytes"),
-        ));
-    }
-    let bytes = decode_base64(&data)?;
-    drop(data);
     let content_type = extension.content_type();
     let stored = service.put(key, &extension, &content_type, &bytes).await?;
     let persisted = apply_write_concern(&service, &settings, concern, &stored).await?;
     Ok(HttpResponse::Created().json(WriteResponse::stored(&stored, &extension, persisted)))
+}
+
+/// The key, extension and bytes of a JSON write's body, or why it is refused. Pure: the
+/// fuzzer (`fuzz/`) drives it with arbitrary bytes.
+pub fn parse_put(
+    body: &[u8],
+    max_blob_bytes: usize,
+) -> Result<(BlobKey, Extension, Vec<u8>), ApiError> {
+    let PutRequest {
+        key,
+        extension,
+        data,
+    } = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("the body is not the expected JSON: {e}"),
+        )
+    })?;
+    let key = BlobKey::parse(key)?;
+    let extension = Extension::parse(extension.unwrap_or_default())?;
+    // Refuse an oversized blob before decoding it.
+    if data.len() > base64_len(max_blob_bytes) + 2 {
+        return Err(ApiError::new(
+            ErrorCode::BlobTooLarge,
+            format!("the blob is over the limit of {max_blob_bytes} bytes"),
+        ));
+    }
+    let bytes = decode_base64(&data)?;
+    if bytes.len() > max_blob_bytes {
+        return Err(ApiError::new(
+            ErrorCode::BlobTooLarge,
+            format!("the blob is over the limit of {max_blob_bytes} bytes"),
+        ));
+    }
+    Ok((key, extension, bytes))
 }
 
 /// The JSON body of a write, read within the size and time bounds of every body.
@@ -77,7 +99,7 @@ async fn read_json(
     req: &HttpRequest,
     payload: web::Payload,
     settings: &HttpSettings,
-) -> Result<PutRequest, ApiError> {
+) -> Result<Bytes, ApiError> {
     let is_json = matches!(req.mime_type(), Ok(Some(mime))
         if mime.subtype() == "json" || mime.suffix().is_some_and(|s| s == "json"));
     if !is_json {
@@ -97,15 +119,10 @@ async fn read_json(
         )
     };
     let body = TimedBody::new(payload, settings.body_timeouts);
-    let Body::Whole(bytes) = read_up_to(req, body, limit, limit, too_large).await? else {
-        return Err(too_large(limit));
-    };
-    serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::new(
-            ErrorCode::InvalidJson,
-            format!("the body is not the expected JSON: {e}"),
-        )
-    })
+    match read_up_to(req, body, limit, limit, too_large).await? {
+        Body::Whole(bytes) => Ok(bytes),
+        Body::Large { .. } => Err(too_large(limit)),
+    }
 }
 
 /// Read a blob as JSON with base64 data. The rest of the path is the key (percent-decoded).

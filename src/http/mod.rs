@@ -15,10 +15,13 @@ pub mod json;
 pub mod listing;
 pub mod middleware;
 pub mod openapi;
-mod range;
+pub mod range;
 pub mod raw;
 mod request_id;
 pub mod status;
+mod wire;
+
+pub use wire::JsonProtocolErrors;
 mod write;
 
 use std::sync::Arc;
@@ -112,7 +115,7 @@ impl actix_web::FromRequest for KeyPath {
     }
 }
 
-fn key_from_path(path: &str) -> Result<BlobKey, ApiError> {
+pub fn key_from_path(path: &str) -> Result<BlobKey, ApiError> {
     let raw = path
         .strip_prefix('/')
         .and_then(|p| p.split_once('/'))

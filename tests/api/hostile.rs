@@ -355,3 +355,42 @@ async fn a_body_nobody_reads_does_not_hold_the_connection() {
         assert!(took < Duration::from_secs(10), "held for {took:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_http_layers_own_errors_are_json_with_a_code() {
+    let backends = Backends::start().await;
+    let app = TestApp::spawn(&backends.settings()).await;
+    let cases = [
+        (
+            "PUT /blobs/twice HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabc".to_owned(),
+            "400",
+            "malformed_request",
+        ),
+        (
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: x\r\n{}\r\n",
+                (0..120).map(|i| format!("X-H{i}: v\r\n")).collect::<String>()
+            ),
+            "431",
+            "headers_too_large",
+        ),
+        // The head never ends: cut after actix's 5 s.
+        ("GET /healthz HTTP/1.1\r\nHost: x\r\n".to_owned(), "408", "request_timeout"),
+    ];
+    for (request, status, code) in cases {
+        let (answer, _) = slow_body(&app, request, 0, Duration::ZERO).await;
+        assert!(
+            answer.starts_with(&format!("HTTP/1.1 {status}")),
+            "{answer}"
+        );
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.to_lowercase()
+                .contains("content-type: application/json"),
+            "{head}"
+        );
+        let body: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(body["code"], code);
+    }
+    assert_eq!(app.get("twice").await.status(), 404);
+}
