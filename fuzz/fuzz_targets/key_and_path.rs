@@ -26,7 +26,13 @@ fuzz_target!(|data: &[u8]| {
         let key = key.as_str();
         assert!(!key.is_empty() && key.len() <= 1024);
         assert!(!key.chars().all(char::is_whitespace));
-        assert!(!key.chars().any(|c| c.is_control() || c == '\u{fffe}' || c == '\u{ffff}'));
-        assert!(key.split('/').all(|s| !s.is_empty() && s != "." && s != ".." && s.len() <= 255));
+        assert!(
+            !key.chars()
+                .any(|c| c.is_control() || c == '\u{fffe}' || c == '\u{ffff}')
+        );
+        assert!(
+            key.split('/')
+                .all(|s| !s.is_empty() && s != "." && s != ".." && s.len() <= 255)
+        );
     }
 });

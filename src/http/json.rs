@@ -65,6 +65,14 @@ pub fn parse_put(
     body: &[u8],
     max_blob_bytes: usize,
 ) -> Result<(BlobKey, Extension, Vec<u8>), ApiError> {
+    // serde would also read a struct from a JSON array (`["key", "", "aGk="]`): only the
+    // documented object is a write.
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::new(
+            ErrorCode::InvalidJson,
+            "the body must be a JSON object with key, data and an optional extension",
+        ));
+    }
     let PutRequest {
         key,
         extension,

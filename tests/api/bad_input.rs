@@ -26,6 +26,7 @@ async fn every_bad_put_is_refused_with_json_and_stores_nothing() {
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
         (json("{not json"), 400, "invalid_json"),
         (json("[]"), 400, "invalid_json"),
+        (json(r#"["k", "", "aGk="]"#), 400, "invalid_json"),
         (
             json(r#"{"extension":"png","data":"YQ=="}"#),
             400,

@@ -8,15 +8,7 @@ use crate::helpers::*;
 async fn openapi_covers_every_endpoint() {
     let backends = Backends::start().await;
     let app = TestApp::spawn(&backends.settings()).await;
-    let spec: serde_json::Value = app
-        .http
-        .get(format!("{}/openapi.json", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec = app.get_json("/openapi.json").await;
     let paths = &spec["paths"];
     for (path, method) in [
         ("/put/", "post"),
@@ -47,15 +39,7 @@ async fn openapi_declares_bearer_security_when_an_api_key_is_set() {
     let mut settings = backends.settings();
     settings.api_key = Some("a-key-of-sixteen-chars".into());
     let app = TestApp::spawn(&settings).await;
-    let spec: serde_json::Value = app
-        .http
-        .get(format!("{}/openapi.json", app.address))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let spec = app.get_json("/openapi.json").await;
     assert!(spec["components"]["securitySchemes"]["api_key"].is_object());
     assert!(spec["paths"]["/put/"]["post"]["security"].is_array());
     assert!(spec["paths"]["/put/"]["post"]["responses"]["401"].is_object());

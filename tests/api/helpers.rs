@@ -393,6 +393,19 @@ impl TestApp {
             .unwrap()
     }
 
+    /// GETs `path` (with its query) and returns the JSON body, whatever the status.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let url = format!("{}{path}", self.address);
+        self.http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     /// GETs a key and returns its decoded bytes and extension; panics unless 200.
     pub async fn get_bytes(&self, key: &str) -> (Vec<u8>, String) {
         let response = self.get(key).await;
@@ -537,6 +550,21 @@ impl Drop for BlobproxyProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `blobproxy serve` on a free loopback port, logging to `log`; returns it and its base URL
+/// once it listens.
+pub async fn spawn_serve(
+    backends: &Backends,
+    env: &[(&str, String)],
+    log: &Path,
+) -> (BlobproxyProcess, String) {
+    let port = free_port();
+    let mut env = env.to_vec();
+    env.push(("BLOBPROXY_BIND", format!("127.0.0.1:{port}")));
+    let web = BlobproxyProcess::spawn(&["serve"], backends, &env, log);
+    wait_for_addr(&format!("127.0.0.1:{port}"), "replica").await;
+    (web, format!("http://127.0.0.1:{port}"))
 }
 
 pub async fn wait_for_addr(addr: &str, what: &str) {

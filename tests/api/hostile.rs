@@ -86,21 +86,10 @@ async fn an_answer_s3_does_not_promise_will_pass_is_dead_lettered_not_retried_fo
 async fn an_outage_is_one_sentence_to_the_client_and_the_details_go_to_the_log() {
     let mut backends = Backends::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let log = dir.path().join("web.log");
-    let _web = BlobproxyProcess::spawn(
-        &["serve"],
-        &backends,
-        &[
-            ("BLOBPROXY_BIND", format!("127.0.0.1:{port}")),
-            ("RUST_LOG", "info".into()),
-        ],
-        &log,
-    );
-    wait_for_addr(&format!("127.0.0.1:{port}"), "replica").await;
+    let (_web, base) = spawn_serve(&backends, &[("RUST_LOG", "info".into())], &log).await;
     backends.s3.stop();
     let http = reqwest::Client::new();
-    let base = format!("http://127.0.0.1:{port}");
     let response = http
         .get(format!("{base}/get/never/cached"))
         .send()

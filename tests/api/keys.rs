@@ -95,19 +95,11 @@ async fn every_key_the_rules_accept_round_trips_through_s3_and_lists() {
     let mut listed = BTreeSet::new();
     let mut cursor: Option<String> = None;
     loop {
-        let mut url = format!("{}/blobs?limit=37", app.address);
+        let mut url = "/blobs?limit=37".to_owned();
         if let Some(cursor) = &cursor {
             url.push_str(&format!("&cursor={cursor}"));
         }
-        let page: serde_json::Value = app
-            .http
-            .get(url)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page = app.get_json(&url).await;
         for item in page["items"].as_array().expect("a page") {
             assert!(
                 listed.insert(item["key"].as_str().unwrap().to_owned()),

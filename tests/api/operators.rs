@@ -226,33 +226,22 @@ async fn metrics_count_requests_by_route_and_status_and_show_the_backlog() {
 async fn responses_carry_a_request_id_and_each_request_logs_one_json_line() {
     let backends = Backends::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let log = dir.path().join("web.log");
-    let _web = BlobproxyProcess::spawn(
-        &["serve"],
-        &backends,
-        &[
-            ("BLOBPROXY_BIND", format!("127.0.0.1:{port}")),
-            ("RUST_LOG", "info".into()),
-            ("BLOBPROXY_REPLICA_NAME", "web-7".into()),
-        ],
-        &log,
-    );
-    wait_for_addr(&format!("127.0.0.1:{port}"), "replica").await;
+    let env = [
+        ("RUST_LOG", "info".into()),
+        ("BLOBPROXY_REPLICA_NAME", "web-7".into()),
+    ];
+    let (_web, base) = spawn_serve(&backends, &env, &log).await;
     let http = reqwest::Client::new();
     let response = http
-        .post(format!("http://127.0.0.1:{port}/put/"))
+        .post(format!("{base}/put/"))
         .header("x-request-id", "req-123")
         .json(&serde_json::json!({"key": "logged", "data": blobproxy::domain::encode_base64(b"secret bytes")}))
         .send()
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "req-123");
-    let response = http
-        .get(format!("http://127.0.0.1:{port}/healthz"))
-        .send()
-        .await
-        .unwrap();
+    let response = http.get(format!("{base}/healthz")).send().await.unwrap();
     assert!(
         !response.headers()["x-request-id"].is_empty(),
         "one is made when none is sent"
