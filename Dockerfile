@@ -1,7 +1,12 @@
 # syntax=docker/dockerfile:1
 
+# The base images are build arguments, so a registry mirror (or an air-gapped copy) can stand
+# in: docker build --build-arg RUST_IMAGE=mirror.local/rust:1.95-slim-bookworm ...
+ARG RUST_IMAGE=rust:1.95-slim-bookworm
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
 # --- build: dependencies first, in their own layer, so a source change rebuilds only our crate
-FROM rust:1.95-slim-bookworm AS build
+FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 RUN mkdir src \
@@ -14,7 +19,7 @@ RUN cargo build --release --locked \
  && install -D -m 0755 target/release/blobproxy /out/blobproxy
 
 # --- runtime: glibc + CA certificates and nothing else; runs as the distroless `nonroot` user
-FROM gcr.io/distroless/cc-debian12:nonroot
+FROM ${RUNTIME_IMAGE}
 COPY --from=build /out/blobproxy /usr/local/bin/blobproxy
 USER nonroot:nonroot
 ENV BLOBPROXY_BIND=0.0.0.0:8080
