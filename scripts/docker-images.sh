@@ -76,7 +76,8 @@ build gcr.io/distroless/cc-debian12:nonroot "$(echo "$base_id" | inputs - "$STAN
 
 s3s=$(command -v s3s-fs || echo "$HOME/.cargo/bin/s3s-fs")
 cp "$s3s" "$context/s3s-fs"
-build blobproxy-test/s3s-fs:0.14.1 "$(echo "$base_id" | inputs - "$STANDINS/s3.Dockerfile" "$context/s3s-fs")" \
+cp "$STANDINS/mc" "$context/mc"
+build blobproxy-test/s3s-fs:0.14.1 "$(echo "$base_id" | inputs - "$STANDINS/s3.Dockerfile" "$context/s3s-fs" "$context/mc")" \
   "$STANDINS/s3.Dockerfile" "$context"
 
 sysroot=$(rustc --print sysroot)
