@@ -248,7 +248,21 @@ fn swarm_file_is_valid_and_matches_the_binary() {
 fn dockerfile_builds_in_stages_and_runs_unprivileged_with_a_healthcheck() {
     let dockerfile = std::fs::read_to_string(repo("Dockerfile")).unwrap();
     let lines: Vec<&str> = dockerfile.lines().map(str::trim).collect();
-    let from: Vec<&&str> = lines.iter().filter(|l| l.starts_with("FROM ")).collect();
+    // Base images are build arguments; what a plain `docker build` uses is their defaults.
+    let defaults: Vec<(String, &str)> = lines
+        .iter()
+        .filter_map(|l| l.strip_prefix("ARG ")?.split_once('='))
+        .map(|(name, value)| (format!("${{{name}}}"), value))
+        .collect();
+    let from: Vec<String> = lines
+        .iter()
+        .filter(|l| l.starts_with("FROM "))
+        .map(|l| {
+            defaults
+                .iter()
+                .fold(l.to_string(), |l, (name, value)| l.replace(name, value))
+        })
+        .collect();
     assert_eq!(from.len(), 2, "one build and one runtime stage");
     let cargo_toml = std::fs::read_to_string(repo("Cargo.toml")).unwrap();
     let rust_version = cargo_toml
