@@ -243,22 +243,30 @@ impl Application {
 
 /// `blobproxy serve`.
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
-    let deps = Dependencies::connect(&settings).await?;
+    let shutdown = shutdown::on_signal();
+    let Some(deps) = shutdown::unless_stopped(&shutdown, Dependencies::connect(&settings)).await?
+    else {
+        return Ok(());
+    };
     let app = Application::build(&settings, &deps)?;
     tracing::info!(port = app.port(), replica = %settings.replica(), "serving");
-    app.run_until(shutdown::on_signal()).await?;
+    app.run_until(shutdown).await?;
     Ok(())
 }
 
 /// `blobproxy worker`.
 pub async fn worker(settings: Settings) -> anyhow::Result<()> {
-    let deps = Dependencies::connect(&settings).await?;
+    let shutdown = shutdown::on_signal();
+    let Some(deps) = shutdown::unless_stopped(&shutdown, Dependencies::connect(&settings)).await?
+    else {
+        return Ok(());
+    };
     tracing::info!(concurrency = settings.worker_concurrency, "draining");
     jobs::worker::run(
         deps.drainer(&settings),
         deps.queue.clone(),
         settings.worker_concurrency,
-        shutdown::on_signal(),
+        shutdown,
         SHUTDOWN_GRACE,
     )
     .await
@@ -266,7 +274,11 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
 
 /// `blobproxy all`: the server and a worker in one process, for local use.
 pub async fn all(settings: Settings) -> anyhow::Result<()> {
-    let deps = Dependencies::connect(&settings).await?;
+    let shutdown = shutdown::on_signal();
+    let Some(deps) = shutdown::unless_stopped(&shutdown, Dependencies::connect(&settings)).await?
+    else {
+        return Ok(());
+    };
     // One local process, with no nginx in front to wait for: stop at once.
     let local = Settings {
         shutdown_delay_secs: 0,
@@ -274,7 +286,6 @@ pub async fn all(settings: Settings) -> anyhow::Result<()> {
     };
     let app = Application::build(&local, &deps)?;
     tracing::info!(port = app.port(), "serving and draining");
-    let shutdown = shutdown::on_signal();
     let worker = jobs::worker::run(
         deps.drainer(&settings),
         deps.queue.clone(),
