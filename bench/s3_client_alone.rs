@@ -43,7 +43,7 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     runtime.block_on(async {
         let store = S3Store::connect(&args.settings, None).await?;
-        store.ensure_bucket().await?;
+        store.ensure_bucket(false).await?;
         let blob = Blob {
             data: bytes::Bytes::from(vec![b'x'; args.size]),
             extension: String::new(),

@@ -8,6 +8,14 @@ use std::time::Duration;
 
 use anyhow::bail;
 
+/// `BLOBPROXY_S3_VERSIONING`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Versioning {
+    On,
+    Off,
+    Auto,
+}
+
 /// Settings shared by `serve`, `worker` and `all`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Settings {
@@ -34,6 +42,12 @@ pub struct Settings {
     /// S3 region.
     #[arg(long, env = "BLOBPROXY_S3_REGION", default_value = "us-east-1")]
     pub s3_region: String,
+
+    /// Whether the bucket keeps every version, which `GET /history/<key>` and `?version=` read:
+    /// `auto` asks the bucket at start-up; `on` also turns versioning on for a bucket blobproxy
+    /// creates; `off` answers `/history` with `history_disabled`.
+    #[arg(long, env = "BLOBPROXY_S3_VERSIONING", value_enum, default_value_t = Versioning::Auto)]
+    pub s3_versioning: Versioning,
 
     /// Largest blob accepted, in decoded bytes.
     #[arg(long, env = "BLOBPROXY_MAX_BLOB_BYTES", default_value_t = 16 * 1024 * 1024)]

@@ -35,6 +35,8 @@ const MAX_UPLOAD_BACKOFF: Duration = Duration::from_secs(5);
 #[derive(Clone)]
 pub struct Dependencies {
     cache: BlobCache,
+    /// The bucket keeps every version (`BLOBPROXY_S3_VERSIONING`).
+    history: bool,
     store: Arc<dyn BlobStore>,
     /// Public for the tests that push or count jobs themselves.
     pub queue: JobQueue,
@@ -60,22 +62,12 @@ impl Dependencies {
                 "cannot read Redis maxmemory-policy (CONFIG disabled); make sure it is noeviction or volatile-*"
             ),
         }
-        let store = S3Store::connect(settings, credentials).await?;
-        let mut attempt = 0;
-        loop {
-            match store.ensure_bucket().await {
-                Ok(()) => break,
-                Err(e) if attempt < 10 => {
-                    attempt += 1;
-                    tracing::warn!(error = %format!("{e:#}"), attempt, "S3 not ready; retrying");
-                    tokio::time::sleep(Duration::from_millis(500 * attempt)).await;
-                }
-                Err(e) => return Err(e),
-            }
-        }
+        let mut store = S3Store::connect(settings, credentials).await?;
+        let history = store.open_bucket(settings).await?;
         let poll = Duration::from_millis(settings.worker_poll_ms);
         Ok(Self {
             cache,
+            history,
             store: Arc::new(store),
             queue: JobQueue::new(conn, JobQueue::config(poll)),
         })
@@ -86,6 +78,7 @@ impl Dependencies {
             max_blob_bytes: settings.max_blob_bytes,
             write_through_bytes: settings.write_through_bytes,
             cache_ttl: settings.cache_ttl(),
+            history: self.history,
         };
         BlobService::new(
             self.cache.clone(),

@@ -28,7 +28,7 @@ error_codes! {
     InvalidKey = "invalid_key", BAD_REQUEST, "the key breaks the key rules";
     InvalidExtension = "invalid_extension", BAD_REQUEST, "the extension breaks the extension rules";
     InvalidContentType = "invalid_content_type", BAD_REQUEST, "a raw PUT's `Content-Type` is not a media type";
-    InvalidQuery = "invalid_query", BAD_REQUEST, "`wc` other than 0/1, a bad `limit` or `cursor`";
+    InvalidQuery = "invalid_query", BAD_REQUEST, "`wc` other than 0/1, a bad `limit`, `cursor` or `version`";
     IncompleteBody = "incomplete_body", BAD_REQUEST, "the body ended before its `Content-Length` (the client broke off)";
     BodyTimeout = "body_timeout", REQUEST_TIMEOUT, "the body did not arrive within `BLOBPROXY_BODY_TIMEOUT_SECS`, or stalled for `BLOBPROXY_BODY_IDLE_SECS`";
     MalformedRequest = "malformed_request", BAD_REQUEST, "the request is not valid HTTP/1.1: a malformed, conflicting or duplicate header (`Content-Length`...)";
@@ -36,6 +36,8 @@ error_codes! {
     RequestTimeout = "request_timeout", REQUEST_TIMEOUT, "the request's headers did not arrive within 5 s";
     Unauthorized = "unauthorized", UNAUTHORIZED, "API key missing or wrong (`WWW-Authenticate: Bearer`)";
     NotFound = "not_found", NOT_FOUND, "the key is neither cached nor in S3, or was deleted";
+    VersionNotFound = "version_not_found", NOT_FOUND, "`?version=`: the bucket does not keep that version of the key (never written, overwritten in Redis before it was drained, a delete, or removed)";
+    HistoryDisabled = "history_disabled", CONFLICT, "`/history` while the bucket keeps no versions (`BLOBPROXY_S3_VERSIONING`)";
     NoRoute = "no_route", NOT_FOUND, "unknown path";
     MethodNotAllowed = "method_not_allowed", METHOD_NOT_ALLOWED, "a method a path does not take; `Allow` lists those it does";
     KeyBusy = "key_busy", CONFLICT, "a large (written-through) write waited 30 s for another upload of the same key; nothing was written";

@@ -7,11 +7,12 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use super::body::{Body, TimedBody, read_up_to};
+use super::history::ReadParams;
 use super::write::{WriteParams, WriteResponse, apply_write_concern};
 use super::{HttpSettings, KeyPath};
 use crate::domain::{BlobKey, Extension, base64_len, decode_base64, encode_base64};
 use crate::error::{ApiError, ErrorCode};
-use crate::service::BlobService;
+use crate::service::{BlobService, Opened, ServiceError};
 
 /// A blob, base64-encoded.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -134,15 +135,23 @@ async fn read_json(
 }
 
 /// Read a blob as JSON with base64 data. The rest of the path is the key (percent-decoded).
-#[utoipa::path(get, path = "/get/{key}", tag = "blobs", params(("key" = String, Path, description = "The key; may contain /")),
-    responses((status = 200, description = "The bytes last written", body = GetResponse)),
+#[utoipa::path(get, path = "/get/{key}", tag = "blobs",
+    params(("key" = String, Path, description = "The key; may contain /"), ReadParams),
+    responses((status = 200, description = "The bytes last written (or of `version`)", body = GetResponse)),
     security(("api_key" = [])))]
 #[tracing::instrument(skip_all, fields(key = %key))]
 pub async fn get_json(
     service: web::Data<BlobService>,
+    params: web::Query<ReadParams>,
     KeyPath(key): KeyPath,
 ) -> Result<HttpResponse, ApiError> {
-    let blob = service.get(&key).await?;
+    let blob = match params.version {
+        None => service.get(&key).await?,
+        Some(version) => match service.open_version(&key, version).await? {
+            Opened::Whole(blob) => blob,
+            Opened::Streaming(object) => object.read_all().await.map_err(ServiceError::from)?,
+        },
+    };
     Ok(HttpResponse::Ok().json(GetResponse {
         key: key.as_str(),
         extension: &blob.extension,

@@ -22,6 +22,18 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
+/// The page size a `limit` asks for (default 100), or why it is refused.
+pub(super) fn page_limit(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(DEFAULT_LIMIT);
+    if limit == 0 || limit > MAX_LIMIT {
+        return Err(ApiError::new(
+            ErrorCode::InvalidQuery,
+            format!("limit must be between 1 and {MAX_LIMIT}"),
+        ));
+    }
+    Ok(limit)
+}
+
 /// List blobs in key order, including writes not yet in S3 and excluding deleted keys.
 #[utoipa::path(get, path = "/blobs", tag = "blobs", params(ListParams),
     responses((status = 200, description = "One page", body = crate::service::Page)),
@@ -30,13 +42,7 @@ pub async fn list(
     service: web::Data<BlobService>,
     params: web::Query<ListParams>,
 ) -> Result<HttpResponse, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_LIMIT);
-    if limit == 0 || limit > MAX_LIMIT {
-        return Err(ApiError::new(
-            ErrorCode::InvalidQuery,
-            format!("limit must be between 1 and {MAX_LIMIT}"),
-        ));
-    }
+    let limit = page_limit(params.limit)?;
     // S3 gets both inside XML and a URL: a character they cannot carry is the client's error,
     // not an outage to retry.
     check_key_chars(&params.prefix)

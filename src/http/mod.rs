@@ -3,7 +3,7 @@
 //!
 //! - [`json`]: the JSON API (`/put/`, `/get/`, deletes); [`raw`]: bytes in, bytes out, with
 //!   [`range`] for ETags and ranges; [`write`]: what both kinds of write share; [`body`]:
-//!   reading a raw body within limits; [`listing`]: `GET /blobs`.
+//!   reading a raw body within limits; [`listing`]: `GET /blobs`; [`history`]: a key's versions.
 //! - [`health`], [`status`]: for orchestrators and operators; [`openapi`]: the document.
 //! - [`middleware`]: request ids ([`request_id`]), the access log, the API key.
 
@@ -11,6 +11,7 @@ mod body;
 
 pub use body::BodyTimeouts;
 pub mod health;
+pub mod history;
 pub mod json;
 pub mod listing;
 pub mod middleware;
@@ -79,6 +80,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, secured: bool) {
                 method_not_allowed(req, "GET, HEAD, PUT, DELETE")
             })),
     )
+    .service(only(
+        "/history/{key:.*}",
+        "GET, HEAD",
+        read().to(history::history),
+    ))
     .service(only(
         "/get/{key:.*}",
         "GET, HEAD",

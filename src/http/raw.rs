@@ -7,6 +7,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::body::{Body, TimedBody, read_up_to};
+use super::history::ReadParams;
 use super::range::{RangeAnswer, byte_range, etag, matches_etag, requested_range};
 use super::write::{WriteParams, WriteResponse, apply_write_concern};
 use super::{HttpSettings, KeyPath};
@@ -81,7 +82,7 @@ pub async fn put(
 /// Read a blob's bytes, with its Content-Type, ETag (If-None-Match), and single Range requests.
 /// `HEAD` answers the same headers without the body.
 #[utoipa::path(get, path = "/blobs/{key}", tag = "raw",
-    params(("key" = String, Path, description = "The key; may contain /")),
+    params(("key" = String, Path, description = "The key; may contain /"), ReadParams),
     responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 206, description = "The requested range"),
         (status = 304, description = "If-None-Match matched the ETag")),
@@ -89,10 +90,14 @@ pub async fn put(
 #[tracing::instrument(skip_all, fields(key = %key))]
 pub async fn get(
     service: web::Data<BlobService>,
+    params: web::Query<ReadParams>,
     KeyPath(key): KeyPath,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let opened = service.open(&key).await?;
+    let opened = match params.version {
+        None => service.open(&key).await?,
+        Some(version) => service.open_version(&key, version).await?,
+    };
     let (version, extension, content_type, total) = match &opened {
         Opened::Whole(blob) => (
             blob.version,

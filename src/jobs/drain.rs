@@ -116,7 +116,10 @@ impl Drainer {
                     return Ok(Drained::Done);
                 }
             };
-            if let Err(e) = self.write_to_s3(key, cached.blob.as_ref()).await {
+            if let Err(e) = self
+                .write_to_s3(key, cached.blob.as_ref(), cached.version)
+                .await
+            {
                 let error = e.to_string();
                 tracing::error!(%error, "S3 refused the key permanently; dead-lettering it");
                 self.cache
@@ -147,11 +150,16 @@ impl Drainer {
 
     /// Stores the blob, or deletes the object for a delete marker (`None`). Transient failures
     /// are retried until they succeed; returns the error once a failure proved permanent.
-    async fn write_to_s3(&self, key: &BlobKey, blob: Option<&Blob>) -> Result<(), StoreError> {
+    async fn write_to_s3(
+        &self,
+        key: &BlobKey,
+        blob: Option<&Blob>,
+        version: u64,
+    ) -> Result<(), StoreError> {
         let attempt = || async {
             match blob {
                 Some(blob) => self.store.put(key, blob).await,
-                None => self.store.delete(key).await,
+                None => self.store.delete(key, version).await,
             }
         };
         let mut permanent_failures = 0;

@@ -13,6 +13,18 @@ pub enum ServiceError {
     TooLarge { size: usize, max: usize },
     #[error("no blob with key {0:?}")]
     NotFound(String),
+    /// S3 does not keep that version of the key (never written, overwritten before it was
+    /// drained, a delete, or removed from the bucket).
+    #[error("key {0:?} has no version {1} kept")]
+    VersionNotFound(String, u64),
+    /// `/history` on a bucket without versioning.
+    #[error(
+        "history needs a bucket with versioning on (BLOBPROXY_S3_VERSIONING=on, or auto with versioning enabled on the bucket)"
+    )]
+    HistoryDisabled,
+    /// A history cursor S3 refused: not one this service handed out.
+    #[error("cursor is not one this service handed out")]
+    BadCursor,
     /// A write-through waited too long for the key's upload lease.
     #[error("another upload of key {0:?} is still running; retry later")]
     KeyBusy(String),

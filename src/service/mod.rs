@@ -11,9 +11,11 @@
 mod failure;
 mod large_write;
 mod merged_listing;
+mod version_history;
 
 pub use failure::ServiceError;
 pub use merged_listing::{DEFAULT_LIMIT, Item, MAX_LIMIT, Page, decode_cursor};
+pub use version_history::{History, HistoryEntry, HistoryStart};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,7 +58,7 @@ pub struct Status {
     pub dead_letter_sample: Vec<DeadLetter>,
 }
 
-/// Sizes the service enforces.
+/// Sizes the service enforces, and whether the bucket keeps history.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_blob_bytes: usize,
@@ -64,6 +66,8 @@ pub struct Limits {
     pub write_through_bytes: usize,
     /// How long a blob already in S3 stays cached.
     pub cache_ttl: Duration,
+    /// The bucket keeps every version: `history` and `open_version` read them.
+    pub history: bool,
 }
 
 #[derive(Clone)]

@@ -5,10 +5,12 @@
 //! implementation chosen at start-up. A missing object is `Ok(None)`, never an error, so a
 //! caller cannot confuse "no such key" with a store that is down.
 
+mod bucket;
 mod classify;
 mod credentials;
 mod multipart;
 mod s3;
+mod versions;
 
 pub use classify::StoreError;
 pub use credentials::credentials_from_secret_files;
@@ -63,6 +65,26 @@ pub struct Listing {
     pub truncated: bool,
 }
 
+/// One version of a key as S3 keeps it: a blob, or a delete.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    /// S3's own id of the version (opaque; `"null"` for one written before versioning).
+    pub id: String,
+    pub info: ObjectInfo,
+    pub deleted: bool,
+    pub size: u64,
+    /// When S3 got it (RFC 3339).
+    pub stored_at: Option<String>,
+}
+
+/// One page of a key's versions, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct VersionPage {
+    pub versions: Vec<StoredVersion>,
+    /// S3's version id to continue after, when more versions may follow.
+    pub next: Option<String>,
+}
+
 /// A part of a multipart upload, as completing the upload needs it.
 #[derive(Debug, Clone)]
 pub struct UploadedPart {
@@ -95,8 +117,9 @@ pub trait BlobStore: MultipartUpload + Send + Sync + 'static {
     /// Stores a whole blob as the object of `key`, with its version and extension.
     async fn put(&self, key: &BlobKey, blob: &Blob) -> Result<(), StoreError>;
 
-    /// Removes the object; a missing object is not an error (deletes are idempotent).
-    async fn delete(&self, key: &BlobKey) -> Result<(), StoreError>;
+    /// Removes the object, as the delete numbered `version`; a missing object is not an error
+    /// (deletes are idempotent).
+    async fn delete(&self, key: &BlobKey, version: u64) -> Result<(), StoreError>;
 
     /// Starts reading an object: its metadata now, its bytes as they arrive.
     async fn open(&self, key: &BlobKey) -> Result<Option<StoredObject>, StoreError>;
@@ -106,6 +129,18 @@ pub trait BlobStore: MultipartUpload + Send + Sync + 'static {
 
     /// Up to `max` objects starting with `prefix`, after the key `after`, in key order.
     async fn list(&self, prefix: &str, after: Option<&str>, max: usize) -> StoreResult<Listing>;
+
+    /// Up to `max` versions of `key` the bucket keeps, newest first, deletes included, after
+    /// the version id `after` (a page's `next`). On an unversioned bucket: the object alone.
+    async fn versions(
+        &self,
+        key: &BlobKey,
+        after: Option<&str>,
+        max: usize,
+    ) -> StoreResult<VersionPage>;
+
+    /// Opens the version of `key` that a write numbered `version`; `None` when it is not kept.
+    async fn open_version(&self, key: &BlobKey, version: u64) -> StoreResult<Option<StoredObject>>;
 
     /// Cheap reachability probe for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -3,13 +3,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::Context as _;
-use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use aws_sdk_s3::primitives::ByteStream;
 use futures::StreamExt as _;
 
 use super::classify::{NotFound, classify};
-use super::{BlobStore, Listing, ObjectInfo, StoreError, StoreResult, StoredObject};
+use super::versions::is_tombstone;
+use super::{BlobStore, Listing, ObjectInfo, StoreError, StoreResult, StoredObject, VersionPage};
 use crate::config::Settings;
 use crate::domain::{Blob, BlobKey};
 
@@ -31,6 +30,10 @@ fn object_info(metadata: Option<&HashMap<String, String>>) -> ObjectInfo {
 pub struct S3Store {
     pub(super) client: aws_sdk_s3::Client,
     pub(super) bucket: String,
+    /// The bucket keeps versions: a delete first writes an empty version carrying its
+    /// blobproxy version, so the history lists deletes in order (S3's own delete markers
+    /// carry no metadata, and servers differ in how they order them among versions).
+    pub(super) versioned: bool,
 }
 
 impl S3Store {
@@ -63,30 +66,70 @@ impl S3Store {
         Ok(Self {
             client: aws_sdk_s3::Client::from_conf(config.build()),
             bucket: settings.s3_bucket.clone(),
+            versioned: false,
         })
     }
 
-    /// Creates the bucket when it does not exist yet.
-    pub async fn ensure_bucket(&self) -> anyhow::Result<()> {
-        if self.ping().await.is_ok() {
-            return Ok(());
+    /// Reads an object: its newest version, or the version S3 calls `version_id`.
+    pub(super) async fn open_object(
+        &self,
+        key: &BlobKey,
+        version_id: Option<&str>,
+    ) -> StoreResult<Option<StoredObject>> {
+        let object = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .set_version_id(version_id.map(str::to_owned))
+            .send()
+            .await
+        {
+            Ok(object) => object,
+            Err(e) => return classify(e).map_or(Ok(None), Err),
+        };
+        if is_tombstone(object.metadata()) {
+            return Ok(None);
         }
-        match self.client.create_bucket().bucket(&self.bucket).send().await {
-            Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.code(),
-                    Some("BucketAlreadyOwnedByYou" | "BucketAlreadyExists")
-                ) =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(anyhow::Error::new(e)).with_context(|| {
-                format!(
-                    "cannot create bucket BLOBPROXY_S3_BUCKET={} (check BLOBPROXY_S3_ENDPOINT and the AWS credentials)",
-                    self.bucket
-                )
-            }),
+        let info = object_info(object.metadata());
+        let body = futures::stream::unfold(object.body, |mut body| async move {
+            body.try_next().await.transpose().map(|chunk| (chunk, body))
+        })
+        .map(|chunk| {
+            chunk.map_err(|e| StoreError::transient(format!("reading the object body: {e}")))
+        });
+        Ok(Some(StoredObject {
+            content_type: object
+                .content_type
+                .unwrap_or_else(|| "application/octet-stream".into()),
+            extension: info.extension,
+            version: info.version,
+            length: object.content_length.unwrap_or_default().max(0) as u64,
+            body: body.boxed(),
+        }))
+    }
+
+    /// The metadata of an object (its newest version, or the version S3 calls `version_id`),
+    /// and whether it is a delete's mark.
+    pub(super) async fn describe_object(
+        &self,
+        key: &BlobKey,
+        version_id: Option<&str>,
+    ) -> StoreResult<Option<(ObjectInfo, bool)>> {
+        match self
+            .client
+            .head_object()
+            .bucket(&self.bucket)
+            .key(key.as_str())
+            .set_version_id(version_id.map(str::to_owned))
+            .send()
+            .await
+        {
+            Ok(head) => Ok(Some((
+                object_info(head.metadata()),
+                is_tombstone(head.metadata()),
+            ))),
+            Err(e) => classify(e).map_or(Ok(None), Err),
         }
     }
 
@@ -118,8 +161,11 @@ impl BlobStore for S3Store {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(%key))]
-    async fn delete(&self, key: &BlobKey) -> Result<(), StoreError> {
+    #[tracing::instrument(skip_all, fields(%key, version))]
+    async fn delete(&self, key: &BlobKey, version: u64) -> Result<(), StoreError> {
+        if self.versioned {
+            self.mark_deleted(key, version).await?;
+        }
         match self
             .client
             .delete_object()
@@ -138,48 +184,13 @@ impl BlobStore for S3Store {
 
     #[tracing::instrument(skip_all, fields(%key))]
     async fn open(&self, key: &BlobKey) -> Result<Option<StoredObject>, StoreError> {
-        let object = match self
-            .client
-            .get_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-        {
-            Ok(object) => object,
-            Err(e) => return classify(e).map_or(Ok(None), Err),
-        };
-        let info = object_info(object.metadata());
-        let body = futures::stream::unfold(object.body, |mut body| async move {
-            body.try_next().await.transpose().map(|chunk| (chunk, body))
-        })
-        .map(|chunk| {
-            chunk.map_err(|e| StoreError::transient(format!("reading the object body: {e}")))
-        });
-        Ok(Some(StoredObject {
-            content_type: object
-                .content_type
-                .unwrap_or_else(|| "application/octet-stream".into()),
-            extension: info.extension,
-            version: info.version,
-            length: object.content_length.unwrap_or_default().max(0) as u64,
-            body: body.boxed(),
-        }))
+        self.open_object(key, None).await
     }
 
     #[tracing::instrument(skip_all, fields(%key))]
     async fn describe(&self, key: &BlobKey) -> Result<Option<ObjectInfo>, StoreError> {
-        match self
-            .client
-            .head_object()
-            .bucket(&self.bucket)
-            .key(key.as_str())
-            .send()
-            .await
-        {
-            Ok(head) => Ok(Some(object_info(head.metadata()))),
-            Err(e) => classify(e).map_or(Ok(None), Err),
-        }
+        let described = self.describe_object(key, None).await?;
+        Ok(described.and_then(|(info, tombstone)| (!tombstone).then_some(info)))
     }
 
     async fn list(&self, prefix: &str, after: Option<&str>, max: usize) -> StoreResult<Listing> {
@@ -207,6 +218,19 @@ impl BlobStore for S3Store {
             objects,
             truncated: page.is_truncated().unwrap_or(false),
         })
+    }
+
+    async fn versions(
+        &self,
+        key: &BlobKey,
+        after: Option<&str>,
+        max: usize,
+    ) -> StoreResult<VersionPage> {
+        self.list_versions(key, after, max).await
+    }
+
+    async fn open_version(&self, key: &BlobKey, version: u64) -> StoreResult<Option<StoredObject>> {
+        self.find_version(key, version).await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

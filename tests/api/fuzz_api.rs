@@ -5,50 +5,13 @@
 //! S3 here is moto (in the same venv): the fuzzer writes keys like `0` and `0/0`, which AWS
 //! (and moto) keep side by side and s3s-fs (keys as files) cannot.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use crate::helpers::*;
 
 /// Seconds each fuzzing run may take; `BLOBPROXY_FUZZ_SECS` for a longer one.
 fn budget() -> String {
     std::env::var("BLOBPROXY_FUZZ_SECS").unwrap_or_else(|_| "40".into())
-}
-
-pub fn venv() -> PathBuf {
-    std::env::var_os("BLOBPROXY_PY_VENV")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/blobproxy/venv")
-        })
-}
-
-/// moto's S3 server, killed on drop.
-pub struct Moto(Child, u16);
-
-impl Moto {
-    pub async fn start() -> Self {
-        let port = free_port();
-        let child = Command::new(venv().join("bin/moto_server"))
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("moto is not installed; run scripts/install-deps.sh");
-        wait_for_addr(&format!("127.0.0.1:{port}"), "moto").await;
-        Moto(child, port)
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.1)
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Runs schemathesis against `app`; panics with its report unless it passed.
@@ -91,9 +54,11 @@ async fn fuzz(app: &TestApp, api_key: Option<&str>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_api_holds_to_its_openapi_document_under_schemathesis() {
     let redis = RedisServer::start().await;
-    let moto = Moto::start().await;
+    let moto = S3Server::start_kind(S3Kind::Moto).await;
     let mut settings = Backends::settings_for(&redis, &moto.endpoint());
     settings.wc_timeout_secs = 20;
+    // Versions kept, so `/history` and `?version=` are fuzzed past their `history_disabled`.
+    settings.s3_versioning = Versioning::On;
     let app = TestApp::spawn(&settings).await;
     let _worker = TestWorker::spawn(&settings).await;
     fuzz(&app, None).await;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::Credentials;
 use blobproxy::config::Settings;
+pub use blobproxy::config::Versioning;
 
 use blobproxy::startup::{Application, Dependencies};
 use rand::RngCore as _;
@@ -46,7 +47,8 @@ fn program(name: &str) -> PathBuf {
 }
 
 async fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(15);
+    // moto (Python) takes ~2 s to start on an idle machine, much more on a busy one.
+    let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
             Instant::now() < deadline,
@@ -136,17 +138,36 @@ impl RedisServer {
     }
 }
 
+/// Which S3-compatible server a test runs: s3s-fs (keys as files, no versions) or moto (closer
+/// to AWS: versioning, `a` beside `a/b`; no signature checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum S3Kind {
+    S3sFs,
+    Moto,
+}
+
 pub struct S3Server {
     pub port: u16,
     pub dir: tempfile::TempDir,
+    pub kind: S3Kind,
     proc: Option<Proc>,
 }
 
+/// The Python venv `scripts/install-deps.sh` fills (schemathesis, moto).
+pub fn venv() -> PathBuf {
+    std::env::var_os("BLOBPROXY_PY_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap()).join(".cache/blobproxy/venv")
+        })
+}
+
 impl S3Server {
-    pub async fn start() -> Self {
+    pub async fn start_kind(kind: S3Kind) -> Self {
         let mut server = S3Server {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
+            kind,
             proc: None,
         };
         server.restart().await;
@@ -163,18 +184,34 @@ impl S3Server {
 
     pub async fn restart(&mut self) {
         self.stop();
-        let child = Command::new(program("s3s-fs"))
-            .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start s3s-fs");
+        let port = self.port.to_string();
+        let (name, child) = match self.kind {
+            S3Kind::S3sFs => (
+                "s3s-fs",
+                Command::new(program("s3s-fs"))
+                    .args(["--host", "127.0.0.1", "--port", &port])
+                    .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+                    .arg(self.dir.path())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn(),
+            ),
+            // Keeps everything in memory: a restart empties it.
+            S3Kind::Moto => (
+                "moto",
+                Command::new(venv().join("bin/moto_server"))
+                    .args(["-H", "127.0.0.1", "-p", &port])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn(),
+            ),
+        };
+        let child = child
+            .unwrap_or_else(|e| panic!("cannot start {name} ({e}); run scripts/install-deps.sh"));
         self.proc = Some(Proc(child));
-        wait_for_port(self.port, "s3s-fs").await;
+        wait_for_port(self.port, name).await;
         let proc = self.proc.as_mut().unwrap();
-        proc.assert_running("s3s-fs", self.port).await;
+        proc.assert_running(name, self.port).await;
     }
 
     /// A plain S3 client, to check what really landed in the bucket.
@@ -260,7 +297,12 @@ pub struct Backends {
 
 impl Backends {
     pub async fn start() -> Self {
-        let (redis, s3) = tokio::join!(RedisServer::start(), S3Server::start());
+        Self::start_on(S3Kind::S3sFs).await
+    }
+
+    /// Redis, and S3 from the server `kind`.
+    pub async fn start_on(kind: S3Kind) -> Self {
+        let (redis, s3) = tokio::join!(RedisServer::start(), S3Server::start_kind(kind));
         Backends { redis, s3 }
     }
 
@@ -276,6 +318,7 @@ impl Backends {
             s3_endpoint: Some(s3_endpoint.to_owned()),
             s3_bucket: BUCKET.into(),
             s3_region: "us-east-1".into(),
+            s3_versioning: Versioning::Auto,
             max_blob_bytes: 16 * 1024 * 1024,
             write_through_bytes: 8 * 1024 * 1024,
             cache_ttl_secs: 3600,

@@ -38,7 +38,7 @@ fn raw_key() -> impl Strategy<Value = String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_key_the_rules_accept_round_trips_through_s3_and_lists() {
     let redis = RedisServer::start().await;
-    let moto = crate::fuzz_api::Moto::start().await;
+    let moto = S3Server::start_kind(S3Kind::Moto).await;
     let settings = Backends::settings_for(&redis, &moto.endpoint());
     let app = TestApp::spawn(&settings).await;
     let _worker = TestWorker::spawn(&settings).await;

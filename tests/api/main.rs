@@ -12,6 +12,7 @@ mod docs;
 mod drain;
 mod durability;
 mod fuzz_api;
+mod history;
 mod layout;
 mod ledger;
 mod operators;

@@ -1,12 +1,12 @@
-//! The write and read path: what a client sees.
+//! The write and read path: what a client sees, against each S3 server the suite runs
+//! (s3s-fs, and moto as a check of compatibility with a server closer to AWS).
 
 use std::time::Duration;
 
 use crate::helpers::*;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn round_trips_keep_the_exact_bytes_at_every_size() {
-    let backends = Backends::start().await;
+async fn round_trips_keep_the_exact_bytes_at_every_size(kind: S3Kind) {
+    let backends = Backends::start_on(kind).await;
     let mut settings = backends.settings();
     settings.max_blob_bytes = 4 * 1024 * 1024;
     let app = TestApp::spawn(&settings).await;
@@ -37,9 +37,8 @@ async fn round_trips_keep_the_exact_bytes_at_every_size() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn put_then_get_on_another_replica_returns_same_bytes() {
-    let backends = Backends::start().await;
+async fn put_then_get_on_another_replica_returns_same_bytes(kind: S3Kind) {
+    let backends = Backends::start_on(kind).await;
     let settings = backends.settings();
     let (one, two) = tokio::join!(TestApp::spawn(&settings), TestApp::spawn(&settings));
     // No worker runs: the read is served from the cache alone, at once.
@@ -51,9 +50,8 @@ async fn put_then_get_on_another_replica_returns_same_bytes() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn versions_grow_with_each_write_and_get_returns_the_last() {
-    let backends = Backends::start().await;
+async fn versions_grow_with_each_write_and_get_returns_the_last(kind: S3Kind) {
+    let backends = Backends::start_on(kind).await;
     let app = TestApp::spawn(&backends.settings()).await;
     let mut last_version = 0;
     let mut last = Vec::new();
@@ -69,9 +67,8 @@ async fn versions_grow_with_each_write_and_get_returns_the_last() {
     assert_eq!(app.get_bytes("k").await.0, last);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn unknown_key_is_a_json_404() {
-    let backends = Backends::start().await;
+async fn unknown_key_is_a_json_404(kind: S3Kind) {
+    let backends = Backends::start_on(kind).await;
     let app = TestApp::spawn(&backends.settings()).await;
     let response = app.get("no/such/key").await;
     assert_eq!(response.status(), 404);
@@ -86,9 +83,8 @@ async fn unknown_key_is_a_json_404() {
     assert!(body["msg"].as_str().unwrap().contains("no/such/key"));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn keys_with_slashes_and_reserved_characters_round_trip() {
-    let backends = Backends::start().await;
+async fn keys_with_slashes_and_reserved_characters_round_trip(kind: S3Kind) {
+    let backends = Backends::start_on(kind).await;
     let app = TestApp::spawn(&backends.settings()).await;
     for key in [
         "a/b/c.png",
@@ -102,9 +98,8 @@ async fn keys_with_slashes_and_reserved_characters_round_trip() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn get_after_the_cache_is_flushed_is_served_from_s3_and_recached() {
-    let backends = Backends::start().await;
+async fn get_after_the_cache_is_flushed_is_served_from_s3_and_recached(kind: S3Kind) {
+    let backends = Backends::start_on(kind).await;
     let settings = backends.settings();
     let app = TestApp::spawn(&settings).await;
     let worker = TestWorker::spawn(&settings).await;
@@ -145,9 +140,8 @@ async fn get_after_the_cache_is_flushed_is_served_from_s3_and_recached() {
     assert!(ttl > 0 && ttl <= 3600, "ttl {ttl}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn large_writes_survive_a_lost_script_cache_and_leave_no_staged_bytes() {
-    let backends = Backends::start().await;
+async fn large_writes_survive_a_lost_script_cache_and_leave_no_staged_bytes(kind: S3Kind) {
+    let backends = Backends::start_on(kind).await;
     let settings = backends.settings();
     let app = TestApp::spawn(&settings).await;
     let mut redis = backends.redis.client().await;
@@ -184,3 +178,31 @@ async fn large_writes_survive_a_lost_script_cache_and_leave_no_staged_bytes() {
         .unwrap();
     assert!(object.data == last, "S3 does not hold the last write");
 }
+
+/// Each test above, once per S3 server.
+macro_rules! on_each_s3_server {
+    ($($test:ident),* $(,)?) => {
+        mod s3s_fs {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $test() {
+                super::$test(super::S3Kind::S3sFs).await
+            })*
+        }
+        mod moto {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $test() {
+                super::$test(super::S3Kind::Moto).await
+            })*
+        }
+    };
+}
+
+on_each_s3_server!(
+    round_trips_keep_the_exact_bytes_at_every_size,
+    put_then_get_on_another_replica_returns_same_bytes,
+    versions_grow_with_each_write_and_get_returns_the_last,
+    unknown_key_is_a_json_404,
+    keys_with_slashes_and_reserved_characters_round_trip,
+    get_after_the_cache_is_flushed_is_served_from_s3_and_recached,
+    large_writes_survive_a_lost_script_cache_and_leave_no_staged_bytes,
+);

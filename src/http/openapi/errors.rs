@@ -73,8 +73,24 @@ pub(super) const ROUTE_ERRORS: &[(&str, &str, &[ErrorCode], &[ErrorCode])] = &[
         &[InvalidKey, InvalidQuery, NotFound],
         WRITE_FAILURES,
     ),
-    ("get", "/get/{key}", &[], READ_FAILURES),
-    ("get", "/blobs/{key}", &[RangeNotSatisfiable], READ_FAILURES),
+    (
+        "get",
+        "/get/{key}",
+        &[InvalidQuery, VersionNotFound],
+        READ_FAILURES,
+    ),
+    (
+        "get",
+        "/blobs/{key}",
+        &[InvalidQuery, VersionNotFound, RangeNotSatisfiable],
+        READ_FAILURES,
+    ),
+    (
+        "get",
+        "/history/{key}",
+        &[InvalidQuery, HistoryDisabled],
+        READ_FAILURES,
+    ),
     (
         "get",
         "/blobs",

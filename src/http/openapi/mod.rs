@@ -13,7 +13,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{health, json, listing, raw, status};
+use super::{health, history, json, listing, raw, status};
 use errors::ErrorResponses;
 use schemas::Schemas;
 
@@ -24,7 +24,7 @@ use schemas::Schemas;
         description = "Stores binary blobs by key in S3 behind a Redis write-back cache; every write is readable at once."
     ),
     paths(
-        json::put_json, json::get_json, json::delete, json::remove, listing::list,
+        json::put_json, json::get_json, json::delete, json::remove, listing::list, history::history,
         raw::put, raw::get, status::status, status::metrics, health::healthz, health::readyz
     ),
     components(schemas(crate::error::ErrorBody)),
