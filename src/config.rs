@@ -16,6 +16,14 @@ pub enum Versioning {
     Auto,
 }
 
+/// `BLOBPROXY_ACCESS_LOG`.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLog {
+    On,
+    Errors,
+    Off,
+}
+
 /// Settings shared by `serve`, `worker` and `all`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct Settings {
@@ -102,6 +110,12 @@ pub struct Settings {
     /// Name of this replica, sent back in the `X-Served-By` header; defaults to the host name.
     #[arg(long, env = "BLOBPROXY_REPLICA_NAME")]
     pub replica_name: Option<String>,
+
+    /// Which requests a replica logs one line for: `errors` (answers of 400 and up, with the
+    /// detail a client is not told), `on` (every request), `off`. nginx in front logs every
+    /// request already.
+    #[arg(long, env = "BLOBPROXY_ACCESS_LOG", value_enum, default_value_t = AccessLog::Errors)]
+    pub access_log: AccessLog,
 
     /// When set, every data endpoint needs `Authorization: Bearer <key>`.
     #[arg(long, env = "BLOBPROXY_API_KEY", hide_env_values = true)]

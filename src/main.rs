@@ -75,7 +75,7 @@ async fn run(cli: Cli, niced: Option<std::io::Result<i32>>) -> anyhow::Result<()
         Command::Loadgen(args) => return blobproxy::ops::loadgen::run(args.clone()).await,
         _ => {}
     }
-    blobproxy::telemetry::init();
+    let _flush_logs_at_exit = blobproxy::telemetry::init();
     if let Command::Serve(settings)
     | Command::Worker(settings)
     | Command::All(settings)

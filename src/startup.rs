@@ -14,7 +14,8 @@ use actix_web::{App, web};
 use anyhow::Context as _;
 
 use crate::cache::{self, BlobCache};
-use crate::config::Settings;
+use crate::config::{AccessLog, Settings};
+use crate::http::middleware::AccessLines;
 use crate::jobs::{self, Drainer};
 use crate::queue::JobQueue;
 use crate::service::{BlobService, Limits};
@@ -133,6 +134,11 @@ impl Application {
             body_timeouts: crate::http::BodyTimeouts {
                 total: Duration::from_secs(settings.body_timeout_secs),
                 idle: Duration::from_secs(settings.body_idle_secs),
+            },
+            access_lines: match settings.access_log {
+                AccessLog::On => AccessLines::All,
+                AccessLog::Errors => AccessLines::Errors,
+                AccessLog::Off => AccessLines::None,
             },
         };
         let stopping = http_settings.stopping.clone();

@@ -17,19 +17,25 @@ use crate::error::{ApiError, ErrorCode};
 
 const REQUEST_ID: &str = "x-request-id";
 
-/// Takes the caller's `X-Request-Id` (nginx sets one) or makes one, echoes it, and logs one
-/// line per request: method, route, status, bytes, latency, request id, replica. Never bytes
-/// of a blob.
+/// Which requests get an access log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessLines {
+    All,
+    /// Answers of 400 and up.
+    Errors,
+    None,
+}
+
+/// Takes the caller's `X-Request-Id` (nginx sets one) or makes one, echoes it, records the
+/// request's metrics and logs one line for it (as `AccessLines` says): method, route, status,
+/// bytes, latency, request id, replica, and the detail of an error the client is not told.
+/// Never bytes of a blob.
 pub async fn access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let started = Instant::now();
     let request_id = request_id(req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()));
-    let replica = req
-        .app_data::<web::Data<HttpSettings>>()
-        .map(|s| s.replica.clone())
-        .unwrap_or_default();
     let method = method_label(req.method());
     let mut res = next.call(req).await?;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
@@ -41,12 +47,23 @@ pub async fn access_log(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let status = res.status().as_u16();
+    let latency = started.elapsed();
+    crate::metrics::record_request(method, &route, status, latency);
+    let Some(settings) = res.request().app_data::<web::Data<HttpSettings>>() else {
+        return Ok(res);
+    };
+    let logged = match settings.access_lines {
+        AccessLines::All => true,
+        AccessLines::Errors => status >= 400,
+        AccessLines::None => false,
+    };
+    if !logged {
+        return Ok(res);
+    }
     let bytes = match res.response().body().size() {
         actix_web::body::BodySize::Sized(n) => n,
         _ => 0,
     };
-    let latency = started.elapsed();
-    crate::metrics::record_request(method, &route, status, latency);
     // What a client is not told (an S3 client's error dump, a Redis error) is logged here,
     // beside the request id the client got.
     let detail = res
@@ -63,7 +80,7 @@ pub async fn access_log(
         bytes,
         latency_ms = latency.as_secs_f64() * 1e3,
         %request_id,
-        %replica,
+        replica = %settings.replica,
         detail,
         "request"
     );

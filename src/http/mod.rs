@@ -49,6 +49,8 @@ pub struct HttpSettings {
     pub stopping: Arc<AtomicBool>,
     /// How long a write's body may take to arrive.
     pub body_timeouts: BodyTimeouts,
+    /// Which requests get an access log line.
+    pub access_lines: middleware::AccessLines,
 }
 
 /// Registers every route; expects `web::Data<HttpSettings>` and the service in the app data.

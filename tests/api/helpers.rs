@@ -319,6 +319,7 @@ impl Backends {
             s3_bucket: BUCKET.into(),
             s3_region: "us-east-1".into(),
             s3_versioning: Versioning::Auto,
+            access_log: blobproxy::config::AccessLog::Errors,
             max_blob_bytes: 16 * 1024 * 1024,
             write_through_bytes: 8 * 1024 * 1024,
             cache_ttl_secs: 3600,

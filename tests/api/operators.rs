@@ -230,6 +230,7 @@ async fn responses_carry_a_request_id_and_each_request_logs_one_json_line() {
     let env = [
         ("RUST_LOG", "info".into()),
         ("BLOBPROXY_REPLICA_NAME", "web-7".into()),
+        ("BLOBPROXY_ACCESS_LOG", "on".into()),
     ];
     let (_web, base) = spawn_serve(&backends, &env, &log).await;
     let http = reqwest::Client::new();
@@ -264,6 +265,53 @@ async fn responses_carry_a_request_id_and_each_request_logs_one_json_line() {
         !text.contains("c2VjcmV0IGJ5dGVz") && !text.contains("secret bytes"),
         "blob bytes in the log"
     );
+}
+
+/// The request ids of the access lines in `log`.
+async fn logged_request_ids(log: &std::path::Path) -> Vec<String> {
+    // Lines reach the file from the log's own thread, a moment after the answer.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    std::fs::read_to_string(log)
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["target"] == "blobproxy::access")
+        .map(|v| {
+            v["fields"]["request_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn by_default_only_error_answers_are_logged_and_off_logs_none() {
+    let backends = Backends::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let http = reqwest::Client::new();
+    for (setting, expected) in [(None, vec!["miss"]), (Some("off"), vec![])] {
+        let log = dir.path().join(format!("{setting:?}.log"));
+        let mut env = vec![("RUST_LOG", "info".to_owned())];
+        env.extend(setting.map(|s| ("BLOBPROXY_ACCESS_LOG", s.to_owned())));
+        let (_web, base) = spawn_serve(&backends, &env, &log).await;
+        let stored = http
+            .put(format!("{base}/blobs/logged"))
+            .header("x-request-id", "stored")
+            .body("bytes")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stored.status(), 201);
+        let missing = http
+            .get(format!("{base}/get/nothing-here"))
+            .header("x-request-id", "miss")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        assert_eq!(logged_request_ids(&log).await, expected, "{setting:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
