@@ -13,6 +13,7 @@ Run it through bench/run.sh, which installs what it needs and builds the release
 import concurrent.futures
 import json
 import os
+import resource
 import shutil
 import signal
 import socket
@@ -25,6 +26,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "blobproxy"
+DELAY_PROXY = ROOT / "target" / "release" / "examples" / "delay_proxy"
 # The nginx scripts/install-deps.sh builds (the config needs >= 1.27.3; Debian 12 has 1.22).
 NGINX = Path(os.environ.get("BLOBPROXY_NGINX_DIR", Path.home() / ".cache/blobproxy/nginx-1.28.3")) / "sbin/nginx"
 LUA = ROOT / "bench" / "lua" / "requests.lua"
@@ -33,7 +35,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
 SIZES = [("1KiB", 1024), ("64KiB", 64 * 1024), ("1MiB", 1024 * 1024)]
 CONNECTIONS = {1024: 32, 64 * 1024: 32, 1024 * 1024: 16}
 ACCESS, SECRET, BUCKET = "bench", "bench-secret-key", "blobs"
-WORKER_CONCURRENCY = 16
+WORKER_CONCURRENCY = 256  # the default (BLOBPROXY_WORKER_CONCURRENCY)
 S3_REPEATS = 3
 # The Redis settings the compose files ship (see docker-compose.yml).
 REDIS_FLAGS = ["--appendonly", "yes", "--appendfsync", "everysec", "--rdbcompression", "no",
@@ -105,7 +107,7 @@ def nginx(name, template_vars, static=False):
         main = main.replace("access_log /dev/stdout blobproxy;", "access_log off;")
         (d / "nginx.conf").write_text(main)
     binary = str(NGINX)
-    spawn(name, [binary, "-p", f"{d}/", "-c", str(d / "nginx.conf"), "-g", f"pid {d}/nginx.pid; daemon off;"])
+    return spawn(name, [binary, "-p", f"{d}/", "-c", str(d / "nginx.conf"), "-g", f"pid {d}/nginx.pid; daemon off;"])
 
 
 def http(method, url, body=None, headers=None):
@@ -128,18 +130,64 @@ def wait_drained(replica, timeout=300):
     raise SystemExit(f"backlog not drained in {timeout}s: {status(replica)}")
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+# The processes whose CPU each measured row reports, by role (filled in by main()).
+METERED = {}
+
+
+def process_tree(pid):
+    """`pid` and its descendants (nginx's workers are children of its master)."""
+    pids, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        pids.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            try:
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+            except OSError:
+                pass
+    return pids
+
+
+def cpu_seconds(pid):
+    """User + system CPU of `pid` and its descendants, in seconds."""
+    total = 0.0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+        except OSError:
+            pass
+    return total
+
+
+def cpu_snapshot():
+    snap = {role: sum(cpu_seconds(p.pid) for p in ps) for role, ps in METERED.items()}
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # wrk, once it has exited
+    snap["wrk"] = usage.ru_utime + usage.ru_stime
+    return snap
+
+
+def cpu_per_request(before, after, requests):
+    """Microseconds of CPU per request, per process role."""
+    return {role: round(1e6 * (after[role] - before[role]) / max(requests, 1), 1) for role in after}
+
+
 def wrk(url, mode, size, keys, prefix, conns, seconds=SECONDS, file=None):
     cmd = ["wrk", "-t2", f"-c{conns}", f"-d{seconds}s", "--timeout", "20s", "-s", str(LUA), url, "--",
            mode, str(size), str(keys), prefix]
     if file:
         cmd.append(str(file))
+    before = cpu_snapshot()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    after = cpu_snapshot()
     line = next(l for l in out.splitlines() if l.startswith("BENCH_JSON "))
     r = json.loads(line[len("BENCH_JSON "):])
     secs = r["duration_us"] / 1e6
     errors = r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["status_errors"] + r["timeouts"]
     if errors > r["requests"] // 100:
-        raise SystemExit(f"{mode} on {url}: {errors} errors in {r['requests']} requests; the figures would lie")
+        # Reported with its errors, not dropped: the rest of the run still measures.
+        log(f"{mode} on {url}: {errors} errors in {r['requests']} requests; this row is not clean")
     return {
         "req_s": r["requests"] / secs,
         "mb_s": r["requests"] * size / secs / 1e6,
@@ -147,6 +195,8 @@ def wrk(url, mode, size, keys, prefix, conns, seconds=SECONDS, file=None):
         "p99_ms": r["p99_us"] / 1e3,
         "requests": r["requests"],
         "errors": errors,
+        "clean": errors <= r["requests"] // 100,
+        "cpu_us_per_req": cpu_per_request(before, after, r["requests"]),
     }
 
 
@@ -161,16 +211,18 @@ def redis_alone(port, size, conns, keys, requests):
     """What the same Redis (same AOF settings) takes on its own: SET of the same size from the
     same number of clients over as many keys. Every byte a PUT acknowledges goes through this
     Redis and its AOF, so no write-back design on this machine can beat it."""
+    cpu_before = redis_cpu(port)
     out = subprocess.run(["redis-benchmark", "-p", str(port), "-t", "set", "-d", str(size), "-c", str(conns),
                           "-n", str(requests), "-r", str(keys), "--csv"],
                          capture_output=True, text=True, check=True).stdout
+    redis_us = 1e6 * (redis_cpu(port) - cpu_before) / requests
     row = next(line for line in out.splitlines() if line.startswith('"SET"'))
     fields = [f.strip('"') for f in row.split(",")]
     subprocess.run(f"redis-cli -p {port} --scan --pattern 'key:*' | xargs -r -n 500 redis-cli -p {port} DEL "
                    "> /dev/null", shell=True, check=True)
     req_s = float(fields[1])
     return {"req_s": req_s, "mb_s": req_s * size / 1e6, "p50_ms": float(fields[4]), "p99_ms": float(fields[6]),
-            "requests": requests, "errors": 0}
+            "requests": requests, "errors": 0, "clean": True, "redis_us_per_req": redis_us}
 
 
 def s3_client(endpoint):
@@ -214,6 +266,13 @@ def rss_kib(pid, field):
     return 0
 
 
+def redis_cpu(port):
+    """Redis's own CPU counters (user + system, all threads), in seconds."""
+    out = subprocess.run(["redis-cli", "-p", str(port), "INFO", "cpu"], capture_output=True, text=True).stdout
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
+
+
 def redis_info(port, field):
     out = subprocess.run(["redis-cli", "-p", str(port), "INFO", "memory"], capture_output=True, text=True).stdout
     for line in out.splitlines():
@@ -232,6 +291,78 @@ def preload(base, prefix, n, size):
         list(pool.map(put, range(n)))
 
 
+def settle(replica):
+    """Every phase starts from a drained, idle system: one phase's backlog must not leak into
+    the next one's figures."""
+    wait_drained(replica, timeout=600)
+    time.sleep(1)
+
+
+def straight_put(replica, redis_port, worker):
+    """Target 1: what a 1 KiB PUT costs Redis (its own CPU counters), straight to one replica
+    with the drain paused, against a plain 1 KiB SET with the same AOF settings and clients."""
+    os.kill(worker.pid, signal.SIGSTOP)
+    try:
+        before = redis_cpu(redis_port)
+        put = wrk(replica, "put_raw", 1024, 100000, "bench/straight", 32)
+        put["redis_us_per_req"] = 1e6 * (redis_cpu(redis_port) - before) / put["requests"]
+    finally:
+        os.kill(worker.pid, signal.SIGCONT)
+    sets = redis_alone(redis_port, 1024, 32, 100000, 100000)
+    return {"put": put, "set": sets, "ratio": put["redis_us_per_req"] / sets["redis_us_per_req"]}
+
+
+def access_log_cost(env, port, rounds=2):
+    """GET hit 1 KiB straight to a replica logging every request, and to one logging none
+    (the keys of the 1 KiB GET phase are cached): req/s and the replica's CPU per request."""
+    replicas = {}
+    for setting, ip in [("on", "127.0.0.4"), ("off", "127.0.0.5")]:
+        replicas[setting] = spawn(f"log-{setting}", [str(BIN), "serve"],
+                                  {**env, "BLOBPROXY_BIND": f"{ip}:{port}", "BLOBPROXY_ACCESS_LOG": setting})
+        wait_port(ip, port, f"replica with access log {setting}")
+    runs = {"on": [], "off": []}
+    for _ in range(rounds):
+        for setting, ip in [("on", "127.0.0.4"), ("off", "127.0.0.5")]:
+            before = cpu_seconds(replicas[setting].pid)
+            r = wrk(f"http://{ip}:{port}", "get_raw", 1024, 2000, "bench/get/1KiB", 32)
+            r["replica_us_per_req"] = 1e6 * (cpu_seconds(replicas[setting].pid) - before) / r["requests"]
+            runs[setting].append(r)
+    for p in replicas.values():
+        p.terminate()
+        p.wait(15)
+    return {setting: median_of(rs) for setting, rs in runs.items()}
+
+
+def drain_latency(front, replica, env, s3_port, count=20000):
+    """Target 4: one worker drains a backlog of `count` 1 KiB blobs through a proxy that holds
+    every S3 request 0, 20 or 50 ms, with 16, 64 or 256 uploads in flight (256: the default)."""
+    rows = []
+    for delay in (0, 20, 50):
+        proxy_port = free_port()
+        proxy = spawn(f"delay-{delay}", [str(DELAY_PROXY), str(proxy_port), str(s3_port), str(delay)])
+        wait_port("127.0.0.1", proxy_port, "delay proxy")
+        for in_flight in (16, 64, 256):
+            log(f"drain latency: {delay} ms, {in_flight} in flight")
+            subprocess.run([str(BIN), "loadgen", "--url", front, "--amount", str(count), "--size", "1024",
+                            "--concurrency", "32", "--raw", "--prefix", f"bench/latency/{delay}/{in_flight}"],
+                           capture_output=True, text=True, check=True)
+            started = time.time()
+            worker = spawn("latency-worker", [str(BIN), "worker"],
+                           {**env, "BLOBPROXY_S3_ENDPOINT": f"http://127.0.0.1:{proxy_port}",
+                            "BLOBPROXY_WORKER_CONCURRENCY": str(in_flight)})
+            wait_drained(replica, timeout=900)
+            seconds = time.time() - started
+            rss = rss_kib(worker.pid, "VmHWM")
+            worker.terminate()
+            worker.wait(15)
+            rows.append({"delay_ms": delay, "in_flight": in_flight, "objects_s": count / seconds,
+                         "bound_objects_s": in_flight / (delay / 1000) if delay else None,
+                         "worker_peak_rss_kib": rss})
+        proxy.terminate()
+        proxy.wait(15)
+    return rows
+
+
 def main():
     import atexit
 
@@ -247,12 +378,16 @@ def main():
         "RUST_LOG": "warn",
     }
     (work / "redis").mkdir()
-    (work / "s3").mkdir()
+    # s3s-fs keeps objects as files: on /dev/shm (memory) its CPU per object is steady; on
+    # this machine's disk it moved 4x between runs (measured with bench/drain_ab.py), which
+    # no ratio survives.
+    s3_root = Path(tempfile.mkdtemp(prefix="blobproxy-bench-s3-", dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    atexit.register(shutil.rmtree, s3_root, True)
     spawn("redis", ["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1", "--dir", str(work / "redis"),
                     "--save", "", *REDIS_FLAGS])
     s3s = shutil.which("s3s-fs") or str(Path.home() / ".cargo/bin/s3s-fs")
     spawn("s3", [s3s, "--host", "127.0.0.1", "--port", str(ports["s3"]), "--access-key", ACCESS,
-                 "--secret-key", SECRET, str(work / "s3")])
+                 "--secret-key", SECRET, str(s3_root)])
     replica_ips = ["127.0.0.2", "127.0.0.3"]
     (work / "hosts").write_text("".join(f"{ip} web\n" for ip in replica_ips))
     spawn("dns", [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--keep-in-foreground", "--bind-interfaces",
@@ -276,7 +411,7 @@ def main():
     nginx("static", {"STATIC_PORT": ports["static"], "STATIC_ROOT": static_root}, static=True)
     common = {"NGINX_RESOLVER": f"127.0.0.1:{ports['dns']}", "NGINX_RESOLVER_VALID": "5s",
               "NGINX_CLIENT_MAX_BODY_SIZE": "22m"}
-    nginx("front", {**common, "NGINX_PORT": ports["front"], "BLOBPROXY_UPSTREAM": f"web:{ports['web']}"})
+    front_nginx = nginx("front", {**common, "NGINX_PORT": ports["front"], "BLOBPROXY_UPSTREAM": f"web:{ports['web']}"})
     nginx("ideal", {**common, "NGINX_PORT": ports["ideal"], "BLOBPROXY_UPSTREAM": f"127.0.0.1:{ports['static']}"})
     for name in ["static", "front", "ideal"]:
         wait_port("127.0.0.1", ports[name], f"nginx {name}")
@@ -288,12 +423,25 @@ def main():
     replica = f"http://{replica_ips[0]}:{ports['web']}"
     s3 = s3_client(s3url)
 
+    METERED.update({"nginx": [front_nginx], "replicas": replicas, "redis": [procs[0]], "worker": [worker],
+                    "s3": [procs[1]]})
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seconds_per_run": SECONDS,
-               "machine": f"{os.cpu_count()} cores", "sizes": {}, "memory": {}, "drain": {}, "miss": {}}
+               "machine": f"{os.cpu_count()} cores", "sizes": {}, "memory": {}, "drain": {}, "miss": {},
+               "failures": []}
+
+    def phase(name, run):
+        """Runs one phase; a phase that fails is reported and the run goes on."""
+        try:
+            settle(replica)
+            return run()
+        except (Exception, SystemExit) as e:
+            log(f"{name} failed: {e}")
+            results["failures"].append(f"{name}: {e}")
+            return None
     results["memory"]["idle_rss_kib"] = {f"web{i + 1}": rss_kib(p.pid, "VmRSS") for i, p in enumerate(replicas)}
     results["memory"]["idle_rss_kib"]["worker"] = rss_kib(worker.pid, "VmRSS")
 
-    for name, size in SIZES:
+    def sizes(name, size):
         conns = CONNECTIONS[size]
         row = {}
         log(f"{name}: GET")
@@ -311,11 +459,11 @@ def main():
         put_keys = {1024: 100000, 65536: 4096, 1 << 20: 256}[size]
         row["ideal_put_raw"] = best_sink(ideal, "put_raw_sink", size, put_keys, conns)
         row["ideal_put_json"] = best_sink(ideal, "post_json_sink", size, put_keys, conns)
-        wait_drained(replica)
+        settle(replica)
         row["json_put"] = wrk(front, "put_json", size, put_keys, f"bench/put/{name}", conns)
-        wait_drained(replica)
+        settle(replica)
         row["raw_put"] = wrk(front, "put_raw", size, put_keys, f"bench/raw/{name}", conns)
-        wait_drained(replica)
+        settle(replica)
         s3_puts = []
         for rep in range(S3_REPEATS):
             put_file = presigned_paths(s3, [f"direct/{name}/{rep}/{i}" for i in range(min(put_keys, 20000))],
@@ -326,8 +474,17 @@ def main():
                                        {1024: 100000, 65536: 20000, 1 << 20: 1200}[size])
         results["sizes"][name] = {"bytes": size, "connections": conns, **row}
 
+    for name, size in SIZES:
+        phase(f"{name} GET and PUT", lambda: sizes(name, size))
+
+    log("PUT 1 KiB straight to one replica: Redis CPU per PUT against a plain SET")
+    results["straight_put"] = phase("straight PUT", lambda: straight_put(replica, ports["redis"], worker))
+    log("access log on / off")
+    results["access_log"] = phase("access log", lambda: access_log_cost(env, ports["web"]))
+
     # Drain: a backlog written with the worker stopped, then drained by a fresh worker.
-    for name, size, count in [("1KiB", 1024, 10000), ("1MiB", 1 << 20, 1000)]:
+    def drain(name, size, count):
+        nonlocal worker
         log(f"drain: {count} x {name}")
         worker.terminate()
         worker.wait(15)
@@ -338,6 +495,7 @@ def main():
         backlog_redis = redis_info(ports["redis"], "used_memory")
         started = time.time()
         worker = spawn("worker", [str(BIN), "worker"], env)
+        METERED["worker"] = [worker]
         wait_drained(replica, timeout=600)
         seconds = time.time() - started
         direct_runs = []
@@ -353,26 +511,50 @@ def main():
                                   "worker_peak_rss_kib": rss_kib(worker.pid, "VmHWM")}
         results["memory"]["replica_peak_rss_kib_after_" + name] = in_flight_peak
 
+    for name, size, count in [("1KiB", 1024, 10000), ("1MiB", 1 << 20, 1000)]:
+        phase(f"drain {name}", lambda: drain(name, size, count))
+
+    def latency():
+        nonlocal worker
+        worker.terminate()
+        worker.wait(15)
+        try:
+            return drain_latency(front, replica, env, ports["s3"])
+        finally:
+            worker = spawn("worker", [str(BIN), "worker"], env)
+            METERED["worker"] = [worker]
+
+    results["drain_latency"] = phase("drain latency", latency)
+
     # GET on a cache miss: the 1 KiB drain backlog is in S3; drop it from the cache.
-    log("cache miss")
-    keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix="bench/drain/1KiB/")
-            for o in page.get("Contents", [])]
-    subprocess.run(f"redis-cli -p {ports['redis']} --scan --pattern 'bp:blob:bench/drain/1KiB/*' "
-                   f"| xargs -r -n 500 redis-cli -p {ports['redis']} DEL > /dev/null", shell=True, check=True)
-    miss_file = work / "miss.txt"
-    miss_file.write_text("".join(f"/blobs/{k}\n" for k in keys))
-    miss = wrk(front, "presigned_get", 1024, 0, "-", 32, seconds=3, file=miss_file)
-    direct = wrk(s3url, "presigned_get", 1024, 0, "-", 32, seconds=3,
-                 file=presigned_paths(s3, keys, "GET", work / "miss-direct.txt"))
-    results["miss"] = {"keys": len(keys), "blobproxy": miss, "direct_s3": direct,
-                       "all_misses": miss["requests"] <= len(keys)}
+    def miss():
+        log("cache miss")
+        keys = [o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET,
+                                                                                 Prefix="bench/drain/1KiB/")
+                for o in page.get("Contents", [])]
+        subprocess.run(f"redis-cli -p {ports['redis']} --scan --pattern 'bp:blob:bench/drain/1KiB/*' "
+                       f"| xargs -r -n 500 redis-cli -p {ports['redis']} DEL > /dev/null", shell=True, check=True)
+        miss_file = work / "miss.txt"
+        miss_file.write_text("".join(f"/blobs/{k}\n" for k in keys))
+        hit = wrk(front, "presigned_get", 1024, 0, "-", 32, seconds=3, file=miss_file)
+        direct = wrk(s3url, "presigned_get", 1024, 0, "-", 32, seconds=3,
+                     file=presigned_paths(s3, keys, "GET", work / "miss-direct.txt"))
+        results["miss"] = {"keys": len(keys), "blobproxy": hit, "direct_s3": direct,
+                           "all_misses": hit["requests"] <= len(keys)}
+
+    phase("cache miss", miss)
 
     # Time until a 1 KiB write is in S3, when the system is not saturated (wc=1 answers then).
-    log("write-to-S3 latency")
-    lg = subprocess.run([str(BIN), "loadgen", "--url", front, "--amount", "200", "--size", "1KiB",
-                         "--concurrency", "2", "--raw", "--wc", "1", "--prefix", "bench/wc1", "--json"],
-                        capture_output=True, text=True, check=True)
-    results["persist_latency"] = json.loads(lg.stdout)["rows"][0]
+    def persist_latency():
+        log("write-to-S3 latency")
+        lg = subprocess.run([str(BIN), "loadgen", "--url", front, "--amount", "200", "--size", "1KiB",
+                             "--concurrency", "2", "--raw", "--wc", "1", "--prefix", "bench/wc1", "--json"],
+                            capture_output=True, text=True)
+        if lg.returncode != 0:
+            raise RuntimeError(f"loadgen --wc 1 exited {lg.returncode}: {lg.stderr.strip()[-500:]}")
+        results["persist_latency"] = json.loads(lg.stdout)["rows"][0]
+
+    phase("write-to-S3 latency", persist_latency)
     results["memory"]["peak_rss_kib"] = {f"web{i + 1}": rss_kib(p.pid, "VmHWM") for i, p in enumerate(replicas)}
     results["memory"]["redis_used_memory_peak"] = redis_info(ports["redis"], "used_memory_peak")
     return results
@@ -404,6 +586,14 @@ def ratios(results):
     return table
 
 
+# Rows measured through blobproxy: one with errors makes the run exit non-zero.
+OURS = {"json_get", "raw_get", "json_put", "raw_put"}
+
+
+def fmt_cpu(cpu):
+    return ", ".join(f"{role} {us:.0f}" for role, us in cpu.items() if us) if cpu else ""
+
+
 def print_table(results, table):
     print(f"\nblobproxy benchmark, {results['date']}, {results['machine']}, {results['seconds_per_run']} s per run")
     print(f"{'size':<6} {'what':<33} {'req/s':>9} {'MB/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'err':>5} "
@@ -416,20 +606,51 @@ def print_table(results, table):
         if "sinks_req_s" in t:
             spread = " (sinks: " + ", ".join(f"{p} {x:.0f} req/s, {t['sinks_errors'][p]} err"
                                              for p, x in t["sinks_req_s"].items()) + ")"
+        unclean = "" if t.get("clean", True) else " NOT CLEAN (errors over 1%)"
         print(f"{t['size']:<6} {t['what']:<33} {t['req_s']:>9.0f} {t['mb_s']:>8.1f} {t['p50_ms']:>8.2f} "
-              f"{t['p99_ms']:>8.2f} {t['errors']:>5} {vc:>9} {vs:>6} {vr:>7}{spread}")
+              f"{t['p99_ms']:>8.2f} {t['errors']:>5} {vc:>9} {vs:>6} {vr:>7}{spread}{unclean}")
+    print("\nCPU per request, us, by process (wrk, nginx, replicas, redis, worker, s3):")
+    for t in table:
+        if t.get("cpu_us_per_req"):
+            print(f"  {t['size']:<6} {t['what']:<33} {fmt_cpu(t['cpu_us_per_req'])}")
+    sp = results.get("straight_put")
+    if sp:
+        print(f"\nPUT 1 KiB straight to one replica (drain paused): {sp['put']['req_s']:.0f} req/s, "
+              f"Redis {sp['put']['redis_us_per_req']:.1f} us CPU per PUT; plain SET 1 KiB (redis-benchmark, same "
+              f"clients): Redis {sp['set']['redis_us_per_req']:.1f} us per SET; PUT/SET x{sp['ratio']:.2f}; "
+              f"CPU per PUT: {fmt_cpu(sp['put']['cpu_us_per_req'])}")
+    al = results.get("access_log")
+    if al:
+        on, off = al["on"], al["off"]
+        print(f"Access log, GET hit 1 KiB straight to a replica: every request logged {on['req_s']:.0f} req/s, "
+              f"replica {on['replica_us_per_req']:.1f} us CPU per request; none logged {off['req_s']:.0f} req/s, "
+              f"{off['replica_us_per_req']:.1f} us (log costs x{on['replica_us_per_req'] / off['replica_us_per_req']:.2f} "
+              f"CPU per request)")
     for name, d in results["drain"].items():
         print(f"drain {d['count']} x {name}: {d['objects_s']:.0f} objects/s in {d['seconds']:.1f} s; direct S3 PUT at "
               f"concurrency {WORKER_CONCURRENCY}: {d['direct_s3_objects_s']:.0f} objects/s "
               f"(x{d['objects_s'] / d['direct_s3_objects_s']:.2f}; runs "
               f"{' / '.join(f'{x:.0f}' for x in d['direct_s3_runs'])}); Redis used {d['redis_used_memory'] / 2**20:.0f} MiB "
               f"for the backlog")
-    m = results["miss"]
-    print(f"GET miss 1KiB (from S3, re-cached): {m['blobproxy']['req_s']:.0f} req/s p99 {m['blobproxy']['p99_ms']:.1f} ms; "
-          f"direct S3 GET {m['direct_s3']['req_s']:.0f} req/s (x{m['blobproxy']['req_s'] / m['direct_s3']['req_s']:.2f})"
-          f"{'' if m['all_misses'] else ' (keys ran out: some were hits)'}")
-    p = results["persist_latency"]
-    print(f"1 KiB PUT until in S3 (wc=1, concurrency 2): p50 {p['p50_ms']:.0f} ms, p99 {p['p99_ms']:.0f} ms")
+    rows = results.get("drain_latency")
+    if rows:
+        print("\nDrain of 20,000 x 1 KiB by one worker, S3 requests held by a proxy:")
+        print(f"  {'delay ms':>8} {'in flight':>9} {'objects/s':>10} {'bound':>8} {'x 0 ms':>7} {'peak RSS MiB':>12}")
+        at_zero = {r["in_flight"]: r["objects_s"] for r in rows if r["delay_ms"] == 0}
+        for r in rows:
+            bound = f"{r['bound_objects_s']:.0f}" if r["bound_objects_s"] else "-"
+            print(f"  {r['delay_ms']:>8} {r['in_flight']:>9} {r['objects_s']:>10.0f} {bound:>8} "
+                  f"{r['objects_s'] / at_zero[r['in_flight']]:>7.2f} {r['worker_peak_rss_kib'] / 1024:>12.1f}"
+                  f"{'  (default)' if r['in_flight'] == 256 else ''}")
+    m = results.get("miss")
+    if m:
+        print(f"GET miss 1KiB (from S3, re-cached): {m['blobproxy']['req_s']:.0f} req/s p99 "
+              f"{m['blobproxy']['p99_ms']:.1f} ms; direct S3 GET {m['direct_s3']['req_s']:.0f} req/s "
+              f"(x{m['blobproxy']['req_s'] / m['direct_s3']['req_s']:.2f})"
+              f"{'' if m['all_misses'] else ' (keys ran out: some were hits)'}")
+    p = results.get("persist_latency")
+    if p:
+        print(f"1 KiB PUT until in S3 (wc=1, concurrency 2): p50 {p['p50_ms']:.0f} ms, p99 {p['p99_ms']:.0f} ms")
     mem = results["memory"]
     print(f"RSS idle: {', '.join(f'{k} {v / 1024:.1f} MiB' for k, v in mem['idle_rss_kib'].items())}; "
           f"Redis used_memory peak {mem['redis_used_memory_peak'] / 2**20:.0f} MiB")
@@ -437,10 +658,22 @@ def print_table(results, table):
     # phases peak with 16 connections of 1 MiB JSON bodies (1.37 MiB each), the 1 MiB drain
     # backlog with 32 raw 1 MiB PUTs.
     for phase, in_flight in [("1KiB", 16 * 1.37 / 2), ("1MiB", 32 / 2)]:
-        peaks = mem[f"replica_peak_rss_kib_after_{phase}"]
+        peaks = mem.get(f"replica_peak_rss_kib_after_{phase}")
+        if not peaks:
+            continue
         print(f"RSS peak by the end of the {'size phases' if phase == '1KiB' else '1 MiB backlog'}: "
               + ", ".join(f"{k} {v / 1024:.1f} MiB (x{(v - mem['idle_rss_kib'][k]) / 1024 / in_flight:.1f} of "
                           f"~{in_flight:.0f} MiB in flight, above idle)" for k, v in peaks.items()))
+    for failure in results["failures"]:
+        print(f"FAILED: {failure}")
+
+
+def our_failures(results):
+    """What makes the run fail: a phase that could not run, or a blobproxy row with errors."""
+    bad = list(results["failures"])
+    for name, r in results["sizes"].items():
+        bad += [f"{name} {key}: {r[key]['errors']} errors" for key in OURS if not r[key]["clean"]]
+    return bad
 
 
 def chart(table, path):
@@ -473,3 +706,5 @@ if __name__ == "__main__":
     (OUT / "results.json").write_text(json.dumps(res, indent=2))
     print_table(res, tab)
     chart(tab, OUT / "results.png")
+    if our_failures(res):
+        sys.exit(1)

@@ -68,6 +68,14 @@ def round_trip(args, round_no, workers):
                           "--secret-key", bench.SECRET, str(s3_dir)])
         wait_port("127.0.0.1", ports["redis"], "redis")
         wait_port("127.0.0.1", ports["s3"], "s3s-fs")
+        proxy = None
+        if args.delay_ms is not None and binary not in (None, "alone"):
+            # S3 at a distance, for the worker only: every request held delay_ms first.
+            ports["proxy"] = free_port()
+            proxy = spawn("proxy", [str(bench.DELAY_PROXY), str(ports["proxy"]), str(ports["s3"]),
+                                    str(args.delay_ms)])
+            wait_port("127.0.0.1", ports["proxy"], "delay proxy")
+            env["BLOBPROXY_S3_ENDPOINT"] = f"http://127.0.0.1:{ports['proxy']}"
         if binary is None:
             (s3_dir / bench.BUCKET).mkdir()  # no replica here to create the bucket
             client = bench.s3_client(f"http://127.0.0.1:{ports['s3']}")
@@ -110,7 +118,9 @@ def round_trip(args, round_no, workers):
             rows.append({"label": label, "objects_s": args.count / seconds,
                          "worker_ms": 1000 * worker_cpu / args.count, "s3_ms": 1000 * cpu[s3] / args.count,
                          "redis_ms": 1000 * cpu[redis] / args.count})
-        for p in (s3, redis):
+        for p in (s3, redis, proxy):
+            if p is None:
+                continue
             p.terminate()
             p.wait(15)
         shutil.rmtree(s3_dir, ignore_errors=True)
@@ -133,6 +143,9 @@ def main():
                         help="also time the worker's S3 client alone (no Redis, no queue): "
                         "target/release/examples/s3_client_alone")
     parser.add_argument("--seconds", type=int, default=4, help="length of each direct-S3 wrk run")
+    parser.add_argument("--delay-ms", type=int, help="put the worker's S3 behind bench/delay_proxy.rs, "
+                        "which holds each request this long (build it: cargo build --release --example "
+                        "delay_proxy)")
     args = parser.parse_args()
     binaries = args.worker or [str(BIN)]
     workers = [(f"{chr(65 + i)} {os.path.basename(b)}", b) for i, b in enumerate(binaries)]

@@ -90,9 +90,15 @@ pub struct Settings {
     #[arg(long, env = "BLOBPROXY_SHUTDOWN_DELAY_SECS", default_value_t = 6)]
     pub shutdown_delay_secs: u64,
 
-    /// Uploads one worker process runs at once.
-    #[arg(long, env = "BLOBPROXY_WORKER_CONCURRENCY", default_value_t = 16)]
+    /// Uploads one worker process runs at once. S3 answers a PUT in tens of milliseconds, so
+    /// a worker drains at most this many objects per such latency: many small uploads in
+    /// flight cost little (see `BLOBPROXY_WORKER_MAX_BYTES` for large ones).
+    #[arg(long, env = "BLOBPROXY_WORKER_CONCURRENCY", default_value_t = 256)]
     pub worker_concurrency: usize,
+
+    /// Bytes of blobs one worker process holds at once (read from Redis, on their way to S3).
+    #[arg(long, env = "BLOBPROXY_WORKER_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub worker_max_bytes: usize,
 
     /// Threads of `blobproxy worker` (1: everything on one thread, the least CPU per object).
     #[arg(long, env = "BLOBPROXY_WORKER_THREADS", default_value_t = 1)]
@@ -173,6 +179,9 @@ impl Settings {
         }
         if self.worker_concurrency == 0 || self.worker_concurrency > 1024 {
             bail!("BLOBPROXY_WORKER_CONCURRENCY must be between 1 and 1024");
+        }
+        if !(1024 * 1024..=16 * 1024 * 1024 * 1024).contains(&self.worker_max_bytes) {
+            bail!("BLOBPROXY_WORKER_MAX_BYTES must be between 1048576 (1 MiB) and 16 GiB");
         }
         if !(1..=256).contains(&self.worker_threads) {
             bail!("BLOBPROXY_WORKER_THREADS must be between 1 and 256");

@@ -96,6 +96,7 @@ impl Dependencies {
             self.queue.clone(),
             settings.cache_ttl(),
             MAX_UPLOAD_BACKOFF,
+            settings.worker_max_bytes,
         )
     }
 }

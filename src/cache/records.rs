@@ -216,6 +216,15 @@ impl BlobCache {
         Ok(cached == 1)
     }
 
+    /// The size of `key`'s cached bytes (0 for a delete marker or no record), without them.
+    pub async fn blob_size(&self, key: &BlobKey) -> Result<u64, CacheError> {
+        Ok(redis::cmd("HSTRLEN")
+            .arg(record_key(key.as_str()))
+            .arg("d")
+            .query_async(&mut self.conn())
+            .await?)
+    }
+
     /// What the cache knows of each key, for a listing: `None` when it has no record.
     pub async fn summaries(&self, keys: &[String]) -> Result<Vec<Option<Summary>>, CacheError> {
         use redis::FromRedisValue as _;

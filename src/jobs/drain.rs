@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable as _};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use crate::cache::{BlobCache, CacheError, Finish, UploadLease};
 use crate::domain::{Blob, BlobKey};
@@ -63,6 +64,11 @@ pub struct Drainer {
     cache_ttl: Duration,
     /// Longest pause between upload retries.
     max_backoff: Duration,
+    /// Bytes of blobs this process may hold at once (read from Redis, not yet in S3), one
+    /// permit per byte: many small uploads in flight hide S3's latency, and a few large ones
+    /// cannot exhaust memory.
+    bytes_in_flight: Arc<Semaphore>,
+    max_bytes_in_flight: usize,
 }
 
 impl Drainer {
@@ -72,6 +78,7 @@ impl Drainer {
         queue: JobQueue,
         cache_ttl: Duration,
         max_backoff: Duration,
+        max_bytes_in_flight: usize,
     ) -> Self {
         Self {
             cache,
@@ -79,7 +86,21 @@ impl Drainer {
             queue,
             cache_ttl,
             max_backoff,
+            bytes_in_flight: Arc::new(Semaphore::new(max_bytes_in_flight)),
+            max_bytes_in_flight,
         }
+    }
+
+    /// Waits until `size` more bytes fit in the budget (a blob larger than the whole budget
+    /// waits for all of it: it goes alone).
+    async fn reserve(&self, size: u64) -> SemaphorePermit<'_> {
+        let wanted = size
+            .min(self.max_bytes_in_flight as u64)
+            .min(u32::MAX as u64) as u32;
+        self.bytes_in_flight
+            .acquire_many(wanted)
+            .await
+            .expect("the budget is never closed")
     }
 
     /// Drains one key. See the module docs for why this never loses a write.
@@ -108,6 +129,8 @@ impl Drainer {
         lease: &UploadLease,
     ) -> Result<Drained, DrainError> {
         loop {
+            // The size first, so the bytes are read only once they fit in the budget.
+            let _reserved = self.reserve(self.cache.blob_size(key).await?).await;
             let cached = match self.cache.get(key).await? {
                 Some(cached) if !cached.persisted => cached,
                 // Already clean, or gone from the cache: nothing to store.

@@ -280,3 +280,39 @@ async fn the_stall_watchdog_fires_only_when_jobs_wait_and_none_starts() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_byte_budget_keeps_large_blobs_from_all_uploading_at_once() {
+    let backends = Backends::start().await;
+    let proxy = crate::s3_proxy::S3Proxy::start(backends.s3.port).await;
+    // Each upload takes at least this long, so uploads that the budget lets run together
+    // arrive together, and those it holds back arrive a delay later.
+    let delay = Duration::from_millis(400);
+    proxy.set_delay(delay);
+    let mut settings = backends.settings();
+    settings.s3_endpoint = Some(proxy.endpoint());
+    settings.worker_concurrency = 16;
+    settings.worker_max_bytes = 1024 * 1024;
+    let app = TestApp::spawn(&settings).await;
+    // Four blobs of 600 KiB: two never fit in 1 MiB together, so they go one at a time.
+    let blobs: Vec<Vec<u8>> = (0..4).map(|_| random_bytes(600 * 1024)).collect();
+    for (i, blob) in blobs.iter().enumerate() {
+        assert_eq!(app.put(&format!("big/{i}"), "", blob).await.status(), 201);
+    }
+    let _worker = TestWorker::spawn(&settings).await;
+    backends.wait_until_drained(Duration::from_secs(30)).await;
+    let mut arrivals = proxy.put_times();
+    arrivals.sort();
+    assert_eq!(arrivals.len(), 4, "one upload per blob");
+    for pair in arrivals.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap >= delay,
+            "two 600 KiB uploads within {gap:?}: the budget let both hold"
+        );
+    }
+    for (i, blob) in blobs.iter().enumerate() {
+        let object = backends.s3.object(&format!("big/{i}")).await.unwrap();
+        assert!(object.data == *blob, "big/{i} differs in S3");
+    }
+}

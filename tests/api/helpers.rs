@@ -329,6 +329,7 @@ impl Backends {
             // In-process servers stop through the test, not a signal.
             shutdown_delay_secs: 0,
             worker_concurrency: 8,
+            worker_max_bytes: 64 * 1024 * 1024,
             worker_poll_ms: 50,
             worker_nice: 0,
             worker_threads: 1,
