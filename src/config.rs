@@ -39,6 +39,20 @@ pub struct Settings {
     )]
     pub redis_url: String,
 
+    /// Replicas of the Redis primary that must confirm a write (Redis `WAIT`) before it is
+    /// answered; 0 answers once the primary has it.
+    #[arg(long, env = "BLOBPROXY_REDIS_REPLICA_ACKS", default_value_t = 0)]
+    pub redis_replica_acks: u32,
+
+    /// How long a write waits for those replicas, in milliseconds; then it is answered 504
+    /// `replica_ack_timeout` (it stands on the primary).
+    #[arg(
+        long,
+        env = "BLOBPROXY_REDIS_REPLICA_ACK_TIMEOUT_MS",
+        default_value_t = 1000
+    )]
+    pub redis_replica_ack_timeout_ms: u64,
+
     /// S3 endpoint; unset means AWS. Set it for MinIO or any S3-compatible server (path-style).
     #[arg(long, env = "BLOBPROXY_S3_ENDPOINT")]
     pub s3_endpoint: Option<String>,
@@ -164,6 +178,12 @@ impl Settings {
             && !endpoint.starts_with("https://")
         {
             bail!("BLOBPROXY_S3_ENDPOINT must start with http:// or https://");
+        }
+        if self.redis_replica_acks > 16 {
+            bail!("BLOBPROXY_REDIS_REPLICA_ACKS must be between 0 and 16");
+        }
+        if !(1..=60_000).contains(&self.redis_replica_ack_timeout_ms) {
+            bail!("BLOBPROXY_REDIS_REPLICA_ACK_TIMEOUT_MS must be between 1 and 60000");
         }
         if self.wc_timeout_secs == 0 || self.wc_timeout_secs > 3600 {
             bail!("BLOBPROXY_WC_TIMEOUT_SECS must be between 1 and 3600");

@@ -6,6 +6,7 @@
 //! http (routes, extractors, errors to JSON)
 //!   -> service (put/get/delete/list/status; write-through; listing)
 //!        -> cache (Redis: records, leases, backlog, dead letters) -> queue (job layout)
+//!             -> redis_link (the connection both use: reconnects, resends once)
 //!        -> store (BlobStore trait; S3)
 //! jobs::worker -> jobs::drain -> cache (newest dirty version) -> store (S3) -> cache (clean)
 //! ```
@@ -13,7 +14,8 @@
 //! - [`domain`]: keys, extensions, base64; pure.
 //! - [`http`]: the edge; [`error`]: `ApiError` and the table of error codes.
 //! - [`service`]: every operation the edge offers, over a closed surface.
-//! - [`cache`]: the Redis side of a blob; [`queue`]: the job queue's Redis layout.
+//! - [`cache`]: the Redis side of a blob; [`queue`]: the job queue's Redis layout;
+//!   [`redis_link`]: the connection to Redis both use.
 //! - [`store`]: object storage ([`store::BlobStore`], S3).
 //! - [`jobs`]: the worker that drains the cache into the store.
 //! - [`ops`]: operator commands (`flush`, `replay-dead-letters`, `loadgen`, `healthcheck`).
@@ -30,6 +32,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod ops;
 pub mod queue;
+pub mod redis_link;
 pub mod service;
 pub mod shutdown;
 pub mod startup;

@@ -13,7 +13,7 @@ use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, web};
 use anyhow::Context as _;
 
-use crate::cache::{self, BlobCache};
+use crate::cache::BlobCache;
 use crate::config::{AccessLog, Settings};
 use crate::http::middleware::AccessLines;
 use crate::jobs::{self, Drainer};
@@ -55,14 +55,12 @@ impl Dependencies {
         settings: &Settings,
         credentials: Option<aws_sdk_s3::config::Credentials>,
     ) -> anyhow::Result<Self> {
-        let conn = cache::connect(&settings.redis_url).await?;
-        let cache = BlobCache::new(conn.clone(), &settings.redis_url);
-        match cache.check_eviction_policy().await? {
-            Some(policy) => tracing::info!(%policy, "Redis eviction policy keeps unsaved blobs"),
-            None => tracing::warn!(
-                "cannot read Redis maxmemory-policy (CONFIG disabled); make sure it is noeviction or volatile-*"
-            ),
-        }
+        let conn = crate::redis_link::connect(&settings.redis_url).await?;
+        let cache = BlobCache::new(conn.clone(), &settings.redis_url).confirmed_by(
+            settings.redis_replica_acks,
+            Duration::from_millis(settings.redis_replica_ack_timeout_ms),
+        );
+        cache.check_eviction_policy().await?;
         let mut store = S3Store::connect(settings, credentials).await?;
         let history = store.open_bucket(settings).await?;
         let poll = Duration::from_millis(settings.worker_poll_ms);
@@ -97,6 +95,7 @@ impl Dependencies {
             settings.cache_ttl(),
             MAX_UPLOAD_BACKOFF,
             settings.worker_max_bytes,
+            settings.worker_concurrency,
         )
     }
 }

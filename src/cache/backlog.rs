@@ -52,6 +52,15 @@ pub struct DrainStats {
 }
 
 impl BlobCache {
+    /// The size of `key`'s cached bytes (0 for a delete marker or no record), without them.
+    pub async fn blob_size(&self, key: &BlobKey) -> Result<u64, CacheError> {
+        Ok(redis::cmd("HSTRLEN")
+            .arg(record_key(key.as_str()))
+            .arg("d")
+            .query_async(&mut self.conn())
+            .await?)
+    }
+
     /// Marks `version` of `key` as stored in S3, if it is still the newest; see [`Finish`].
     #[tracing::instrument(skip_all, fields(%key, version))]
     pub async fn finish_upload(

@@ -1,19 +1,23 @@
-//! The connections to Redis: one shared, reconnecting connection, plus one per HTTP worker
-//! thread.
+//! The connections to Redis: one shared connection, plus one per HTTP worker thread (each a
+//! [`RedisLink`]: it reconnects, and resends a command once when its connection broke).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use std::rc::Rc;
 
 use super::CacheError;
+use super::group_commit::Batcher;
+use crate::redis_link::{RedisLink, connect};
 
 /// The write-back cache. Cheap to clone: clones share one multiplexed connection, plus one
 /// per HTTP worker thread once [`BlobCache::connect_this_thread`] ran there.
 #[derive(Clone)]
 pub struct BlobCache {
-    shared: ConnectionManager,
+    shared: RedisLink,
+    /// Replicas that must confirm each write, and how long to wait for them (Redis `WAIT`).
+    pub(super) replica_acks: Option<(u32, Duration)>,
     /// Tells this cache's per-thread connections from another's (tests run several).
     id: u64,
     url: Arc<str>,
@@ -23,32 +27,25 @@ thread_local! {
     /// Per-thread connections, by cache id. An HTTP worker thread that talks to Redis through
     /// a connection driven on another thread pays two thread hand-offs per command; perf
     /// showed the replica spending ~20% of its time in context switches on 1 KiB writes.
-    static THREAD_CONNECTIONS: std::cell::RefCell<Vec<(u64, ConnectionManager)>> =
+    static THREAD_CONNECTIONS: std::cell::RefCell<Vec<(u64, RedisLink, Rc<Batcher>)>> =
         const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Connects to Redis with a connection manager that reconnects by itself after a restart.
-pub async fn connect(url: &str) -> anyhow::Result<ConnectionManager> {
-    use anyhow::Context as _;
-    let client =
-        redis::Client::open(url).context("BLOBPROXY_REDIS_URL is not a valid Redis URL")?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(Duration::from_secs(5)))
-        .set_response_timeout(Some(Duration::from_secs(30)));
-    client
-        .get_connection_manager_with_config(config)
-        .await
-        .with_context(|| format!("cannot connect to Redis at BLOBPROXY_REDIS_URL={url}"))
-}
-
 impl BlobCache {
-    pub fn new(conn: ConnectionManager, url: &str) -> Self {
+    pub fn new(conn: RedisLink, url: &str) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
         Self {
             shared: conn,
+            replica_acks: None,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             url: url.into(),
         }
+    }
+
+    /// Makes every write wait until `replicas` replicas confirm it, for up to `timeout`.
+    pub fn confirmed_by(mut self, replicas: u32, timeout: Duration) -> Self {
+        self.replica_acks = (replicas > 0).then_some((replicas, timeout));
+        self
     }
 
     /// Opens a connection owned by the calling thread's runtime (an HTTP worker thread), used
@@ -58,7 +55,10 @@ impl BlobCache {
         let (id, url) = (self.id, self.url.clone());
         actix_web::rt::spawn(async move {
             match connect(&url).await {
-                Ok(conn) => THREAD_CONNECTIONS.with(|c| c.borrow_mut().push((id, conn))),
+                Ok(conn) => THREAD_CONNECTIONS.with(|c| {
+                    let batcher = Batcher::new(conn.clone());
+                    c.borrow_mut().push((id, conn, batcher))
+                }),
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "no per-thread Redis connection; using the shared one")
                 }
@@ -67,15 +67,25 @@ impl BlobCache {
     }
 
     /// This thread's connection if it has one, else the shared one.
-    pub(super) fn conn(&self) -> ConnectionManager {
+    pub(super) fn conn(&self) -> RedisLink {
         THREAD_CONNECTIONS
             .with(|c| {
                 c.borrow()
                     .iter()
-                    .find(|(id, _)| *id == self.id)
-                    .map(|(_, conn)| conn.clone())
+                    .find(|(id, ..)| *id == self.id)
+                    .map(|(_, conn, _)| conn.clone())
             })
             .unwrap_or_else(|| self.shared.clone())
+    }
+
+    /// This thread's group commit, when it is an HTTP thread with its own connection.
+    pub(super) fn batcher(&self) -> Option<Rc<Batcher>> {
+        THREAD_CONNECTIONS.with(|c| {
+            c.borrow()
+                .iter()
+                .find(|(id, ..)| *id == self.id)
+                .map(|(.., batcher)| batcher.clone())
+        })
     }
 
     /// Answers PING; used by readiness checks.
@@ -85,19 +95,19 @@ impl BlobCache {
     }
 
     /// Refuses a Redis whose eviction policy could drop records not yet in S3 (they have no
-    /// TTL, so only `allkeys-*` policies can evict them). Returns the policy, or `None` when
-    /// CONFIG is not available (managed Redis): then the operator is trusted.
-    pub async fn check_eviction_policy(&self) -> anyhow::Result<Option<String>> {
+    /// TTL, so only `allkeys-*` policies can evict them). When CONFIG is not available (managed
+    /// Redis), the operator is trusted, with a warning.
+    pub async fn check_eviction_policy(&self) -> anyhow::Result<()> {
         let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
             .arg("GET")
             .arg("maxmemory-policy")
             .query_async(&mut self.conn())
             .await;
-        let Ok(reply) = reply else {
-            return Ok(None);
-        };
-        let Some(policy) = reply.get(1).cloned() else {
-            return Ok(None);
+        let Some(policy) = reply.ok().and_then(|r| r.get(1).cloned()) else {
+            tracing::warn!(
+                "cannot read Redis maxmemory-policy (CONFIG disabled); make sure it is noeviction or volatile-*"
+            );
+            return Ok(());
         };
         if policy.starts_with("allkeys") {
             anyhow::bail!(
@@ -105,6 +115,7 @@ impl BlobCache {
                  set it to volatile-lru (evicts only blobs already in S3) or noeviction"
             );
         }
-        Ok(Some(policy))
+        tracing::info!(%policy, "Redis eviction policy keeps unsaved blobs");
+        Ok(())
     }
 }

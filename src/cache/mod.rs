@@ -5,7 +5,8 @@
 //!
 //! Every multi-step change is one Lua script, so a reader never sees half a write. Each script
 //! sits next to the one function that runs it:
-//! - [`records`]: write (`put.lua`), read, re-cache (`recache.lua`), listing summaries.
+//! - [`records`]: write (`put.lua`), read, re-cache (`recache.lua`), listing summaries;
+//!   [`group_commit`]: small writes of one HTTP thread sent together (`put_batch.lua`).
 //! - [`lease`]: upload leases (`lease.lua`) and [`UploadLease`], the holder both the drain and
 //!   the write-through use.
 //! - [`backlog`]: marking a version clean (`finish_upload.lua`), dirty keys nobody drains
@@ -29,6 +30,7 @@
 mod backlog;
 mod connection;
 mod dead_letters;
+mod group_commit;
 mod lease;
 mod records;
 #[cfg(test)]
@@ -38,7 +40,7 @@ mod tests;
 mod write_through;
 
 pub use backlog::{DrainStats, Finish};
-pub use connection::{BlobCache, connect};
+pub use connection::BlobCache;
 pub use dead_letters::DeadLetter;
 pub use lease::UploadLease;
 pub use records::{Cached, Summary, Written};
@@ -71,7 +73,7 @@ fn lease_key(key: &BlobKey) -> String {
     format!("{LEASE_PREFIX}{key}")
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum CacheError {
     /// Redis refused the write because it reached `maxmemory`; nothing was written.
     #[error("Redis is out of memory: {0}")]

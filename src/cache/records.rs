@@ -7,12 +7,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use redis::{AsyncCommands as _, Script};
 
+use super::group_commit::Queued;
 use super::{
     BlobCache, CacheError, DEAD_LETTERS, DIRTY_BY_KEY, DIRTY_SET, NEXT_VERSION_LUA, VERSION_KEY,
     parse_version, record_key,
 };
 use crate::domain::{Blob, BlobKey};
 use crate::queue::{QUEUE_JOB_LUA, QueueKeys, new_job_id};
+use crate::redis_link::RedisLink;
 
 /// Bytes of a write on their way into a record (see `put.lua`); gone within a round trip.
 const STAGE_PREFIX: &str = "bp:stage:";
@@ -31,6 +33,8 @@ static RECACHE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("re
 #[derive(Debug, Clone, Copy)]
 pub struct Written {
     pub version: u64,
+    /// The replicas the cache asks for confirmed the write in time (true when it asks none).
+    pub replicated: bool,
     /// A drain job was queued: nobody was draining the key (it was clean, absent or
     /// dead-lettered). Otherwise the worker draining it will pick this version up.
     pub queued: bool,
@@ -105,9 +109,20 @@ impl BlobCache {
             } => ("blob", extension, content_type, data),
             NewVersion::Delete => ("tomb", "", "", &[][..]),
         };
+        let staged = data.len() >= STAGE_FROM_BYTES;
+        // A small write on an HTTP thread goes with the others that thread has waiting.
+        if !staged && let Some(batcher) = self.batcher() {
+            let write = Queued {
+                key: key.to_string(),
+                kind,
+                extension: extension.to_owned(),
+                content_type: content_type.to_owned(),
+                data: data.to_vec(),
+            };
+            return batcher.write(self, queue, write).await;
+        }
         let job_id = new_job_id();
         let stage = format!("{STAGE_PREFIX}{job_id}");
-        let staged = data.len() >= STAGE_FROM_BYTES;
         let mut invocation = PUT.prepare_invoke();
         invocation
             .key(record_key(key.as_str()))
@@ -154,8 +169,10 @@ impl BlobCache {
         } else {
             invocation.invoke_async(&mut conn).await?
         };
+        let replicated = self.confirm(&mut conn).await?;
         Ok(Written {
             version: parse_version(&version)?,
+            replicated,
             queued: queued == 1,
         })
     }
@@ -216,13 +233,19 @@ impl BlobCache {
         Ok(cached == 1)
     }
 
-    /// The size of `key`'s cached bytes (0 for a delete marker or no record), without them.
-    pub async fn blob_size(&self, key: &BlobKey) -> Result<u64, CacheError> {
-        Ok(redis::cmd("HSTRLEN")
-            .arg(record_key(key.as_str()))
-            .arg("d")
-            .query_async(&mut self.conn())
-            .await?)
+    /// Waits until the replicas this cache asks for have every write `conn` sent so far (Redis
+    /// `WAIT`, on the connection that sent the write); whether they confirmed in time (true
+    /// when it asks for none).
+    pub(super) async fn confirm(&self, conn: &mut RedisLink) -> Result<bool, CacheError> {
+        let Some((replicas, timeout)) = self.replica_acks else {
+            return Ok(true);
+        };
+        let acked: u64 = redis::cmd("WAIT")
+            .arg(replicas)
+            .arg(timeout.as_millis() as u64)
+            .query_async(conn)
+            .await?;
+        Ok(acked >= u64::from(replicas))
     }
 
     /// What the cache knows of each key, for a listing: `None` when it has no record.

@@ -3,7 +3,8 @@
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{BlobCache, connect};
+use super::BlobCache;
+use crate::redis_link::connect;
 
 /// A redis-server on a free loopback port, killed on drop.
 pub struct TestRedis {

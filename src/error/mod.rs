@@ -99,6 +99,20 @@ impl ApiError {
         }
     }
 
+    pub fn replica_ack_timeout(key: &str, version: u64) -> Self {
+        Self {
+            extra: Extra::Written {
+                key: key.to_owned(),
+                version,
+            },
+            ..Self::new(
+                ReplicaAckTimeout,
+                "stored on the Redis primary, but fewer replicas than required confirmed it in \
+                 time; it stands, and a worker will store it in S3",
+            )
+        }
+    }
+
     pub fn method_not_allowed(method: &str, path: &str, allowed: &'static str) -> Self {
         Self {
             extra: Extra::Allow(allowed),
@@ -197,6 +211,9 @@ impl From<ServiceError> for ApiError {
             ServiceError::TooLarge { .. } => (BlobTooLarge, None),
             ServiceError::NotFound(_) => (NotFound, None),
             ServiceError::VersionNotFound(..) => (VersionNotFound, None),
+            ServiceError::ReplicaAckTimeout { key, version } => {
+                return Self::replica_ack_timeout(key, *version);
+            }
             ServiceError::HistoryDisabled => (HistoryDisabled, None),
             ServiceError::BadCursor => (InvalidQuery, None),
             ServiceError::KeyBusy(_) => (KeyBusy, None),

@@ -69,6 +69,8 @@ pub struct Drainer {
     /// cannot exhaust memory.
     bytes_in_flight: Arc<Semaphore>,
     max_bytes_in_flight: usize,
+    /// Keys drained at once (`BLOBPROXY_WORKER_CONCURRENCY`): a job may name many.
+    uploads: Arc<Semaphore>,
 }
 
 impl Drainer {
@@ -79,6 +81,7 @@ impl Drainer {
         cache_ttl: Duration,
         max_backoff: Duration,
         max_bytes_in_flight: usize,
+        concurrency: usize,
     ) -> Self {
         Self {
             cache,
@@ -88,6 +91,7 @@ impl Drainer {
             max_backoff,
             bytes_in_flight: Arc::new(Semaphore::new(max_bytes_in_flight)),
             max_bytes_in_flight,
+            uploads: Arc::new(Semaphore::new(concurrency)),
         }
     }
 
@@ -103,10 +107,13 @@ impl Drainer {
             .expect("the budget is never closed")
     }
 
-    /// Drains one key. See the module docs for why this never loses a write.
-    #[tracing::instrument(skip_all, fields(key = %job.key, version = job.version))]
-    pub async fn drain(&self, job: &DrainJob) -> Result<Drained, DrainError> {
-        let key = BlobKey::parse(job.key.clone()).map_err(|e| DrainError::BadKey(e.to_string()))?;
+    /// Drains one key (`version` made it dirty; for the log). See the module docs for why this
+    /// never loses a write.
+    #[tracing::instrument(skip_all, fields(%key, version = version))]
+    pub async fn drain(&self, key: &str, version: u64) -> Result<Drained, DrainError> {
+        let key = BlobKey::parse(key.to_owned()).map_err(|e| DrainError::BadKey(e.to_string()))?;
+        // At most the process's number of uploads at once, however many keys its jobs name.
+        let _slot = self.uploads.acquire().await.expect("never closed");
         let Some(lease) = UploadLease::claim(&self.cache, &key, LEASE_TTL).await? else {
             return Ok(Drained::Busy);
         };
@@ -159,10 +166,7 @@ impl Drainer {
                 Finish::Newer => continue,
                 Finish::Lost => {
                     tracing::warn!("upload lease expired mid-upload; re-queueing the key");
-                    let job = DrainJob {
-                        key: key.to_string(),
-                        version: cached.version,
-                    };
+                    let job = DrainJob::one(key.to_string(), cached.version);
                     // If this push fails too, the sweep finds the dirty key.
                     let _ = self.queue.push(job).await;
                     return Ok(Drained::Done);

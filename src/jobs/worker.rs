@@ -62,9 +62,16 @@ async fn drain_job(
     activity: Data<Arc<Activity>>,
 ) -> Result<(), BoxDynError> {
     let _running = Running::start(&activity);
-    match drainer.drain(&job).await {
-        Ok(_) => Ok(()),
-        Err(e) => {
+    // The keys of one job (a batch of writes) drain side by side; a failure of any has the
+    // whole job delivered again, which finds the drained ones clean.
+    let drains = job.keys().map(|key| drainer.drain(key, job.version));
+    let failed = futures::future::join_all(drains)
+        .await
+        .into_iter()
+        .find_map(Result::err);
+    match failed {
+        None => Ok(()),
+        Some(e) => {
             tracing::warn!(key = %job.key, error = %e, "drain job failed; it will be retried");
             Err(e.into())
         }
@@ -227,7 +234,7 @@ async fn sweep_orphaned_keys(drainer: Arc<Drainer>, concurrency: usize, activity
         let drained: Vec<_> = futures::stream::iter(orphans)
             .map(|key| {
                 let drainer = drainer.clone();
-                async move { drainer.drain(&DrainJob { key, version: 0 }).await }
+                async move { drainer.drain(&key, 0).await }
             })
             .buffer_unordered(concurrency)
             .collect()

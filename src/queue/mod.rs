@@ -5,6 +5,9 @@
 //! worker reads the newest bytes from Redis when it runs, so a job is small and a late job
 //! never uploads stale data.
 //!
+//! A write that arrived in a group-committed batch shares one job with the batch's other keys
+//! (`more`): one job per Redis call, not per write.
+//!
 //! Workers consume the queue through apalis-redis. Jobs are written by our own Lua
 //! (`queue_job.lua`): inside the PUT script, so a write and its job are one round trip, and
 //! straight onto the active list, which keeps a large backlog from wedging apalis.
@@ -14,8 +17,9 @@ use std::time::Duration;
 
 use apalis_redis::{Config, RedisStorage};
 use redis::Script;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+
+use crate::redis_link::RedisLink;
 
 /// The Lua function `queue_job(q, job_id, key, version)`, prepended to every script that queues
 /// a drain job (see the file for the layout it writes).
@@ -47,10 +51,30 @@ pub fn new_job_id() -> String {
 /// whenever the type moved.
 pub const QUEUE_NAME: &str = "blobproxy:drain";
 
+/// A key to drain (the version that made it dirty is for the log), and, for a job queued by a
+/// group-committed batch of writes, the other keys of that batch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct DrainJob {
     pub key: String,
     pub version: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub more: Vec<String>,
+}
+
+impl DrainJob {
+    /// A job for one key.
+    pub fn one(key: String, version: u64) -> Self {
+        Self {
+            key,
+            version,
+            more: Vec::new(),
+        }
+    }
+
+    /// Every key the job names.
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.key.as_str()).chain(self.more.iter().map(String::as_str))
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,12 +84,12 @@ pub struct EnqueueError(String);
 /// Pushes drain jobs; cheap to clone.
 #[derive(Clone)]
 pub struct JobQueue {
-    storage: RedisStorage<DrainJob>,
+    storage: RedisStorage<DrainJob, RedisLink>,
     keys: QueueKeys,
 }
 
 impl JobQueue {
-    pub fn new(conn: ConnectionManager, config: Config) -> Self {
+    pub fn new(conn: RedisLink, config: Config) -> Self {
         let keys = QueueKeys {
             data: config.job_data_hash(),
             meta: config.job_meta_hash(),
@@ -100,7 +124,7 @@ impl JobQueue {
             .emit_events(false)
     }
 
-    pub fn storage(&self) -> RedisStorage<DrainJob> {
+    pub fn storage(&self) -> RedisStorage<DrainJob, RedisLink> {
         self.storage.clone()
     }
 

@@ -15,3 +15,17 @@ local function queue_job(q, job_id, key, version)
   redis.call('RPUSH', q[3], job_id)
 end
 
+
+-- One drain job for several keys (a group-committed batch of writes): the first key in `key`,
+-- the others in `more`. keys: a Lua list of strings, at least one.
+local function queue_keys_job(q, job_id, keys, version)
+  if #keys == 1 then return queue_job(q, job_id, keys[1], version) end
+  local more = {}
+  for i = 2, #keys do more[#more + 1] = cjson.encode(keys[i]) end
+  local job = '{"key":' .. cjson.encode(keys[1]) .. ',"version":' .. version ..
+    ',"more":[' .. table.concat(more, ',') .. ']}'
+  redis.call('HSET', q[1], job_id, job)
+  redis.call('HSET', q[2] .. ':' .. job_id, 'attempts', 0, 'max_attempts', 25,
+    'status', 'Pending', 'idempotency_key', '')
+  redis.call('RPUSH', q[3], job_id)
+end

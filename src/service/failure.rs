@@ -1,7 +1,8 @@
 //! `ServiceError`: what went wrong with an operation, in the service's own terms, so the edge
 //! maps it to an answer without knowing Redis or S3.
 
-use crate::cache::CacheError;
+use crate::cache::{CacheError, Written};
+use crate::domain::BlobKey;
 use crate::domain::InvalidInput;
 use crate::store::StoreError;
 
@@ -39,6 +40,11 @@ pub enum ServiceError {
     /// The client's body did not arrive in time (`BLOBPROXY_BODY_TIMEOUT_SECS`, or a stall).
     #[error("{0}")]
     BodyTimeout(String),
+    /// The write stands on the Redis primary, but fewer replicas than required confirmed it.
+    #[error(
+        "stored on the Redis primary as version {version}, but not confirmed by enough replicas in time; it stands"
+    )]
+    ReplicaAckTimeout { key: String, version: u64 },
     #[error("Redis is out of memory; retry later: {0}")]
     RedisFull(String),
     #[error("Redis is unavailable: {0}")]
@@ -67,4 +73,15 @@ impl From<StoreError> for ServiceError {
             e @ StoreError::Permanent(_) => ServiceError::S3Unavailable(e.to_string()),
         }
     }
+}
+
+/// A write the replicas did not confirm in time: it stands, and the client is told so.
+pub(super) fn confirmed(key: &BlobKey, written: &Written) -> Result<(), ServiceError> {
+    if written.replicated {
+        return Ok(());
+    }
+    Err(ServiceError::ReplicaAckTimeout {
+        key: key.to_string(),
+        version: written.version,
+    })
 }

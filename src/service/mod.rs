@@ -14,6 +14,7 @@ mod merged_listing;
 mod version_history;
 
 pub use failure::ServiceError;
+use failure::confirmed;
 pub use merged_listing::{DEFAULT_LIMIT, Item, MAX_LIMIT, Page, decode_cursor};
 pub use version_history::{History, HistoryEntry, HistoryStart};
 
@@ -131,6 +132,7 @@ impl BlobService {
             )
             .await?;
         tracing::debug!(version = written.version, queued = written.queued, "cached");
+        confirmed(&key, &written)?;
         Ok(Stored {
             key,
             size: data.len(),
@@ -158,6 +160,7 @@ impl BlobService {
             return Err(ServiceError::NotFound(key.to_string()));
         }
         let written = self.cache.delete(&key, self.queue.keys()).await?;
+        confirmed(&key, &written)?;
         Ok(Stored {
             key,
             size: 0,
@@ -276,10 +279,7 @@ impl BlobService {
             for letter in letters {
                 // Forget first: a job that fails again will dead-letter the key anew.
                 if self.cache.forget_dead_letter(&letter.key).await? {
-                    let job = DrainJob {
-                        key: letter.key.clone(),
-                        version: letter.version,
-                    };
+                    let job = DrainJob::one(letter.key.clone(), letter.version);
                     self.queue
                         .push(job)
                         .await

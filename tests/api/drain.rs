@@ -247,10 +247,7 @@ async fn the_stall_watchdog_fires_only_when_jobs_wait_and_none_starts() {
     );
     // A job waits and no worker takes it (none runs here): stalled, soon after `after`.
     deps.queue
-        .push(blobproxy::queue::DrainJob {
-            key: "stalled/job".into(),
-            version: 1,
-        })
+        .push(blobproxy::queue::DrainJob::one("stalled/job".into(), 1))
         .await
         .unwrap();
     let started = std::time::Instant::now();

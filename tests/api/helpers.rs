@@ -315,6 +315,8 @@ impl Backends {
         Settings {
             bind: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
             redis_url: redis.url(),
+            redis_replica_acks: 0,
+            redis_replica_ack_timeout_ms: 1000,
             s3_endpoint: Some(s3_endpoint.to_owned()),
             s3_bucket: BUCKET.into(),
             s3_region: "us-east-1".into(),

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 /// crate; `startup` wires everything and `main` only picks a run mode.
 const MAY_USE: &[(&str, &[&str])] = &[
     ("store", &["domain", "config"]),
-    ("cache", &["domain", "queue"]),
+    ("cache", &["domain", "queue", "redis_link"]),
+    ("queue", &["redis_link"]),
     ("jobs", &["cache", "queue", "store", "domain", "shutdown"]),
     ("service", &["cache", "queue", "store", "domain", "metrics"]),
     ("error", &["service", "domain"]),

@@ -17,6 +17,8 @@ mod layout;
 mod ledger;
 mod operators;
 mod raw;
+mod reconnect;
+mod replication;
 mod round_trip;
 mod s3_proxy;
 mod topology;

@@ -403,8 +403,12 @@ async fn serving_beyond_loopback_without_an_api_key_warns_at_start_up() {
         &log,
     );
     wait_for_addr(&format!("127.0.0.1:{port}"), "replica").await;
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("no API key"), "no warning in:\n{text}");
+    // Lines reach the file from the log's own thread, a moment later.
+    eventually(Duration::from_secs(5), "the warning in the log", || {
+        let text = std::fs::read_to_string(&log).unwrap();
+        async move { text.contains("no API key").then_some(()) }
+    })
+    .await;
 }
 
 /// The nice value of every thread of a process.

@@ -199,3 +199,81 @@ async fn write_concern_1_times_out_with_504_when_s3_is_down_and_the_write_still_
     .await;
     assert!(object.data == data);
 }
+
+/// Script calls Redis has run so far (`EVALSHA`, plus `EVAL`), not counting those refused
+/// with NOSCRIPT before a script was loaded.
+async fn script_calls(backends: &Backends) -> u64 {
+    let mut conn = backends.redis.client().await;
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    stats
+        .lines()
+        .filter(|l| l.starts_with("cmdstat_evalsha:") || l.starts_with("cmdstat_eval:"))
+        .map(|l| {
+            let field = |name: &str| -> u64 {
+                l.split([':', ','])
+                    .find_map(|f| f.strip_prefix(name)?.parse().ok())
+                    .unwrap_or(0)
+            };
+            field("calls=") - field("failed_calls=")
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_small_writes_share_script_calls_and_each_stands_on_its_own() {
+    let backends = Backends::start().await;
+    let settings = backends.settings();
+    let app = TestApp::spawn(&settings).await;
+    // The replica's threads open their own connections as they start.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // A lone write waits for no company: one call per write when writes come one by one.
+    let before = script_calls(&backends).await;
+    for i in 0..10 {
+        assert_eq!(
+            app.put(&format!("lone/{i}"), "", b"alone").await.status(),
+            201
+        );
+    }
+    assert_eq!(script_calls(&backends).await - before, 10);
+
+    // Many at once: a replica thread sends the writes that arrive while its previous call is
+    // in flight as one call.
+    let blobs: Vec<(String, Vec<u8>)> = (0..300)
+        .map(|i| (format!("burst/{i}"), random_bytes(200 + i % 700)))
+        .collect();
+    let before = script_calls(&backends).await;
+    let answers =
+        futures::future::join_all(blobs.iter().map(|(key, data)| app.put(key, "bin", data))).await;
+    let calls = script_calls(&backends).await - before;
+    let mut versions = std::collections::BTreeSet::new();
+    for response in answers {
+        assert_eq!(response.status(), 201);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            versions.insert(body["version"].as_u64().unwrap()),
+            "a version twice"
+        );
+    }
+    assert!(
+        calls < 300,
+        "{calls} script calls for 300 concurrent writes"
+    );
+    for (key, data) in &blobs {
+        assert!(
+            app.get_bytes(key).await.0 == *data,
+            "{key} reads back other bytes"
+        );
+    }
+    // The batches' shared jobs drain every key.
+    let _worker = TestWorker::spawn(&settings).await;
+    backends.wait_until_drained(Duration::from_secs(30)).await;
+    for (key, data) in &blobs {
+        let object = backends.s3.object(key).await.unwrap();
+        assert!(object.data == *data, "{key} differs in S3");
+    }
+    println!("300 concurrent writes: {calls} script calls");
+}

@@ -15,6 +15,7 @@ const WRITE_FAILURES: &[ErrorCode] = &[
     RedisUnavailable,
     S3Unavailable,
     PersistTimeout,
+    ReplicaAckTimeout,
 ];
 /// What a read can answer.
 const READ_FAILURES: &[ErrorCode] = &[

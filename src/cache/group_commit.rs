@@ -1,0 +1,237 @@
+//! Group commit: the small writes an HTTP thread receives while its previous write to Redis is
+//! in flight go to Redis together, as one script call (`put_batch.lua`: one Lua call, one AOF
+//! append, one reply) and one drain job, and each is answered once that call returns. A lone
+//! write does not wait for company: a batch is whatever is queued when the thread's connection
+//! is free, never a timer. Each HTTP thread has its own batcher, next to its own connection.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::LazyLock;
+
+use redis::{FromRedisValue as _, Script};
+use tokio::sync::oneshot;
+
+use super::{
+    BlobCache, CacheError, DEAD_LETTERS, DIRTY_BY_KEY, DIRTY_SET, VERSION_KEY, Written,
+    parse_version, record_key,
+};
+use crate::queue::{QUEUE_JOB_LUA, QueueKeys, new_job_id};
+use crate::redis_link::RedisLink;
+
+static PUT_BATCH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[QUEUE_JOB_LUA, include_str!("put_batch.lua")].concat()));
+
+/// A batch stops growing at this many writes or bytes of blobs (what one script call carries).
+const MAX_WRITES: usize = 64;
+const MAX_BYTES: usize = 1024 * 1024;
+
+/// One write waiting for its batch.
+pub(super) struct Queued {
+    pub key: String,
+    pub kind: &'static str,
+    pub extension: String,
+    pub content_type: String,
+    pub data: Vec<u8>,
+}
+
+struct Waiting {
+    write: Queued,
+    answer: oneshot::Sender<Result<Written, CacheError>>,
+}
+
+/// The writes of one HTTP thread waiting for the thread's connection to be free.
+pub(super) struct Batcher {
+    conn: RedisLink,
+    waiting: RefCell<Vec<Waiting>>,
+    /// A task is sending batches; it keeps going until nothing waits.
+    sending: Cell<bool>,
+}
+
+impl Batcher {
+    pub fn new(conn: RedisLink) -> Rc<Self> {
+        Rc::new(Self {
+            conn,
+            waiting: RefCell::new(Vec::new()),
+            sending: Cell::new(false),
+        })
+    }
+
+    /// Writes `write` with whatever else is waiting; on the calling thread's local executor.
+    pub async fn write(
+        self: Rc<Self>,
+        cache: &BlobCache,
+        queue: &QueueKeys,
+        write: Queued,
+    ) -> Result<Written, CacheError> {
+        let (answer, answered) = oneshot::channel();
+        self.waiting.borrow_mut().push(Waiting { write, answer });
+        if !self.sending.replace(true) {
+            actix_web::rt::spawn(self.clone().send_all(cache.clone(), queue.clone()));
+        }
+        answered
+            .await
+            .map_err(|_| CacheError::Unavailable("the write's batch was dropped".into()))?
+    }
+
+    /// Sends batches until nothing waits.
+    async fn send_all(self: Rc<Self>, cache: BlobCache, queue: QueueKeys) {
+        loop {
+            let batch = self.next_batch();
+            if batch.is_empty() {
+                self.sending.set(false);
+                return;
+            }
+            let writes: Vec<&Queued> = batch.iter().map(|w| &w.write).collect();
+            match cache.write_batch(self.conn.clone(), &writes, &queue).await {
+                Ok(written) => {
+                    for (waiting, written) in batch.into_iter().zip(written) {
+                        let _ = waiting.answer.send(Ok(written));
+                    }
+                }
+                Err(e) => {
+                    for waiting in batch {
+                        let _ = waiting.answer.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    fn next_batch(&self) -> Vec<Waiting> {
+        let mut waiting = self.waiting.borrow_mut();
+        let (mut count, mut bytes) = (0, 0);
+        for w in waiting.iter() {
+            if count == MAX_WRITES || (count > 0 && bytes + w.write.data.len() > MAX_BYTES) {
+                break;
+            }
+            count += 1;
+            bytes += w.write.data.len();
+        }
+        waiting.drain(..count).collect()
+    }
+}
+
+impl BlobCache {
+    /// Runs `put_batch.lua` for `writes` on `conn`, then waits for the replicas it asks for.
+    pub(super) async fn write_batch(
+        &self,
+        mut conn: RedisLink,
+        writes: &[&Queued],
+        queue: &QueueKeys,
+    ) -> Result<Vec<Written>, CacheError> {
+        let mut invocation = PUT_BATCH.prepare_invoke();
+        invocation.key(VERSION_KEY).key(DIRTY_SET).key(DEAD_LETTERS);
+        for queue_key in queue.as_array() {
+            invocation.key(queue_key);
+        }
+        invocation.key(DIRTY_BY_KEY).arg(new_job_id());
+        for write in writes {
+            invocation
+                .key(record_key(&write.key))
+                .arg(&write.data[..])
+                .arg(&write.extension)
+                .arg(&write.key)
+                .arg(write.kind)
+                .arg(&write.content_type);
+        }
+        let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await?;
+        let replicated = self.confirm(&mut conn).await?;
+        let parse = |e: redis::ParsingError| CacheError::Protocol(e.to_string());
+        let n = writes.len();
+        if reply.len() != 2 * n {
+            return Err(CacheError::Protocol(format!(
+                "put_batch.lua answered {} values for {n} writes",
+                reply.len()
+            )));
+        }
+        let (versions, queued) = reply.split_at(n);
+        versions
+            .iter()
+            .zip(queued)
+            .map(|(version, queued)| {
+                Ok(Written {
+                    version: parse_version(
+                        &String::from_redis_value(version.clone()).map_err(parse)?,
+                    )?,
+                    queued: i64::from_redis_value(queued.clone()).map_err(parse)? == 1,
+                    replicated,
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use redis::AsyncCommands as _;
+
+    use super::*;
+    use crate::cache::test_redis::TestRedis;
+    use crate::domain::BlobKey;
+
+    fn write(key: &str, kind: &'static str, data: &[u8]) -> Queued {
+        Queued {
+            key: key.into(),
+            kind,
+            extension: "txt".into(),
+            content_type: "text/plain".into(),
+            data: data.to_vec(),
+        }
+    }
+
+    #[tokio::test]
+    async fn put_batch_writes_each_version_in_order_and_one_job_for_its_new_keys() {
+        let redis = TestRedis::start().await;
+        let (cache, mut raw) = (redis.cache().await, redis.raw().await);
+        let queue = QueueKeys {
+            data: "q:data".into(),
+            meta: "q:meta".into(),
+            active: "q:active".into(),
+        };
+        let batch = [
+            write("a", "blob", b"one"),
+            write("b", "blob", b"two"),
+            write("a", "blob", b"three"),
+            write("c", "tomb", b""),
+        ];
+        let refs: Vec<&Queued> = batch.iter().collect();
+        let written = cache
+            .write_batch(cache.conn(), &refs, &queue)
+            .await
+            .unwrap();
+        let versions: Vec<u64> = written.iter().map(|w| w.version).collect();
+        assert!(versions.windows(2).all(|v| v[0] < v[1]), "{versions:?}");
+        // `a` again: already dirty from the batch's first write, so no job of its own.
+        let queued: Vec<bool> = written.iter().map(|w| w.queued).collect();
+        assert_eq!(queued, [true, true, false, true]);
+        let a = cache
+            .get(&BlobKey::parse("a").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (a.blob.unwrap().data.as_ref(), a.version),
+            (&b"three"[..], versions[2])
+        );
+        let c = cache
+            .get(&BlobKey::parse("c").unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(c.blob.is_none() && !c.persisted);
+        assert_eq!(raw.ttl::<_, i64>("bp:blob:b").await.unwrap(), -1);
+        assert_eq!(raw.zcard::<_, u64>(DIRTY_SET).await.unwrap(), 3);
+        // One job names the batch's three new keys.
+        let ids: Vec<String> = raw.lrange("q:active", 0, -1).await.unwrap();
+        assert_eq!(ids.len(), 1);
+        let job: String = raw.hget("q:data", &ids[0]).await.unwrap();
+        let job: crate::queue::DrainJob = serde_json::from_str(&job).unwrap();
+        assert_eq!(job.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+        // The next write of a key still dirty queues nothing; versions keep growing.
+        let next = cache
+            .write_batch(cache.conn(), &[&write("b", "blob", b"four")], &queue)
+            .await
+            .unwrap();
+        assert!(!next[0].queued && next[0].version > versions[3]);
+    }
+}
