@@ -35,7 +35,7 @@ SECONDS = int(os.environ.get("BENCH_SECONDS", "4"))
 SIZES = [("1KiB", 1024), ("64KiB", 64 * 1024), ("1MiB", 1024 * 1024)]
 CONNECTIONS = {1024: 32, 64 * 1024: 32, 1024 * 1024: 16}
 ACCESS, SECRET, BUCKET = "bench", "bench-secret-key", "blobs"
-WORKER_CONCURRENCY = 256  # the default (BLOBPROXY_WORKER_CONCURRENCY)
+WORKER_CONCURRENCY = 512  # the default (BLOBPROXY_WORKER_CONCURRENCY)
 S3_REPEATS = 3
 # The Redis settings the compose files ship (see docker-compose.yml).
 REDIS_FLAGS = ["--appendonly", "yes", "--appendfsync", "everysec", "--rdbcompression", "no",
@@ -335,13 +335,14 @@ def access_log_cost(env, port, rounds=2):
 
 def drain_latency(front, replica, env, s3_port, count=20000):
     """Target 4: one worker drains a backlog of `count` 1 KiB blobs through a proxy that holds
-    every S3 request 0, 20 or 50 ms, with 16, 64 or 256 uploads in flight (256: the default)."""
+    every S3 request 0, 20 or 50 ms, with 16, 64, 256 or 512 uploads in flight (512: the
+    default)."""
     rows = []
     for delay in (0, 20, 50):
         proxy_port = free_port()
         proxy = spawn(f"delay-{delay}", [str(DELAY_PROXY), str(proxy_port), str(s3_port), str(delay)])
         wait_port("127.0.0.1", proxy_port, "delay proxy")
-        for in_flight in (16, 64, 256):
+        for in_flight in (16, 64, 256, WORKER_CONCURRENCY):
             log(f"drain latency: {delay} ms, {in_flight} in flight")
             subprocess.run([str(BIN), "loadgen", "--url", front, "--amount", str(count), "--size", "1024",
                             "--concurrency", "32", "--raw", "--prefix", f"bench/latency/{delay}/{in_flight}"],
@@ -641,7 +642,7 @@ def print_table(results, table):
             bound = f"{r['bound_objects_s']:.0f}" if r["bound_objects_s"] else "-"
             print(f"  {r['delay_ms']:>8} {r['in_flight']:>9} {r['objects_s']:>10.0f} {bound:>8} "
                   f"{r['objects_s'] / at_zero[r['in_flight']]:>7.2f} {r['worker_peak_rss_kib'] / 1024:>12.1f}"
-                  f"{'  (default)' if r['in_flight'] == 256 else ''}")
+                  f"{'  (default)' if r['in_flight'] == WORKER_CONCURRENCY else ''}")
     m = results.get("miss")
     if m:
         print(f"GET miss 1KiB (from S3, re-cached): {m['blobproxy']['req_s']:.0f} req/s p99 "

@@ -107,7 +107,7 @@ pub struct Settings {
     /// Uploads one worker process runs at once. S3 answers a PUT in tens of milliseconds, so
     /// a worker drains at most this many objects per such latency: many small uploads in
     /// flight cost little (see `BLOBPROXY_WORKER_MAX_BYTES` for large ones).
-    #[arg(long, env = "BLOBPROXY_WORKER_CONCURRENCY", default_value_t = 256)]
+    #[arg(long, env = "BLOBPROXY_WORKER_CONCURRENCY", default_value_t = 512)]
     pub worker_concurrency: usize,
 
     /// Bytes of blobs one worker process holds at once (read from Redis, on their way to S3).
