@@ -409,11 +409,11 @@ def main():
     for name, size in SIZES:
         (static_root / f"{name}.bin").write_bytes(os.urandom(size))
     (static_root / "sink.json").write_text('{"msg":"stored"}')
-    nginx("static", {"STATIC_PORT": ports["static"], "STATIC_ROOT": static_root}, static=True)
+    static_nginx = nginx("static", {"STATIC_PORT": ports["static"], "STATIC_ROOT": static_root}, static=True)
     common = {"NGINX_RESOLVER": f"127.0.0.1:{ports['dns']}", "NGINX_RESOLVER_VALID": "5s",
               "NGINX_CLIENT_MAX_BODY_SIZE": "22m"}
     front_nginx = nginx("front", {**common, "NGINX_PORT": ports["front"], "BLOBPROXY_UPSTREAM": f"web:{ports['web']}"})
-    nginx("ideal", {**common, "NGINX_PORT": ports["ideal"], "BLOBPROXY_UPSTREAM": f"127.0.0.1:{ports['static']}"})
+    ideal_nginx = nginx("ideal", {**common, "NGINX_PORT": ports["ideal"], "BLOBPROXY_UPSTREAM": f"127.0.0.1:{ports['static']}"})
     for name in ["static", "front", "ideal"]:
         wait_port("127.0.0.1", ports[name], f"nginx {name}")
     time.sleep(1)
@@ -424,7 +424,7 @@ def main():
     replica = f"http://{replica_ips[0]}:{ports['web']}"
     s3 = s3_client(s3url)
 
-    METERED.update({"nginx": [front_nginx], "replicas": replicas, "redis": [procs[0]], "worker": [worker],
+    METERED.update({"nginx": [front_nginx], "ideal+static nginx": [ideal_nginx, static_nginx], "replicas": replicas, "redis": [procs[0]], "worker": [worker],
                     "s3": [procs[1]]})
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seconds_per_run": SECONDS,
                "machine": f"{os.cpu_count()} cores", "sizes": {}, "memory": {}, "drain": {}, "miss": {},
