@@ -58,6 +58,35 @@ async fn wait_for_port(port: u16, what: &str) {
     }
 }
 
+/// Waits until the server on `port` answers an S3 listing while `child` runs; false when
+/// `child` exits first (its port was taken).
+async fn answers_as_s3(child: &mut Child, port: u16) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let http = reqwest::Client::new();
+    while Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        let listing = http
+            .get(format!("http://127.0.0.1:{port}/"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await;
+        if let Ok(answer) = listing
+            && answer
+                .text()
+                .await
+                .unwrap_or_default()
+                .contains("ListAllMyBucketsResult")
+            && child.try_wait().unwrap().is_none()
+        {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("moto did not answer on port {port} within 60 s");
+}
+
 /// A child process killed when dropped.
 struct Proc(Child);
 
@@ -184,34 +213,40 @@ impl S3Server {
 
     pub async fn restart(&mut self) {
         self.stop();
-        let port = self.port.to_string();
-        let (name, child) = match self.kind {
-            S3Kind::S3sFs => (
-                "s3s-fs",
-                Command::new(program("s3s-fs"))
-                    .args(["--host", "127.0.0.1", "--port", &port])
+        match self.kind {
+            S3Kind::S3sFs => {
+                let child = Command::new(program("s3s-fs"))
+                    .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
                     .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
                     .arg(self.dir.path())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
-                    .spawn(),
-            ),
-            // Keeps everything in memory: a restart empties it.
-            S3Kind::Moto => (
-                "moto",
-                Command::new(venv().join("bin/moto_server"))
-                    .args(["-H", "127.0.0.1", "-p", &port])
+                    .spawn()
+                    .expect("cannot start s3s-fs; run scripts/install-deps.sh");
+                self.proc = Some(Proc(child));
+                wait_for_port(self.port, "s3s-fs").await;
+                let proc = self.proc.as_mut().unwrap();
+                proc.assert_running("s3s-fs", self.port).await;
+            }
+            // Keeps everything in memory: a restart empties it. moto takes seconds to bind its
+            // port, long enough for another test's server to take it first: the port counts as
+            // moto's only once it answers as S3 while moto runs; else moto tries another.
+            S3Kind::Moto => loop {
+                let mut child = Command::new(venv().join("bin/moto_server"))
+                    .args(["-H", "127.0.0.1", "-p", &self.port.to_string()])
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
-                    .spawn(),
-            ),
-        };
-        let child = child
-            .unwrap_or_else(|e| panic!("cannot start {name} ({e}); run scripts/install-deps.sh"));
-        self.proc = Some(Proc(child));
-        wait_for_port(self.port, name).await;
-        let proc = self.proc.as_mut().unwrap();
-        proc.assert_running(name, self.port).await;
+                    .spawn()
+                    .expect("cannot start moto; run scripts/install-deps.sh");
+                if answers_as_s3(&mut child, self.port).await {
+                    self.proc = Some(Proc(child));
+                    return;
+                }
+                let _ = child.kill();
+                let _ = child.wait();
+                self.port = free_port();
+            },
+        }
     }
 
     /// A plain S3 client, to check what really landed in the bucket.
