@@ -85,10 +85,12 @@ def main():
     else:
         worker = spawn("worker", [str(BIN), "worker"], env)
         names[worker.pid] = "blobproxy worker"
+        # A GET load reads the keys preloaded here (cache hits); a PUT load writes new ones.
+        keys = 2000 if mode.startswith("get") else 100000
         if mode.startswith("get"):
-            bench.preload(url, "profile", 2000, size)
+            bench.preload(url, "profile", keys, size)
         load = subprocess.Popen(["wrk", "-t2", f"-c{CONNECTIONS.get(mode, 32)}", f"-d{SECONDS + 4}s",
-                                 "-s", str(bench.LUA), url, "--", mode, str(size), "100000", "profile"],
+                                 "-s", str(bench.LUA), url, "--", mode, str(size), str(keys), "profile"],
                                 stdout=subprocess.PIPE, text=True)
         names[load.pid] = "wrk (the load)"
         time.sleep(2)
