@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::{ALLOW_OOM, BlobCache, CacheError, UPLOAD_LEASE_LUA, lease_key};
+use super::{ALLOW_OOM, BlobCache, CacheError, UPLOAD_LEASE_LUA, lease_key, record_key};
 use crate::domain::BlobKey;
 
 // allow-oom: the worker must be able to drain (and so free memory) when Redis is full.
@@ -26,6 +26,8 @@ pub struct UploadLease {
     /// A renewal found the lease gone (it expired while Redis or this process stalled):
     /// another holder may have written the key meanwhile.
     lost: AtomicBool,
+    /// Size of the key's cached bytes when the lease was claimed (0 for a lease a script took).
+    claimed_size: u64,
 }
 
 impl UploadLease {
@@ -40,11 +42,15 @@ impl UploadLease {
         key: &BlobKey,
         ttl: Duration,
     ) -> Result<Option<Self>, CacheError> {
-        let lease = Self::taken(cache, key, Self::new_token(), ttl);
-        Ok(cache
-            .lease(key, &lease.token, "claim", ttl)
-            .await?
-            .then_some(lease))
+        let mut lease = Self::taken(cache, key, Self::new_token(), ttl);
+        let claimed = cache.lease(key, &lease.token, "claim", ttl).await?;
+        lease.claimed_size = claimed.saturating_sub(1);
+        Ok((claimed > 0).then_some(lease))
+    }
+
+    /// The size of the key's cached bytes when the lease was claimed, read by the claim itself.
+    pub fn claimed_size(&self) -> u64 {
+        self.claimed_size
     }
 
     /// A lease that a script took with `token` (the write-through's first step).
@@ -55,6 +61,7 @@ impl UploadLease {
             token,
             ttl,
             lost: AtomicBool::new(false),
+            claimed_size: 0,
         }
     }
 
@@ -72,7 +79,7 @@ impl UploadLease {
         let renew = async {
             loop {
                 tokio::time::sleep(self.ttl / 3).await;
-                if let Ok(false) = self
+                if let Ok(0) = self
                     .cache
                     .lease(&self.key, &self.token, "renew", self.ttl)
                     .await
@@ -98,22 +105,23 @@ impl UploadLease {
 }
 
 impl BlobCache {
-    /// Runs `lease.lua`: claims, renews or releases; true when the caller holds (or, for
-    /// release, held) the lease.
+    /// Runs `lease.lua`: claims, renews or releases; non-zero when the caller holds (or, for
+    /// release, held) the lease (a claim: the size of the key's bytes + 1).
     async fn lease(
         &self,
         key: &BlobKey,
         token: &str,
         op: &str,
         ttl: Duration,
-    ) -> Result<bool, CacheError> {
-        let held: i64 = LEASE
+    ) -> Result<u64, CacheError> {
+        let held: u64 = LEASE
             .key(lease_key(key))
+            .key(record_key(key.as_str()))
             .arg(token)
             .arg(op)
             .arg((ttl.as_millis() as u64).max(1))
             .invoke_async(&mut self.conn())
             .await?;
-        Ok(held == 1)
+        Ok(held)
     }
 }

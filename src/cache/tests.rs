@@ -176,6 +176,11 @@ async fn finish_upload_marks_clean_only_the_version_stored_by_the_holder() {
         .unwrap()
         .version;
     let lease = UploadLease::claim(&cache, &k, TTL).await.unwrap().unwrap();
+    assert_eq!(
+        lease.claimed_size(),
+        1,
+        "the claim reads the size of the bytes"
+    );
     let v2 = cache
         .put(&k, "", "x/y", b"2", &queue())
         .await

@@ -135,9 +135,15 @@ impl Drainer {
         key: &BlobKey,
         lease: &UploadLease,
     ) -> Result<Drained, DrainError> {
+        // The size before the bytes, so they are read only once they fit in the budget: the
+        // claim read it; a newer version (another turn of the loop) is sized again.
+        let mut claimed = Some(lease.claimed_size());
         loop {
-            // The size first, so the bytes are read only once they fit in the budget.
-            let _reserved = self.reserve(self.cache.blob_size(key).await?).await;
+            let size = match claimed.take() {
+                Some(size) => size,
+                None => self.cache.blob_size(key).await?,
+            };
+            let _reserved = self.reserve(size).await;
             let cached = match self.cache.get(key).await? {
                 Some(cached) if !cached.persisted => cached,
                 // Already clean, or gone from the cache: nothing to store.
