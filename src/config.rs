@@ -39,6 +39,12 @@ pub struct Settings {
     )]
     pub redis_url: String,
 
+    /// Seed nodes of a Redis Cluster, comma-separated `redis://host:port`: when set, blobproxy
+    /// runs against the cluster (its keys spread over the masters) and BLOBPROXY_REDIS_URL is
+    /// not used.
+    #[arg(long, env = "BLOBPROXY_REDIS_CLUSTER_NODES", value_delimiter = ',')]
+    pub redis_cluster_nodes: Vec<String>,
+
     /// Replicas of the Redis primary that must confirm a write (Redis `WAIT`) before it is
     /// answered; 0 answers once the primary has it.
     #[arg(long, env = "BLOBPROXY_REDIS_REPLICA_ACKS", default_value_t = 0)]
@@ -173,6 +179,13 @@ impl Settings {
         {
             bail!("BLOBPROXY_REDIS_URL must start with redis://, rediss:// or unix://");
         }
+        if self
+            .redis_cluster_nodes
+            .iter()
+            .any(|node| !node.starts_with("redis://") && !node.starts_with("rediss://"))
+        {
+            bail!("each of BLOBPROXY_REDIS_CLUSTER_NODES must start with redis:// or rediss://");
+        }
         if let Some(endpoint) = &self.s3_endpoint
             && !endpoint.starts_with("http://")
             && !endpoint.starts_with("https://")
@@ -237,6 +250,16 @@ impl Settings {
         Ok(Some(key))
     }
 
+    /// The Redis blobproxy runs against: the cluster when seed nodes are set, else the one
+    /// server at BLOBPROXY_REDIS_URL.
+    pub fn redis_target(&self) -> RedisTarget {
+        if self.redis_cluster_nodes.is_empty() {
+            RedisTarget::Single(self.redis_url.clone())
+        } else {
+            RedisTarget::Cluster(self.redis_cluster_nodes.clone())
+        }
+    }
+
     pub fn cache_ttl(&self) -> Duration {
         Duration::from_secs(self.cache_ttl_secs)
     }
@@ -251,4 +274,13 @@ impl Settings {
                 .unwrap_or_else(|| "blobproxy".to_owned())
         })
     }
+}
+
+/// Where Redis is: one server, or a cluster's seed nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// A Redis URL.
+    Single(String),
+    /// Seed nodes (`redis://host:port`); the client learns the rest of the cluster from them.
+    Cluster(Vec<String>),
 }

@@ -55,8 +55,8 @@ impl Dependencies {
         settings: &Settings,
         credentials: Option<aws_sdk_s3::config::Credentials>,
     ) -> anyhow::Result<Self> {
-        let conn = crate::redis_link::connect(&settings.redis_url).await?;
-        let cache = BlobCache::new(conn.clone(), &settings.redis_url).confirmed_by(
+        let conn = crate::redis_link::connect(&settings.redis_target()).await?;
+        let cache = BlobCache::new(conn.clone()).confirmed_by(
             settings.redis_replica_acks,
             Duration::from_millis(settings.redis_replica_ack_timeout_ms),
         );
@@ -68,7 +68,7 @@ impl Dependencies {
             cache,
             history,
             store: Arc::new(store),
-            queue: JobQueue::new(conn, JobQueue::config(poll)),
+            queue: JobQueue::new(conn, poll),
         })
     }
 

@@ -8,8 +8,7 @@ use std::time::Duration;
 use redis::{AsyncCommands as _, Script};
 
 use super::{
-    ALLOW_OOM, BlobCache, CacheError, DEAD_LETTERS, DIRTY_BY_KEY, DIRTY_SET, LEASE_PREFIX,
-    MARK_DIRTY_LUA, STATS, UPLOAD_LEASE_LUA, UploadLease, lease_key, now_ms, record_key,
+    ALLOW_OOM, BlobCache, CacheError, MARK_DIRTY_LUA, UPLOAD_LEASE_LUA, UploadLease, now_ms,
 };
 use crate::domain::BlobKey;
 
@@ -55,7 +54,7 @@ impl BlobCache {
     /// The size of `key`'s cached bytes (0 for a delete marker or no record), without them.
     pub async fn blob_size(&self, key: &BlobKey) -> Result<u64, CacheError> {
         Ok(redis::cmd("HSTRLEN")
-            .arg(record_key(key.as_str()))
+            .arg(self.names(key.as_str()).record(key.as_str()))
             .arg("d")
             .query_async(&mut self.conn())
             .await?)
@@ -70,12 +69,13 @@ impl BlobCache {
         version: u64,
         ttl: Duration,
     ) -> Result<Finish, CacheError> {
+        let names = self.names(key.as_str());
         let outcome: String = FINISH_UPLOAD
-            .key(record_key(key.as_str()))
-            .key(lease_key(key))
-            .key(DIRTY_SET)
-            .key(STATS)
-            .key(DIRTY_BY_KEY)
+            .key(names.record(key.as_str()))
+            .key(names.lease(key.as_str()))
+            .key(&names.dirty)
+            .key(&names.stats)
+            .key(&names.dirty_by_key)
             .arg(lease.token())
             .arg(version.to_string())
             .arg(ttl.as_secs())
@@ -93,24 +93,28 @@ impl BlobCache {
         }
     }
 
-    /// Counts a failed S3 write (for `/metrics`); best effort.
-    pub async fn count_upload_failure(&self) {
-        let _: Result<i64, _> = self.conn().hincr(STATS, "upload_failures", 1).await;
+    /// Counts a failed S3 write of `key` (for `/metrics`); best effort.
+    pub async fn count_upload_failure(&self, key: &BlobKey) {
+        let stats = &self.names(key.as_str()).stats;
+        let _: Result<i64, _> = self.conn().hincr(stats, "upload_failures", 1).await;
     }
 
-    /// Drain counters shared by all workers.
+    /// Drain counters shared by all workers (every shard's, added up).
     pub async fn stats(&self) -> Result<DrainStats, CacheError> {
-        let (uploads, upload_failures): (Option<u64>, Option<u64>) = self
-            .conn()
-            .hmget(STATS, &["uploads", "upload_failures"])
-            .await?;
-        Ok(DrainStats {
-            uploads: uploads.unwrap_or(0),
-            upload_failures: upload_failures.unwrap_or(0),
-        })
+        let mut total = DrainStats::default();
+        for names in self.every_shard() {
+            let (uploads, upload_failures): (Option<u64>, Option<u64>) = self
+                .conn()
+                .hmget(&names.stats, &["uploads", "upload_failures"])
+                .await?;
+            total.uploads += uploads.unwrap_or(0);
+            total.upload_failures += upload_failures.unwrap_or(0);
+        }
+        Ok(total)
     }
 
-    /// Up to `limit` dirty keys starting with `prefix`, after `after`, in key order.
+    /// Up to `limit` dirty keys starting with `prefix`, after `after`, in key order (every
+    /// shard's first `limit`, merged).
     pub async fn dirty_keys(
         &self,
         prefix: &str,
@@ -118,48 +122,83 @@ impl BlobCache {
         limit: usize,
     ) -> Result<Vec<String>, CacheError> {
         let (min, max) = lex_range(prefix, after);
-        Ok(redis::cmd("ZRANGEBYLEX")
-            .arg(DIRTY_BY_KEY)
-            .arg(min)
-            .arg(max)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(limit)
-            .query_async(&mut self.conn())
-            .await?)
+        let asked = self.every_shard().iter().map(|names| {
+            let (min, max, mut conn) = (&min, &max, self.conn());
+            async move {
+                redis::cmd("ZRANGEBYLEX")
+                    .arg(&names.dirty_by_key)
+                    .arg(min)
+                    .arg(max)
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit)
+                    .query_async::<Vec<String>>(&mut conn)
+                    .await
+            }
+        });
+        let mut keys: Vec<String> = futures::future::try_join_all(asked)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        keys.sort_unstable();
+        keys.truncate(limit);
+        Ok(keys)
     }
 
     /// Number of records not yet reflected in S3.
     pub async fn dirty_count(&self) -> Result<u64, CacheError> {
-        Ok(self.conn().zcard(DIRTY_SET).await?)
+        let mut total = 0;
+        for names in self.every_shard() {
+            total += self.conn().zcard::<_, u64>(&names.dirty).await?;
+        }
+        Ok(total)
     }
 
     /// Age of the oldest dirty record, if any.
     pub async fn oldest_dirty_age(&self) -> Result<Option<Duration>, CacheError> {
-        let oldest: Vec<(String, f64)> = self.conn().zrange_withscores(DIRTY_SET, 0, 0).await?;
+        let mut oldest: Option<f64> = None;
+        for names in self.every_shard() {
+            let first: Vec<(String, f64)> =
+                self.conn().zrange_withscores(&names.dirty, 0, 0).await?;
+            if let Some((_, since)) = first.first() {
+                oldest = Some(oldest.map_or(*since, |o| o.min(*since)));
+            }
+        }
         let now = now_ms() as f64;
-        Ok(oldest
-            .first()
-            .map(|(_, since)| Duration::from_millis((now - since).max(0.0) as u64)))
+        Ok(oldest.map(|since| Duration::from_millis((now - since).max(0.0) as u64)))
     }
 
     /// Keys dirty for longer than `age` that no worker is uploading and that are not
     /// dead-lettered: their job was lost (a crash between the cache write and the enqueue, a
-    /// full Redis refusing the job) or their worker died.
+    /// full Redis refusing the job) or their worker died. Up to `limit` from each shard.
     pub async fn orphaned_dirty_keys(
         &self,
         age: Duration,
         limit: usize,
     ) -> Result<Vec<String>, CacheError> {
         let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
-        Ok(ORPHANS
-            .key(DIRTY_SET)
-            .key(DEAD_LETTERS)
-            .arg(cutoff)
-            .arg(limit)
-            .arg(LEASE_PREFIX)
-            .invoke_async(&mut self.conn())
-            .await?)
+        let (mut orphans, mut failed) = (Vec::new(), None);
+        for names in self.every_shard() {
+            // A shard whose master is down (failing over) must not keep the sweep from the
+            // others.
+            let found: Result<Vec<String>, _> = ORPHANS
+                .key(&names.dirty)
+                .key(&names.dead)
+                .arg(cutoff)
+                .arg(limit)
+                .arg(&names.lease_prefix)
+                .invoke_async(&mut self.conn())
+                .await;
+            match found {
+                Ok(found) => orphans.extend(found),
+                Err(e) => failed = Some(e),
+            }
+        }
+        match failed {
+            Some(e) if orphans.is_empty() => Err(e.into()),
+            _ => Ok(orphans),
+        }
     }
 }
 

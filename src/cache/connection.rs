@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use std::rc::Rc;
 
-use super::CacheError;
 use super::group_commit::Batcher;
-use crate::redis_link::{RedisLink, connect};
+use super::{CacheError, Names};
+use crate::redis_link::{Keyspace, RedisLink};
 
 /// The write-back cache. Cheap to clone: clones share one multiplexed connection, plus one
 /// per HTTP worker thread once [`BlobCache::connect_this_thread`] ran there.
@@ -20,7 +20,9 @@ pub struct BlobCache {
     pub(super) replica_acks: Option<(u32, Duration)>,
     /// Tells this cache's per-thread connections from another's (tests run several).
     id: u64,
-    url: Arc<str>,
+    keyspace: Keyspace,
+    /// Every shard's key names, in shard order.
+    names: Arc<Vec<Names>>,
 }
 
 thread_local! {
@@ -32,14 +34,26 @@ thread_local! {
 }
 
 impl BlobCache {
-    pub fn new(conn: RedisLink, url: &str) -> Self {
+    pub fn new(conn: RedisLink) -> Self {
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+        let keyspace = conn.keyspace();
         Self {
             shared: conn,
             replica_acks: None,
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            url: url.into(),
+            keyspace,
+            names: Arc::new(Names::all(keyspace)),
         }
+    }
+
+    /// The key names of `key`'s shard.
+    pub(super) fn names(&self, key: &str) -> &Names {
+        &self.names[self.keyspace.shard_of(key).index()]
+    }
+
+    /// The key names of every shard.
+    pub(super) fn every_shard(&self) -> &[Names] {
+        &self.names
     }
 
     /// Makes every write wait until `replicas` replicas confirm it, for up to `timeout`.
@@ -52,9 +66,9 @@ impl BlobCache {
     /// from then on by every call made on this thread. Until it is up, or if it fails, the
     /// shared connection serves.
     pub fn connect_this_thread(&self) {
-        let (id, url) = (self.id, self.url.clone());
+        let (id, shared) = (self.id, self.shared.clone());
         actix_web::rt::spawn(async move {
-            match connect(&url).await {
+            match shared.open_another().await {
                 Ok(conn) => THREAD_CONNECTIONS.with(|c| {
                     let batcher = Batcher::new(conn.clone());
                     c.borrow_mut().push((id, conn, batcher))
@@ -88,9 +102,9 @@ impl BlobCache {
         })
     }
 
-    /// Answers PING; used by readiness checks.
+    /// Every master answers PING; used by readiness checks.
     pub async fn ping(&self) -> Result<(), CacheError> {
-        let _: String = redis::cmd("PING").query_async(&mut self.conn()).await?;
+        let _: Vec<String> = self.conn().on_every_master(&redis::cmd("PING")).await?;
         Ok(())
     }
 
@@ -98,12 +112,22 @@ impl BlobCache {
     /// TTL, so only `allkeys-*` policies can evict them). When CONFIG is not available (managed
     /// Redis), the operator is trusted, with a warning.
     pub async fn check_eviction_policy(&self) -> anyhow::Result<()> {
-        let reply: redis::RedisResult<Vec<String>> = redis::cmd("CONFIG")
-            .arg("GET")
-            .arg("maxmemory-policy")
-            .query_async(&mut self.conn())
-            .await;
-        let Some(policy) = reply.ok().and_then(|r| r.get(1).cloned()) else {
+        let mut config_get = redis::cmd("CONFIG");
+        config_get.arg("GET").arg("maxmemory-policy");
+        let reply: redis::RedisResult<Vec<Vec<String>>> =
+            self.conn().on_every_master(&config_get).await;
+        // The first master whose policy could evict unsaved blobs, else any (all alike).
+        let policies: Vec<String> = reply
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|r| r.get(1).cloned())
+            .collect();
+        let policy = policies
+            .iter()
+            .find(|p| p.starts_with("allkeys"))
+            .or(policies.first())
+            .cloned();
+        let Some(policy) = policy else {
             tracing::warn!(
                 "cannot read Redis maxmemory-policy (CONFIG disabled); make sure it is noeviction or volatile-*"
             );

@@ -6,10 +6,7 @@ use std::sync::LazyLock;
 use redis::{AsyncCommands as _, Script};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    ALLOW_OOM, BlobCache, CacheError, DEAD_LETTERS, UPLOAD_LEASE_LUA, UploadLease, lease_key,
-    now_ms,
-};
+use super::{ALLOW_OOM, BlobCache, CacheError, UPLOAD_LEASE_LUA, UploadLease, now_ms};
 use crate::domain::BlobKey;
 
 static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {
@@ -43,9 +40,10 @@ impl BlobCache {
         };
         let json =
             serde_json::to_string(&record).map_err(|e| CacheError::Protocol(e.to_string()))?;
+        let names = self.names(key.as_str());
         let _: i64 = DEAD_LETTER
-            .key(DEAD_LETTERS)
-            .key(lease_key(key))
+            .key(&names.dead)
+            .key(names.lease(key.as_str()))
             .arg(key.as_str())
             .arg(json)
             .arg(lease.token())
@@ -54,29 +52,33 @@ impl BlobCache {
         Ok(())
     }
 
-    /// Up to `limit` dead letters, and how many there are in all.
+    /// Up to `limit` dead letters (the oldest failures first), and how many there are in all
+    /// shards.
     pub async fn dead_letters(&self, limit: usize) -> Result<(u64, Vec<DeadLetter>), CacheError> {
         let mut conn = self.conn();
-        let count: u64 = conn.hlen(DEAD_LETTERS).await?;
-        let (_, raw): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
-            .arg(DEAD_LETTERS)
-            .arg(0)
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut conn)
-            .await?;
-        let mut letters: Vec<DeadLetter> = raw
-            .into_iter()
-            .filter_map(|(_, json)| serde_json::from_str(&json).ok())
-            .take(limit)
-            .collect();
+        let (mut count, mut letters) = (0, Vec::new());
+        for names in self.every_shard() {
+            count += conn.hlen::<_, u64>(&names.dead).await?;
+            let (_, raw): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+                .arg(&names.dead)
+                .arg(0)
+                .arg("COUNT")
+                .arg(limit)
+                .query_async(&mut conn)
+                .await?;
+            letters.extend(
+                raw.into_iter()
+                    .filter_map(|(_, json)| serde_json::from_str::<DeadLetter>(&json).ok()),
+            );
+        }
         letters.sort_by_key(|l| l.failed_at_ms);
+        letters.truncate(limit);
         Ok((count, letters))
     }
 
     /// Removes `key` from the dead letters; true if it was there.
     pub async fn forget_dead_letter(&self, key: &str) -> Result<bool, CacheError> {
-        let removed: i64 = self.conn().hdel(DEAD_LETTERS, key).await?;
+        let removed: i64 = self.conn().hdel(&self.names(key).dead, key).await?;
         Ok(removed == 1)
     }
 }

@@ -3,6 +3,8 @@
 //! append, one reply) and one drain job, and each is answered once that call returns. A lone
 //! write does not wait for company: a batch is whatever is queued when the thread's connection
 //! is free, never a timer. Each HTTP thread has its own batcher, next to its own connection.
+//! A script may only touch one shard (one hash slot in a cluster), so the waiting writes go
+//! as one batch per shard, the shards' batches side by side.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -11,17 +13,15 @@ use std::sync::LazyLock;
 use redis::{FromRedisValue as _, Script};
 use tokio::sync::oneshot;
 
-use super::{
-    BlobCache, CacheError, DEAD_LETTERS, DIRTY_BY_KEY, DIRTY_SET, VERSION_KEY, Written,
-    parse_version, record_key,
-};
-use crate::queue::{QUEUE_JOB_LUA, QueueKeys, new_job_id};
+use super::{BlobCache, CacheError, Names, Written, parse_version};
+use crate::queue::{QUEUE_JOB_LUA, new_job_id};
 use crate::redis_link::RedisLink;
 
 static PUT_BATCH: LazyLock<Script> =
     LazyLock::new(|| Script::new(&[QUEUE_JOB_LUA, include_str!("put_batch.lua")].concat()));
 
-/// A batch stops growing at this many writes or bytes of blobs (what one script call carries).
+/// A shard's batch stops growing at this many writes or bytes of blobs (what one script call
+/// carries).
 const MAX_WRITES: usize = 64;
 const MAX_BYTES: usize = 1024 * 1024;
 
@@ -60,74 +60,100 @@ impl Batcher {
     pub async fn write(
         self: Rc<Self>,
         cache: &BlobCache,
-        queue: &QueueKeys,
         write: Queued,
     ) -> Result<Written, CacheError> {
         let (answer, answered) = oneshot::channel();
         self.waiting.borrow_mut().push(Waiting { write, answer });
         if !self.sending.replace(true) {
-            actix_web::rt::spawn(self.clone().send_all(cache.clone(), queue.clone()));
+            actix_web::rt::spawn(self.clone().send_all(cache.clone()));
         }
         answered
             .await
             .map_err(|_| CacheError::Unavailable("the write's batch was dropped".into()))?
     }
 
-    /// Sends batches until nothing waits.
-    async fn send_all(self: Rc<Self>, cache: BlobCache, queue: QueueKeys) {
+    /// Sends batches until nothing waits: each round, one batch per shard with writes waiting,
+    /// side by side.
+    async fn send_all(self: Rc<Self>, cache: BlobCache) {
         loop {
-            let batch = self.next_batch();
-            if batch.is_empty() {
+            let batches = self.next_round(&cache);
+            if batches.is_empty() {
                 self.sending.set(false);
                 return;
             }
-            let writes: Vec<&Queued> = batch.iter().map(|w| &w.write).collect();
-            match cache.write_batch(self.conn.clone(), &writes, &queue).await {
-                Ok(written) => {
-                    for (waiting, written) in batch.into_iter().zip(written) {
-                        let _ = waiting.answer.send(Ok(written));
-                    }
+            let sent = batches.into_iter().map(|batch| {
+                let (cache, conn) = (&cache, self.conn.clone());
+                async move {
+                    let writes: Vec<&Queued> = batch.iter().map(|w| &w.write).collect();
+                    let names = cache.names(&writes[0].key);
+                    let written = cache.write_batch(conn, &writes, names).await;
+                    (batch, written)
                 }
-                Err(e) => {
-                    for waiting in batch {
-                        let _ = waiting.answer.send(Err(e.clone()));
+            });
+            for (batch, written) in futures::future::join_all(sent).await {
+                match written {
+                    Ok(written) => {
+                        for (waiting, written) in batch.into_iter().zip(written) {
+                            let _ = waiting.answer.send(Ok(written));
+                        }
+                    }
+                    Err(e) => {
+                        for waiting in batch {
+                            let _ = waiting.answer.send(Err(e.clone()));
+                        }
                     }
                 }
             }
         }
     }
 
-    fn next_batch(&self) -> Vec<Waiting> {
+    /// The waiting writes, as one batch per shard, each within [`MAX_WRITES`] and
+    /// [`MAX_BYTES`] (a batch's first write may be larger); the rest wait for the next round,
+    /// in order.
+    fn next_round(&self, cache: &BlobCache) -> Vec<Vec<Waiting>> {
         let mut waiting = self.waiting.borrow_mut();
-        let (mut count, mut bytes) = (0, 0);
-        for w in waiting.iter() {
-            if count == MAX_WRITES || (count > 0 && bytes + w.write.data.len() > MAX_BYTES) {
-                break;
+        let mut batches: Vec<(usize, usize, Vec<Waiting>)> = Vec::new(); // shard, bytes, writes
+        let mut rest = Vec::new();
+        for w in waiting.drain(..) {
+            let shard = cache.names(&w.write.key).shard.index();
+            let size = w.write.data.len();
+            match batches.iter_mut().find(|(s, ..)| *s == shard) {
+                None => batches.push((shard, size, vec![w])),
+                Some((_, bytes, batch))
+                    if batch.len() < MAX_WRITES && *bytes + size <= MAX_BYTES =>
+                {
+                    *bytes += size;
+                    batch.push(w);
+                }
+                Some(_) => rest.push(w),
             }
-            count += 1;
-            bytes += w.write.data.len();
         }
-        waiting.drain(..count).collect()
+        *waiting = rest;
+        batches.into_iter().map(|(.., batch)| batch).collect()
     }
 }
 
 impl BlobCache {
-    /// Runs `put_batch.lua` for `writes` on `conn`, then waits for the replicas it asks for.
+    /// Runs `put_batch.lua` for `writes` (all of the shard `names`) on `conn`, then waits for
+    /// the replicas it asks for.
     pub(super) async fn write_batch(
         &self,
         mut conn: RedisLink,
         writes: &[&Queued],
-        queue: &QueueKeys,
+        names: &Names,
     ) -> Result<Vec<Written>, CacheError> {
         let mut invocation = PUT_BATCH.prepare_invoke();
-        invocation.key(VERSION_KEY).key(DIRTY_SET).key(DEAD_LETTERS);
-        for queue_key in queue.as_array() {
+        invocation
+            .key(&names.version)
+            .key(&names.dirty)
+            .key(&names.dead);
+        for queue_key in names.queue.as_array() {
             invocation.key(queue_key);
         }
-        invocation.key(DIRTY_BY_KEY).arg(new_job_id());
+        invocation.key(&names.dirty_by_key).arg(new_job_id());
         for write in writes {
             invocation
-                .key(record_key(&write.key))
+                .key(names.record(&write.key))
                 .arg(&write.data[..])
                 .arg(&write.extension)
                 .arg(&write.key)
@@ -135,7 +161,7 @@ impl BlobCache {
                 .arg(&write.content_type);
         }
         let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await?;
-        let replicated = self.confirm(&mut conn).await?;
+        let replicated = self.confirm(&mut conn, names.shard).await?;
         let parse = |e: redis::ParsingError| CacheError::Protocol(e.to_string());
         let n = writes.len();
         if reply.len() != 2 * n {
@@ -183,11 +209,8 @@ mod tests {
     async fn put_batch_writes_each_version_in_order_and_one_job_for_its_new_keys() {
         let redis = TestRedis::start().await;
         let (cache, mut raw) = (redis.cache().await, redis.raw().await);
-        let queue = QueueKeys {
-            data: "q:data".into(),
-            meta: "q:meta".into(),
-            active: "q:active".into(),
-        };
+        let names = cache.names("a");
+        let queue = names.queue.clone();
         let batch = [
             write("a", "blob", b"one"),
             write("b", "blob", b"two"),
@@ -195,10 +218,7 @@ mod tests {
             write("c", "tomb", b""),
         ];
         let refs: Vec<&Queued> = batch.iter().collect();
-        let written = cache
-            .write_batch(cache.conn(), &refs, &queue)
-            .await
-            .unwrap();
+        let written = cache.write_batch(cache.conn(), &refs, names).await.unwrap();
         let versions: Vec<u64> = written.iter().map(|w| w.version).collect();
         assert!(versions.windows(2).all(|v| v[0] < v[1]), "{versions:?}");
         // `a` again: already dirty from the batch's first write, so no job of its own.
@@ -220,16 +240,16 @@ mod tests {
             .unwrap();
         assert!(c.blob.is_none() && !c.persisted);
         assert_eq!(raw.ttl::<_, i64>("bp:blob:b").await.unwrap(), -1);
-        assert_eq!(raw.zcard::<_, u64>(DIRTY_SET).await.unwrap(), 3);
+        assert_eq!(raw.zcard::<_, u64>("bp:dirty").await.unwrap(), 3);
         // One job names the batch's three new keys.
-        let ids: Vec<String> = raw.lrange("q:active", 0, -1).await.unwrap();
+        let ids: Vec<String> = raw.lrange(&queue.active, 0, -1).await.unwrap();
         assert_eq!(ids.len(), 1);
-        let job: String = raw.hget("q:data", &ids[0]).await.unwrap();
+        let job: String = raw.hget(&queue.data, &ids[0]).await.unwrap();
         let job: crate::queue::DrainJob = serde_json::from_str(&job).unwrap();
         assert_eq!(job.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
         // The next write of a key still dirty queues nothing; versions keep growing.
         let next = cache
-            .write_batch(cache.conn(), &[&write("b", "blob", b"four")], &queue)
+            .write_batch(cache.conn(), &[&write("b", "blob", b"four")], names)
             .await
             .unwrap();
         assert!(!next[0].queued && next[0].version > versions[3]);

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use redis::Script;
 
-use super::{ALLOW_OOM, BlobCache, CacheError, UPLOAD_LEASE_LUA, lease_key, record_key};
+use super::{ALLOW_OOM, BlobCache, CacheError, UPLOAD_LEASE_LUA};
 use crate::domain::BlobKey;
 
 // allow-oom: the worker must be able to drain (and so free memory) when Redis is full.
@@ -114,9 +114,10 @@ impl BlobCache {
         op: &str,
         ttl: Duration,
     ) -> Result<u64, CacheError> {
+        let names = self.names(key.as_str());
         let held: u64 = LEASE
-            .key(lease_key(key))
-            .key(record_key(key.as_str()))
+            .key(names.lease(key.as_str()))
+            .key(names.record(key.as_str()))
             .arg(token)
             .arg(op)
             .arg((ttl.as_millis() as u64).max(1))

@@ -14,18 +14,25 @@
 //! - [`dead_letters`]: keys the worker gave up on (`dead_letter.lua`).
 //! - [`write_through`]: the two steps of a large write that skips the cache.
 //!
-//! Layout in Redis (all under the `bp:` prefix):
-//! - `bp:blob:<key>`: hash `k` (`blob` or `tomb`), `d` (bytes), `e` (extension), `c` (content
-//!   type), `v` (version), `s` (`dirty`/`clean`). Dirty records have no TTL, so no expiry and no
-//!   `volatile-*` eviction can drop them; clean ones expire after `BLOBPROXY_CACHE_TTL_SECS`.
-//! - `bp:version`: the last version handed out.
-//! - `bp:dirty`: sorted set of dirty keys, scored by when they became dirty (ms).
-//! - `bp:dirty-by-key`: the same keys, score 0, so they can be read in key order.
-//! - `bp:lease:<key>`: `<token> <deadline ms>` of the worker (or write-through) uploading that
-//!   key; no TTL, so eviction cannot drop it (see `upload_lease.lua`).
-//! - `bp:dead`: hash of keys the worker gave up on (key -> JSON reason).
-//! - `bp:stats`: counters of all workers (`uploads`, `upload_failures`).
-//! - `bp:stage:<id>`: the bytes of a large write between its two commands (see `put.lua`).
+//! Layout in Redis, per shard (see [`crate::redis_link::Shard`]: single-node Redis has one,
+//! whose prefix is `bp:`; a cluster has several, prefixed `bp:{<tag>}:` so that each shard's
+//! keys share one hash slot and every script touches one slot). Per shard:
+//! - `<prefix>blob:<key>`: hash `k` (`blob` or `tomb`), `d` (bytes), `e` (extension), `c`
+//!   (content type), `v` (version), `s` (`dirty`/`clean`). Dirty records have no TTL, so no
+//!   expiry and no `volatile-*` eviction can drop them; clean ones expire after
+//!   `BLOBPROXY_CACHE_TTL_SECS`.
+//! - `<prefix>version`: the last version handed out (a key's versions come from its shard's).
+//! - `<prefix>dirty`: sorted set of dirty keys, scored by when they became dirty (ms).
+//! - `<prefix>dirty-by-key`: the same keys, score 0, so they can be read in key order.
+//! - `<prefix>lease:<key>`: `<token> <deadline ms>` of the worker (or write-through) uploading
+//!   that key; no TTL, so eviction cannot drop it (see `upload_lease.lua`).
+//! - `<prefix>dead`: hash of keys the worker gave up on (key -> JSON reason).
+//! - `<prefix>stats`: counters of all workers (`uploads`, `upload_failures`).
+//! - `<prefix>stage:<id>`: the bytes of a large write between its two commands (see `put.lua`).
+//! - the shard's drain queue ([`crate::queue::QueueKeys`]).
+//!
+//! Operations on one key go to its shard; those on the whole cache (backlog, listing, dead
+//! letters, counters) ask every shard and merge.
 
 mod backlog;
 mod connection;
@@ -33,6 +40,7 @@ mod dead_letters;
 mod group_commit;
 mod lease;
 mod records;
+mod summaries;
 #[cfg(test)]
 mod test_redis;
 #[cfg(test)]
@@ -43,20 +51,62 @@ pub use backlog::{DrainStats, Finish};
 pub use connection::BlobCache;
 pub use dead_letters::DeadLetter;
 pub use lease::UploadLease;
-pub use records::{Cached, Summary, Written};
+pub use records::{Cached, Written};
+pub use summaries::Summary;
 pub use write_through::WriteThrough;
 
-use crate::domain::BlobKey;
+use crate::queue::QueueKeys;
+use crate::redis_link::{Keyspace, Shard};
 
-const VERSION_KEY: &str = "bp:version";
-const DIRTY_SET: &str = "bp:dirty";
-const DEAD_LETTERS: &str = "bp:dead";
-/// The dirty keys again, all with score 0 so they sort by key: lets a listing merge keys not yet
-/// in S3 with S3's own (sorted) listing.
-const DIRTY_BY_KEY: &str = "bp:dirty-by-key";
-const RECORD_PREFIX: &str = "bp:blob:";
-const LEASE_PREFIX: &str = "bp:lease:";
-const STATS: &str = "bp:stats";
+/// The names of one shard's Redis keys, made once.
+pub(crate) struct Names {
+    pub shard: &'static Shard,
+    pub version: String,
+    pub dirty: String,
+    /// The dirty keys again, all with score 0 so they sort by key: lets a listing merge keys
+    /// not yet in S3 with S3's own (sorted) listing.
+    pub dirty_by_key: String,
+    pub dead: String,
+    pub stats: String,
+    pub lease_prefix: String,
+    pub queue: QueueKeys,
+    record_prefix: String,
+    stage_prefix: String,
+}
+
+impl Names {
+    fn of(shard: &'static Shard) -> Self {
+        Self {
+            shard,
+            version: shard.key("version"),
+            dirty: shard.key("dirty"),
+            dirty_by_key: shard.key("dirty-by-key"),
+            dead: shard.key("dead"),
+            stats: shard.key("stats"),
+            lease_prefix: shard.key("lease:"),
+            queue: QueueKeys::of(shard),
+            record_prefix: shard.key("blob:"),
+            stage_prefix: shard.key("stage:"),
+        }
+    }
+
+    /// The names of every shard of `keyspace`, in shard order.
+    fn all(keyspace: Keyspace) -> Vec<Names> {
+        keyspace.shards().iter().map(Names::of).collect()
+    }
+
+    fn record(&self, key: &str) -> String {
+        format!("{}{key}", self.record_prefix)
+    }
+
+    fn lease(&self, key: &str) -> String {
+        format!("{}{key}", self.lease_prefix)
+    }
+
+    fn stage(&self, id: &str) -> String {
+        format!("{}{id}", self.stage_prefix)
+    }
+}
 
 /// The Lua fragments several scripts share, prepended to them.
 const UPLOAD_LEASE_LUA: &str = include_str!("upload_lease.lua");
@@ -64,14 +114,6 @@ const MARK_DIRTY_LUA: &str = include_str!("mark_dirty.lua");
 const NEXT_VERSION_LUA: &str = include_str!("next_version.lua");
 /// Scripts with this first line may run when Redis is full: draining is what frees memory.
 const ALLOW_OOM: &str = "#!lua flags=allow-oom\n";
-
-fn record_key(key: &str) -> String {
-    format!("{RECORD_PREFIX}{key}")
-}
-
-fn lease_key(key: &BlobKey) -> String {
-    format!("{LEASE_PREFIX}{key}")
-}
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CacheError {

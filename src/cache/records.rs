@@ -1,5 +1,5 @@
 //! Records: a new version of a key written as dirty (with its drain job when nobody drains the
-//! key yet), read back, re-cached from S3 as clean, and summarised for a listing.
+//! key yet), read back, and re-cached from S3 as clean.
 
 use std::sync::LazyLock;
 use std::time::Duration;
@@ -8,16 +8,11 @@ use bytes::Bytes;
 use redis::{AsyncCommands as _, Script};
 
 use super::group_commit::Queued;
-use super::{
-    BlobCache, CacheError, DEAD_LETTERS, DIRTY_BY_KEY, DIRTY_SET, NEXT_VERSION_LUA, VERSION_KEY,
-    parse_version, record_key,
-};
+use super::{BlobCache, CacheError, NEXT_VERSION_LUA, parse_version};
 use crate::domain::{Blob, BlobKey};
-use crate::queue::{QUEUE_JOB_LUA, QueueKeys, new_job_id};
-use crate::redis_link::RedisLink;
+use crate::queue::{QUEUE_JOB_LUA, new_job_id};
+use crate::redis_link::{RedisLink, Shard};
 
-/// Bytes of a write on their way into a record (see `put.lua`); gone within a round trip.
-const STAGE_PREFIX: &str = "bp:stage:";
 /// Blobs from this size are staged instead of passed to the PUT script: below it, the extra
 /// commands cost more than Lua hashing the bytes.
 const STAGE_FROM_BYTES: usize = 16 * 1024;
@@ -49,16 +44,6 @@ pub struct Cached {
     pub persisted: bool,
 }
 
-/// A cached record as a listing shows it.
-#[derive(Debug, Clone)]
-pub struct Summary {
-    pub deleted: bool,
-    pub extension: String,
-    pub version: u64,
-    pub size: u64,
-    pub persisted: bool,
-}
-
 /// A new version of a key: its bytes, or the marker of its delete.
 enum NewVersion<'a> {
     Blob {
@@ -78,29 +63,23 @@ impl BlobCache {
         extension: &str,
         content_type: &str,
         data: &[u8],
-        queue: &QueueKeys,
     ) -> Result<Written, CacheError> {
         let version = NewVersion::Blob {
             extension,
             content_type,
             data,
         };
-        self.write(key, version, queue).await
+        self.write(key, version).await
     }
 
     /// Records the delete of `key` as a new, dirty version: reads answer 404 at once, and the
     /// worker removes the S3 object; an older pending upload can never bring the key back.
     #[tracing::instrument(skip_all, fields(%key))]
-    pub async fn delete(&self, key: &BlobKey, queue: &QueueKeys) -> Result<Written, CacheError> {
-        self.write(key, NewVersion::Delete, queue).await
+    pub async fn delete(&self, key: &BlobKey) -> Result<Written, CacheError> {
+        self.write(key, NewVersion::Delete).await
     }
 
-    async fn write(
-        &self,
-        key: &BlobKey,
-        new: NewVersion<'_>,
-        queue: &QueueKeys,
-    ) -> Result<Written, CacheError> {
+    async fn write(&self, key: &BlobKey, new: NewVersion<'_>) -> Result<Written, CacheError> {
         let (kind, extension, content_type, data) = match new {
             NewVersion::Blob {
                 extension,
@@ -119,21 +98,22 @@ impl BlobCache {
                 content_type: content_type.to_owned(),
                 data: data.to_vec(),
             };
-            return batcher.write(self, queue, write).await;
+            return batcher.write(self, write).await;
         }
+        let names = self.names(key.as_str());
         let job_id = new_job_id();
-        let stage = format!("{STAGE_PREFIX}{job_id}");
+        let stage = names.stage(&job_id);
         let mut invocation = PUT.prepare_invoke();
         invocation
-            .key(record_key(key.as_str()))
-            .key(VERSION_KEY)
-            .key(DIRTY_SET)
-            .key(DEAD_LETTERS);
-        for queue_key in queue.as_array() {
+            .key(names.record(key.as_str()))
+            .key(&names.version)
+            .key(&names.dirty)
+            .key(&names.dead);
+        for queue_key in names.queue.as_array() {
             invocation.key(queue_key);
         }
         invocation
-            .key(DIRTY_BY_KEY)
+            .key(&names.dirty_by_key)
             .key(&stage)
             .arg(if staged { &[][..] } else { data })
             .arg(extension)
@@ -169,7 +149,7 @@ impl BlobCache {
         } else {
             invocation.invoke_async(&mut conn).await?
         };
-        let replicated = self.confirm(&mut conn).await?;
+        let replicated = self.confirm(&mut conn, names.shard).await?;
         Ok(Written {
             version: parse_version(&version)?,
             replicated,
@@ -189,7 +169,10 @@ impl BlobCache {
         );
         let (kind, data, ext, content_type, version, state): Fields = self
             .conn()
-            .hmget(record_key(key.as_str()), &["k", "d", "e", "c", "v", "s"])
+            .hmget(
+                self.names(key.as_str()).record(key.as_str()),
+                &["k", "d", "e", "c", "v", "s"],
+            )
             .await?;
         let Some(version) = version else {
             return Ok(None);
@@ -222,7 +205,7 @@ impl BlobCache {
         ttl: Duration,
     ) -> Result<bool, CacheError> {
         let cached: i64 = RECACHE
-            .key(record_key(key.as_str()))
+            .key(self.names(key.as_str()).record(key.as_str()))
             .arg(blob.data.as_ref())
             .arg(&blob.extension)
             .arg(blob.version.to_string())
@@ -233,60 +216,18 @@ impl BlobCache {
         Ok(cached == 1)
     }
 
-    /// Waits until the replicas this cache asks for have every write `conn` sent so far (Redis
-    /// `WAIT`, on the connection that sent the write); whether they confirmed in time (true
-    /// when it asks for none).
-    pub(super) async fn confirm(&self, conn: &mut RedisLink) -> Result<bool, CacheError> {
+    /// Waits until the replicas this cache asks for have every write `conn` sent so far to
+    /// `shard`'s master (Redis `WAIT`, on the connection that sent the write); whether they
+    /// confirmed in time (true when it asks for none).
+    pub(super) async fn confirm(
+        &self,
+        conn: &mut RedisLink,
+        shard: &Shard,
+    ) -> Result<bool, CacheError> {
         let Some((replicas, timeout)) = self.replica_acks else {
             return Ok(true);
         };
-        let acked: u64 = redis::cmd("WAIT")
-            .arg(replicas)
-            .arg(timeout.as_millis() as u64)
-            .query_async(conn)
-            .await?;
+        let acked = conn.wait_for_replicas(shard, replicas, timeout).await?;
         Ok(acked >= u64::from(replicas))
-    }
-
-    /// What the cache knows of each key, for a listing: `None` when it has no record.
-    pub async fn summaries(&self, keys: &[String]) -> Result<Vec<Option<Summary>>, CacheError> {
-        use redis::FromRedisValue as _;
-        if keys.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut pipe = redis::pipe();
-        for key in keys {
-            let record = record_key(key);
-            pipe.hmget(&record, &["k", "e", "v", "s"])
-                .cmd("HSTRLEN")
-                .arg(&record)
-                .arg("d");
-        }
-        type Fields = (
-            Option<String>,
-            Option<String>,
-            Option<String>,
-            Option<String>,
-        );
-        let flat: Vec<redis::Value> = pipe.query_async(&mut self.conn()).await?;
-        let parse = |e: redis::ParsingError| CacheError::Protocol(e.to_string());
-        let mut summaries = Vec::with_capacity(keys.len());
-        let mut values = flat.into_iter();
-        while let (Some(fields), Some(size)) = (values.next(), values.next()) {
-            let (kind, ext, version, state) = Fields::from_redis_value(fields).map_err(parse)?;
-            let size = u64::from_redis_value(size).map_err(parse)?;
-            let Some(version) = version else {
-                summaries.push(None);
-                continue;
-            };
-            summaries.push(Some(Summary {
-                deleted: kind.as_deref() == Some("tomb"),
-                extension: ext.unwrap_or_default(),
-                version: parse_version(&version)?,
-                size,
-                persisted: state.as_deref() == Some("clean"),
-            }));
-        }
-        Ok(summaries)
     }
 }

@@ -43,7 +43,8 @@ impl TestRedis {
     }
 
     pub async fn cache(&self) -> BlobCache {
-        BlobCache::new(connect(&self.url).await.unwrap(), &self.url)
+        let target = crate::redis_link::RedisTarget::Single(self.url.clone());
+        BlobCache::new(connect(&target).await.unwrap())
     }
 
     /// A plain connection, to look at what a script wrote.

@@ -6,15 +6,10 @@ use redis::AsyncCommands as _;
 
 use super::test_redis::TestRedis;
 use super::*;
-use crate::queue::QueueKeys;
+use crate::domain::BlobKey;
 
-fn queue() -> QueueKeys {
-    QueueKeys {
-        data: "q:data".into(),
-        meta: "q:meta".into(),
-        active: "q:active".into(),
-    }
-}
+/// The single-node queue's list of jobs ready to run.
+const READY_JOBS: &str = "blobproxy:drain:active";
 
 fn key(k: &str) -> BlobKey {
     BlobKey::parse(k).unwrap()
@@ -27,12 +22,12 @@ async fn put_writes_a_dirty_record_and_one_job_until_the_key_is_clean() {
     let redis = TestRedis::start().await;
     let (cache, mut raw) = (redis.cache().await, redis.raw().await);
     let first = cache
-        .put(&key("a"), "txt", "text/plain", b"hi", &queue())
+        .put(&key("a"), "txt", "text/plain", b"hi")
         .await
         .unwrap();
     assert!(first.queued);
     let second = cache
-        .put(&key("a"), "txt", "text/plain", b"ho", &queue())
+        .put(&key("a"), "txt", "text/plain", b"ho")
         .await
         .unwrap();
     assert!(
@@ -49,19 +44,16 @@ async fn put_writes_a_dirty_record_and_one_job_until_the_key_is_clean() {
         -1,
         "dirty records never expire"
     );
-    assert_eq!(raw.llen::<_, u64>("q:active").await.unwrap(), 1);
+    assert_eq!(raw.llen::<_, u64>(READY_JOBS).await.unwrap(), 1);
     assert!(
-        raw.zscore::<_, _, Option<f64>>(DIRTY_SET, "a")
+        raw.zscore::<_, _, Option<f64>>("bp:dirty", "a")
             .await
             .unwrap()
             .is_some()
     );
     // A large blob goes through the staging hash and leaves none behind.
     let large = vec![7u8; 64 * 1024];
-    cache
-        .put(&key("big"), "", "x/y", &large, &queue())
-        .await
-        .unwrap();
+    cache.put(&key("big"), "", "x/y", &large).await.unwrap();
     assert_eq!(
         cache
             .get(&key("big"))
@@ -80,7 +72,7 @@ async fn put_writes_a_dirty_record_and_one_job_until_the_key_is_clean() {
             .is_empty()
     );
     // A delete is a new dirty version without bytes.
-    cache.delete(&key("a"), &queue()).await.unwrap();
+    cache.delete(&key("a")).await.unwrap();
     let cached = cache.get(&key("a")).await.unwrap().unwrap();
     assert!(cached.blob.is_none() && !cached.persisted);
 }
@@ -96,7 +88,7 @@ async fn put_on_a_full_redis_is_refused_and_writes_nothing() {
         .query_async(&mut raw)
         .await
         .unwrap();
-    let refused = cache.put(&key("a"), "", "x/y", b"hi", &queue()).await;
+    let refused = cache.put(&key("a"), "", "x/y", b"hi").await;
     assert!(
         matches!(refused, Err(CacheError::OutOfMemory(_))),
         "{refused:?}"
@@ -109,7 +101,7 @@ async fn put_on_a_full_redis_is_refused_and_writes_nothing() {
         .await
         .unwrap();
     assert!(cache.get(&key("a")).await.unwrap().is_none());
-    assert_eq!(raw.llen::<_, u64>("q:active").await.unwrap(), 0);
+    assert_eq!(raw.llen::<_, u64>(READY_JOBS).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -125,10 +117,7 @@ async fn recache_stores_a_clean_copy_with_a_ttl_but_never_over_a_record() {
     assert!(cache.recache(&key("r"), &blob(1), TTL).await.unwrap());
     assert!(cache.get(&key("r")).await.unwrap().unwrap().persisted);
     assert!(raw.ttl::<_, i64>("bp:blob:r").await.unwrap() > 0);
-    let newer = cache
-        .put(&key("w"), "", "x/y", b"new", &queue())
-        .await
-        .unwrap();
+    let newer = cache.put(&key("w"), "", "x/y", b"new").await.unwrap();
     assert!(!cache.recache(&key("w"), &blob(1), TTL).await.unwrap());
     assert_eq!(
         cache.get(&key("w")).await.unwrap().unwrap().version,
@@ -170,22 +159,14 @@ async fn finish_upload_marks_clean_only_the_version_stored_by_the_holder() {
     let redis = TestRedis::start().await;
     let (cache, mut raw) = (redis.cache().await, redis.raw().await);
     let k = key("f");
-    let v1 = cache
-        .put(&k, "", "x/y", b"1", &queue())
-        .await
-        .unwrap()
-        .version;
+    let v1 = cache.put(&k, "", "x/y", b"1").await.unwrap().version;
     let lease = UploadLease::claim(&cache, &k, TTL).await.unwrap().unwrap();
     assert_eq!(
         lease.claimed_size(),
         1,
         "the claim reads the size of the bytes"
     );
-    let v2 = cache
-        .put(&k, "", "x/y", b"2", &queue())
-        .await
-        .unwrap()
-        .version;
+    let v2 = cache.put(&k, "", "x/y", b"2").await.unwrap().version;
     assert_eq!(
         cache.finish_upload(&k, &lease, v1, TTL).await.unwrap(),
         Finish::Newer
@@ -212,8 +193,8 @@ async fn dead_letters_keep_the_key_dirty_and_out_of_the_sweep() {
     let redis = TestRedis::start().await;
     let cache = redis.cache().await;
     let (bad, lost) = (key("bad"), key("lost"));
-    cache.put(&bad, "", "x/y", b"1", &queue()).await.unwrap();
-    cache.put(&lost, "", "x/y", b"1", &queue()).await.unwrap();
+    cache.put(&bad, "", "x/y", b"1").await.unwrap();
+    cache.put(&lost, "", "x/y", b"1").await.unwrap();
     let lease = UploadLease::claim(&cache, &bad, TTL)
         .await
         .unwrap()
@@ -252,7 +233,7 @@ async fn a_write_through_takes_the_lease_and_settles_the_cache() {
     let redis = TestRedis::start().await;
     let (cache, mut raw) = (redis.cache().await, redis.raw().await);
     let k = key("wt");
-    cache.put(&k, "", "x/y", b"older", &queue()).await.unwrap();
+    cache.put(&k, "", "x/y", b"older").await.unwrap();
     let (lease, version) = cache.begin_write_through(&k, TTL).await.unwrap().unwrap();
     assert!(
         cache.begin_write_through(&k, TTL).await.unwrap().is_none(),
@@ -260,7 +241,7 @@ async fn a_write_through_takes_the_lease_and_settles_the_cache() {
     );
     assert_eq!(
         cache
-            .finish_write_through(&k, &lease, version, &queue())
+            .finish_write_through(&k, &lease, version)
             .await
             .unwrap(),
         WriteThrough::Stored
@@ -272,25 +253,25 @@ async fn a_write_through_takes_the_lease_and_settles_the_cache() {
     assert_eq!(cache.dirty_count().await.unwrap(), 0);
     // A write during the upload is newer: it stays, and gets a job of its own.
     let (lease, version) = cache.begin_write_through(&k, TTL).await.unwrap().unwrap();
-    let newer = cache.put(&k, "", "x/y", b"newer", &queue()).await.unwrap();
-    let jobs_before: u64 = raw.llen("q:active").await.unwrap();
+    let newer = cache.put(&k, "", "x/y", b"newer").await.unwrap();
+    let jobs_before: u64 = raw.llen(READY_JOBS).await.unwrap();
     assert_eq!(
         cache
-            .finish_write_through(&k, &lease, version, &queue())
+            .finish_write_through(&k, &lease, version)
             .await
             .unwrap(),
         WriteThrough::Newer
     );
     assert_eq!(cache.get(&k).await.unwrap().unwrap().version, newer.version);
     assert_eq!(
-        raw.llen::<_, u64>("q:active").await.unwrap(),
+        raw.llen::<_, u64>(READY_JOBS).await.unwrap(),
         jobs_before + 1
     );
     // A lease that expired mid-upload is reported.
     let stranger = UploadLease::taken(&cache, &key("other"), "x".into(), TTL);
     assert_eq!(
         cache
-            .finish_write_through(&key("other"), &stranger, 1, &queue())
+            .finish_write_through(&key("other"), &stranger, 1)
             .await
             .unwrap(),
         WriteThrough::Lost

@@ -8,12 +8,11 @@ use std::time::Duration;
 use redis::Script;
 
 use super::{
-    ALLOW_OOM, BlobCache, CacheError, DEAD_LETTERS, DIRTY_BY_KEY, DIRTY_SET, MARK_DIRTY_LUA,
-    NEXT_VERSION_LUA, UPLOAD_LEASE_LUA, UploadLease, VERSION_KEY, lease_key, parse_version,
-    record_key,
+    ALLOW_OOM, BlobCache, CacheError, MARK_DIRTY_LUA, NEXT_VERSION_LUA, UPLOAD_LEASE_LUA,
+    UploadLease, parse_version,
 };
 use crate::domain::BlobKey;
-use crate::queue::{QUEUE_JOB_LUA, QueueKeys, new_job_id};
+use crate::queue::{QUEUE_JOB_LUA, new_job_id};
 
 static BEGIN: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -59,9 +58,10 @@ impl BlobCache {
         ttl: Duration,
     ) -> Result<Option<(UploadLease, u64)>, CacheError> {
         let token = UploadLease::new_token();
+        let names = self.names(key.as_str());
         let version: Option<String> = BEGIN
-            .key(lease_key(key))
-            .key(VERSION_KEY)
+            .key(names.lease(key.as_str()))
+            .key(&names.version)
             .arg(&token)
             .arg((ttl.as_millis() as u64).max(1))
             .invoke_async(&mut self.conn())
@@ -79,16 +79,16 @@ impl BlobCache {
         key: &BlobKey,
         lease: &UploadLease,
         version: u64,
-        queue: &QueueKeys,
     ) -> Result<WriteThrough, CacheError> {
+        let names = self.names(key.as_str());
         let mut invocation = FINISH.prepare_invoke();
         invocation
-            .key(record_key(key.as_str()))
-            .key(lease_key(key))
-            .key(DIRTY_SET)
-            .key(DIRTY_BY_KEY)
-            .key(DEAD_LETTERS);
-        for queue_key in queue.as_array() {
+            .key(names.record(key.as_str()))
+            .key(names.lease(key.as_str()))
+            .key(&names.dirty)
+            .key(&names.dirty_by_key)
+            .key(&names.dead);
+        for queue_key in names.queue.as_array() {
             invocation.key(queue_key);
         }
         let outcome: String = invocation

@@ -220,8 +220,8 @@ impl Drainer {
             })
             .notify(|e, pause| {
                 tracing::warn!(error = %e, ?pause, "S3 write failed; retrying");
-                let cache = self.cache.clone();
-                tokio::spawn(async move { cache.count_upload_failure().await });
+                let (cache, key) = (self.cache.clone(), key.clone());
+                tokio::spawn(async move { cache.count_upload_failure(&key).await });
             })
             .await
     }

@@ -111,24 +111,26 @@ pub async fn run(
     let stall_after = (queue.poll_interval() * 5).max(MIN_STALL);
     loop {
         let started = tokio::time::Instant::now();
-        let monitor = Monitor::new()
+        let mut monitor = Monitor::new()
             .shutdown_timeout(grace)
             // Restarts are ours (below), with a new name and a pause each time.
-            .should_restart(|_, _| false)
-            .register({
-                let drainer = drainer.clone();
-                let queue = queue.clone();
-                let activity = activity.clone();
-                move |_| {
-                    WorkerBuilder::new(unique_worker_name())
-                        .backend(queue.storage())
-                        .data(drainer.clone())
-                        .data(activity.clone())
-                        .concurrency(concurrency)
-                        .parallelize(tokio::spawn)
-                        .build(drain_job)
-                }
+            .should_restart(|_, _| false);
+        // One apalis worker per shard's queue; they share the drainer, so `concurrency` and
+        // the byte budget bound the whole process.
+        let name = unique_worker_name();
+        for (shard, storage) in queue.storages().iter().enumerate() {
+            let (drainer, activity, storage) = (drainer.clone(), activity.clone(), storage.clone());
+            let name = format!("{name}-{shard}");
+            monitor = monitor.register(move |_| {
+                WorkerBuilder::new(name.clone())
+                    .backend(storage.clone())
+                    .data(drainer.clone())
+                    .data(activity.clone())
+                    .concurrency(concurrency)
+                    .parallelize(tokio::spawn)
+                    .build(drain_job)
             });
+        }
         let context = monitor.context();
         let run = monitor.run();
         tokio::pin!(run);
@@ -192,19 +194,21 @@ pub async fn stalled(queue: &JobQueue, activity: &Activity, concurrency: usize, 
 }
 
 async fn vacuum_finished_jobs(queue: JobQueue) {
-    let mut storage = queue.storage();
     let mut tick = tokio::time::interval(VACUUM_EVERY);
     loop {
         tick.tick().await;
-        match storage.vacuum().await {
-            Ok(removed) => tracing::debug!(removed, "vacuumed finished drain jobs"),
-            Err(e) => tracing::warn!(error = %e, "cannot vacuum finished drain jobs"),
+        for storage in queue.storages() {
+            let mut storage = storage.clone();
+            match storage.vacuum().await {
+                Ok(removed) => tracing::debug!(removed, "vacuumed finished drain jobs"),
+                Err(e) => tracing::warn!(error = %e, "cannot vacuum finished drain jobs"),
+            }
+            let done_set = storage.get_config().done_jobs_set();
+            let _: Result<i64, _> = redis::cmd("DEL")
+                .arg(done_set)
+                .query_async(storage.get_connection())
+                .await;
         }
-        let done_set = storage.get_config().done_jobs_set();
-        let _: Result<i64, _> = redis::cmd("DEL")
-            .arg(done_set)
-            .query_async(storage.get_connection())
-            .await;
     }
 }
 

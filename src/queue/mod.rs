@@ -12,6 +12,8 @@
 //! (`queue_job.lua`): inside the PUT script, so a write and its job are one round trip, and
 //! straight onto the active list, which keeps a large backlog from wedging apalis.
 
+mod cluster_conn;
+
 use std::sync::LazyLock;
 use std::time::Duration;
 
@@ -19,7 +21,9 @@ use apalis_redis::{Config, RedisStorage};
 use redis::Script;
 use serde::{Deserialize, Serialize};
 
-use crate::redis_link::RedisLink;
+pub use cluster_conn::QueueConn;
+
+use crate::redis_link::{Keyspace, RedisLink, Shard};
 
 /// The Lua function `queue_job(q, job_id, key, version)`, prepended to every script that queues
 /// a drain job (see the file for the layout it writes).
@@ -28,7 +32,7 @@ pub const QUEUE_JOB_LUA: &str = include_str!("queue_job.lua");
 static ENQUEUE: LazyLock<Script> =
     LazyLock::new(|| Script::new(&[QUEUE_JOB_LUA, include_str!("enqueue.lua")].concat()));
 
-/// The Redis keys of the queue, in the order `queue_job.lua` takes them.
+/// The Redis keys of a shard's queue, in the order `queue_job.lua` takes them.
 #[derive(Debug, Clone)]
 pub struct QueueKeys {
     pub data: String,
@@ -37,6 +41,16 @@ pub struct QueueKeys {
 }
 
 impl QueueKeys {
+    /// The keys of `shard`'s queue (apalis-redis names them after the queue).
+    pub fn of(shard: &Shard) -> Self {
+        let config = Config::default().queue(shard.queue_name());
+        QueueKeys {
+            data: config.job_data_hash(),
+            meta: config.job_meta_hash(),
+            active: config.active_jobs_list(),
+        }
+    }
+
     pub fn as_array(&self) -> [&str; 3] {
         [&self.data, &self.meta, &self.active]
     }
@@ -46,10 +60,6 @@ impl QueueKeys {
 pub fn new_job_id() -> String {
     ulid::Ulid::generate().to_string()
 }
-
-/// Fixed queue name: apalis defaults to the Rust type path, which would strand queued jobs
-/// whenever the type moved.
-pub const QUEUE_NAME: &str = "blobproxy:drain";
 
 /// A key to drain (the version that made it dirty is for the log), and, for a job queued by a
 /// group-committed batch of writes, the other keys of that batch.
@@ -81,38 +91,42 @@ impl DrainJob {
 #[error("cannot queue the drain job: {0}")]
 pub struct EnqueueError(String);
 
-/// Pushes drain jobs; cheap to clone.
+/// The drain queues, one per shard (see [`crate::redis_link::Shard`]: a queue's keys share its
+/// shard's hash slot); cheap to clone.
 #[derive(Clone)]
 pub struct JobQueue {
-    storage: RedisStorage<DrainJob, RedisLink>,
-    keys: QueueKeys,
+    storages: Vec<RedisStorage<DrainJob, QueueConn>>,
+    keyspace: Keyspace,
+    poll: Duration,
 }
 
 impl JobQueue {
-    pub fn new(conn: RedisLink, config: Config) -> Self {
-        let keys = QueueKeys {
-            data: config.job_data_hash(),
-            meta: config.job_meta_hash(),
-            active: config.active_jobs_list(),
-        };
+    pub fn new(conn: RedisLink, poll: Duration) -> Self {
+        let keyspace = conn.keyspace();
+        let storages = keyspace
+            .shards()
+            .iter()
+            .map(|shard| {
+                RedisStorage::new(QueueConn::new(conn.clone()))
+                    .with_config(Self::config(shard, poll))
+            })
+            .collect();
         Self {
-            storage: RedisStorage::new(conn).with_config(config),
-            keys,
+            storages,
+            keyspace,
+            poll,
         }
     }
 
-    pub fn keys(&self) -> &QueueKeys {
-        &self.keys
-    }
-
-    /// The apalis configuration both sides use. `poll` is the heartbeat: apalis-redis only
-    /// looks for new jobs when a heartbeat wakes an idle worker, so it doubles as the poll
-    /// interval. A worker is declared dead after ~10 s of missed heartbeats and its jobs are
-    /// handed to the others.
-    pub fn config(poll: Duration) -> Config {
+    /// The apalis configuration both sides use. The queue name is fixed (apalis defaults to
+    /// the Rust type path, which would strand queued jobs whenever the type moved). `poll` is
+    /// the heartbeat: apalis-redis only looks for new jobs when a heartbeat wakes an idle
+    /// worker, so it doubles as the poll interval. A worker is declared dead after ~10 s of
+    /// missed heartbeats and its jobs are handed to the others.
+    fn config(shard: &Shard, poll: Duration) -> Config {
         let missed = (Duration::from_secs(10).as_millis() / poll.as_millis().max(1)).max(2);
         Config::default()
-            .queue(QUEUE_NAME)
+            .queue(shard.queue_name())
             .heartbeat_interval(poll)
             .missed_heartbeats(missed as usize)
             // apalis's task locks cost an LREM over the whole queue per job (O(backlog): a
@@ -124,48 +138,60 @@ impl JobQueue {
             .emit_events(false)
     }
 
-    pub fn storage(&self) -> RedisStorage<DrainJob, RedisLink> {
-        self.storage.clone()
+    /// Every shard's queue, for the worker (one apalis worker each).
+    pub fn storages(&self) -> &[RedisStorage<DrainJob, QueueConn>] {
+        &self.storages
     }
 
     /// Jobs a worker could fetch right now (not those scheduled for a later retry).
     pub async fn ready(&self) -> Result<u64, EnqueueError> {
-        let config = self.storage.get_config();
-        redis::cmd("LLEN")
-            .arg(config.active_jobs_list())
-            .query_async(&mut self.storage.clone().get_connection().clone())
-            .await
-            .map_err(|e| EnqueueError(e.to_string()))
+        let mut total = 0;
+        for storage in &self.storages {
+            let length: u64 = redis::cmd("LLEN")
+                .arg(storage.get_config().active_jobs_list())
+                .query_async(&mut storage.clone().get_connection().clone())
+                .await
+                .map_err(|e| EnqueueError(e.to_string()))?;
+            total += length;
+        }
+        Ok(total)
     }
 
     /// How often an idle worker looks for jobs (and heart-beats).
     pub fn poll_interval(&self) -> Duration {
-        self.storage.get_config().heartbeat_interval
+        self.poll
     }
 
     /// Jobs waiting to run (queued now or scheduled for a retry).
     pub async fn pending(&self) -> Result<u64, EnqueueError> {
-        let config = self.storage.get_config();
-        let (queued, scheduled): (u64, u64) = redis::pipe()
-            .llen(config.active_jobs_list())
-            .zcard(config.scheduled_jobs_set())
-            .query_async(&mut self.storage.clone().get_connection().clone())
-            .await
-            .map_err(|e| EnqueueError(e.to_string()))?;
-        Ok(queued + scheduled)
+        let mut total = 0;
+        for storage in &self.storages {
+            let config = storage.get_config();
+            let (queued, scheduled): (u64, u64) = redis::pipe()
+                .llen(config.active_jobs_list())
+                .zcard(config.scheduled_jobs_set())
+                .query_async(&mut storage.clone().get_connection().clone())
+                .await
+                .map_err(|e| EnqueueError(e.to_string()))?;
+            total += queued + scheduled;
+        }
+        Ok(total)
     }
 
+    /// Queues a job on the queue of its key's shard (the keys of a job share one shard).
     #[tracing::instrument(skip_all, fields(key = %job.key, version = job.version))]
     pub async fn push(&self, job: DrainJob) -> Result<(), EnqueueError> {
+        let shard = self.keyspace.shard_of(&job.key);
+        let storage = &self.storages[shard.index()];
         let mut invocation = ENQUEUE.prepare_invoke();
-        for key in self.keys.as_array() {
+        for key in QueueKeys::of(shard).as_array() {
             invocation.key(key);
         }
         let _: i64 = invocation
             .arg(new_job_id())
             .arg(&job.key)
             .arg(job.version.to_string())
-            .invoke_async(&mut self.storage.clone().get_connection().clone())
+            .invoke_async(&mut storage.clone().get_connection().clone())
             .await
             .map_err(|e| EnqueueError(e.to_string()))?;
         Ok(())

@@ -53,7 +53,7 @@ impl BlobService {
         };
         match self
             .cache
-            .finish_write_through(&key, &lease, version, self.queue.keys())
+            .finish_write_through(&key, &lease, version)
             .await?
         {
             WriteThrough::Stored | WriteThrough::Newer => Ok(Stored {

@@ -123,13 +123,7 @@ impl BlobService {
         }
         let written = self
             .cache
-            .put(
-                &key,
-                extension.as_str(),
-                content_type,
-                data,
-                self.queue.keys(),
-            )
+            .put(&key, extension.as_str(), content_type, data)
             .await?;
         tracing::debug!(version = written.version, queued = written.queued, "cached");
         confirmed(&key, &written)?;
@@ -159,7 +153,7 @@ impl BlobService {
         if !exists {
             return Err(ServiceError::NotFound(key.to_string()));
         }
-        let written = self.cache.delete(&key, self.queue.keys()).await?;
+        let written = self.cache.delete(&key).await?;
         confirmed(&key, &written)?;
         Ok(Stored {
             key,

@@ -13,7 +13,7 @@ use crate::s3_proxy::S3Proxy;
 
 /// Writers that PUT (80 %) and DELETE (20 %) random keys from `keys` through `apps` until
 /// `stop` is set or `ops` operations each are done, recording every attempt in `ledger`.
-async fn write_load(
+pub async fn write_load(
     apps: Vec<Arc<TestApp>>,
     ledger: Ledger,
     keys: Vec<String>,
@@ -83,7 +83,7 @@ async fn write_load(
     }
 }
 
-fn keys(prefix: &str, n: usize) -> Vec<String> {
+pub fn keys(prefix: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{prefix}/{i}")).collect()
 }
 
@@ -155,7 +155,7 @@ async fn queue_state(redis: &mut redis::aio::MultiplexedConnection) -> String {
     out
 }
 
-fn flag() -> Arc<std::sync::atomic::AtomicBool> {
+pub fn flag() -> Arc<std::sync::atomic::AtomicBool> {
     Arc::new(std::sync::atomic::AtomicBool::new(false))
 }
 

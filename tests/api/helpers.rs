@@ -31,7 +31,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Finds a program on PATH or in ~/.cargo/bin (where `cargo install` puts s3s-fs).
-fn program(name: &str) -> PathBuf {
+pub fn program(name: &str) -> PathBuf {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
         .unwrap_or_default();
@@ -124,6 +124,35 @@ impl RedisServer {
     pub async fn start_with(extra: &[&str]) -> Self {
         let mut server = RedisServer {
             port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            proc: None,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.restart().await;
+        server
+    }
+
+    /// A node of a Redis Cluster (`--cluster-enabled`, AOF on, fails over 2 s after its
+    /// master stops answering). Its port and cluster bus port (+10000) are both free.
+    pub async fn start_cluster_node() -> Self {
+        let port = loop {
+            let port = free_port();
+            if TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+                break port;
+            }
+        };
+        let extra = [
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+            "--cluster-node-timeout",
+            "2000",
+            "--appendonly",
+            "yes",
+        ];
+        let mut server = RedisServer {
+            port,
             dir: tempfile::tempdir().unwrap(),
             proc: None,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),
@@ -350,6 +379,7 @@ impl Backends {
         Settings {
             bind: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
             redis_url: redis.url(),
+            redis_cluster_nodes: Vec::new(),
             redis_replica_acks: 0,
             redis_replica_ack_timeout_ms: 1000,
             s3_endpoint: Some(s3_endpoint.to_owned()),

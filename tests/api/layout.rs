@@ -10,6 +10,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("store", &["domain", "config"]),
     ("cache", &["domain", "queue", "redis_link"]),
     ("queue", &["redis_link"]),
+    ("redis_link", &["config"]),
     ("jobs", &["cache", "queue", "store", "domain", "shutdown"]),
     ("service", &["cache", "queue", "store", "domain", "metrics"]),
     ("error", &["service", "domain"]),

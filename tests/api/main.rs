@@ -7,6 +7,7 @@ mod keys;
 
 mod bad_input;
 mod cli;
+mod cluster;
 mod deploy_files;
 mod docs;
 mod drain;
