@@ -14,8 +14,18 @@ fn repo(path: &str) -> std::path::PathBuf {
 
 /// `docker-compose config` of a file: validated (exit 0), anchors and merges resolved.
 fn compose_config(file: &str) -> Value {
-    let out = Command::new("docker-compose")
-        .args(["-f", repo(file).to_str().unwrap(), "config"])
+    compose_configs(&[file])
+}
+
+/// `docker-compose config` of a file and its overrides, merged.
+fn compose_configs(files: &[&str]) -> Value {
+    let file = files.join(" + ");
+    let mut command = Command::new("docker-compose");
+    for f in files {
+        command.args(["-f", repo(f).to_str().unwrap()]);
+    }
+    let out = command
+        .arg("config")
         .output()
         .expect("docker-compose is not installed (scripts/install-deps.sh installs it)");
     assert!(
@@ -300,5 +310,78 @@ fn dockerfile_builds_in_stages_and_runs_unprivileged_with_a_healthcheck() {
         lines
             .iter()
             .any(|l| l.starts_with("ENTRYPOINT") && l.contains("blobproxy"))
+    );
+}
+
+#[test]
+fn cluster_override_runs_three_masters_with_replicas_and_points_blobproxy_at_them() {
+    let config = compose_configs(&["docker-compose.yml", "docker-compose.cluster.yml"]);
+    let services = &config["services"];
+    let nodes =
+        env(&services["web"], "BLOBPROXY_REDIS_CLUSTER_NODES").expect("web in cluster mode");
+    assert_eq!(
+        env(&services["worker"], "BLOBPROXY_REDIS_CLUSTER_NODES"),
+        Some(nodes)
+    );
+    let nodes: Vec<&str> = nodes.split(',').collect();
+    assert_eq!(nodes.len(), 6, "3 masters and 3 replicas: {nodes:?}");
+    let init = services["redis-cluster-init"]["command"][0]
+        .as_str()
+        .unwrap();
+    assert!(init.contains("--cluster-replicas 1"), "{init}");
+    for node in nodes {
+        let address = node.trim_start_matches("redis://");
+        let ip = address.split(':').next().unwrap();
+        assert!(
+            init.contains(address),
+            "{address} is not joined by redis-cluster-init"
+        );
+        let (name, service) = services
+            .as_mapping()
+            .unwrap()
+            .iter()
+            .find(|(_, s)| s["networks"]["redis-cluster"]["ipv4_address"].as_str() == Some(ip))
+            .unwrap_or_else(|| panic!("no service has {ip}"));
+        let name = name.as_str().unwrap();
+        let command: Vec<&str> = service["command"]
+            .as_sequence()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        let after = |flag: &str| {
+            command
+                .iter()
+                .position(|a| *a == flag)
+                .map(|i| command[i + 1])
+        };
+        assert_eq!(service["image"], "redis:7", "{name}");
+        assert_eq!(after("--cluster-enabled"), Some("yes"), "{name}");
+        assert_eq!(
+            after("--appendonly"),
+            Some("yes"),
+            "{name}: Redis without AOF"
+        );
+        assert!(
+            !after("--maxmemory-policy").unwrap().starts_with("allkeys"),
+            "{name}"
+        );
+        assert!(
+            service["volumes"]
+                .as_sequence()
+                .is_some_and(|v| !v.is_empty()),
+            "{name}: Redis data is not on a volume"
+        );
+    }
+    // web waits for the cluster, not for one node.
+    assert!(
+        services["redis"]["healthcheck"]["test"][1]
+            .as_str()
+            .unwrap()
+            .contains("cluster_state:ok")
+    );
+    assert_eq!(
+        services["web"]["depends_on"]["redis"]["condition"],
+        "service_healthy"
     );
 }
