@@ -62,10 +62,11 @@ impl BlobService {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Page, ServiceError> {
-        let (s3, dirty) = tokio::try_join!(
-            async { Ok::<_, ServiceError>(self.store.list(prefix, after, limit).await?) },
-            async { Ok(self.cache.dirty_keys(prefix, after, limit).await?) },
-        )?;
+        // The dirty keys first, S3 after: a key dirty then is in the first answer; a key clean
+        // then was in S3 already. Read side by side, a key drained in between could miss both
+        // (S3 listed before its upload, the dirty set read after it was marked clean).
+        let dirty = self.cache.dirty_keys(prefix, after, limit).await?;
+        let s3 = self.store.list(prefix, after, limit).await?;
         let (keys, more) = merge_keys(&s3, dirty, limit);
         let summaries = self.cache.summaries(&keys).await?;
         let sizes: HashMap<&str, u64> = s3.objects.iter().map(|(k, s)| (k.as_str(), *s)).collect();
