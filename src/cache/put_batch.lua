@@ -16,24 +16,29 @@ local last = tonumber(redis.call('GET', KEYS[1]) or '0')
 if first <= last then first = last + 1 end
 redis.call('SET', KEYS[1], string.format('%d', first + n - 1))
 local now_ms = math.floor(now_us / 1000)
+-- Dead letters are rare: look them up per write only when there are some.
+local any_dead = redis.call('HLEN', KEYS[3]) > 0
 local versions, queued, job_keys = {}, {}, {}
 for i = 1, n do
   local record, a = KEYS[7 + i], 1 + (i - 1) * 5
   local key, kind = ARGV[a + 3], ARGV[a + 4]
   local vs = string.format('%d', first + i - 1)
+  -- HSET answers how many fields it added: all of them only for a record that did not exist,
+  -- which has no TTL and no old fields, so it needs neither PERSIST nor HDEL.
+  local existed
   if kind == 'tomb' then
-    redis.call('HSET', record, 'k', 'tomb', 'v', vs, 's', 'dirty')
-    redis.call('HDEL', record, 'd', 'e', 'c')
+    existed = redis.call('HSET', record, 'k', 'tomb', 'v', vs, 's', 'dirty') < 3
+    if existed then redis.call('HDEL', record, 'd', 'e', 'c') end
   else
-    redis.call('HSET', record, 'k', 'blob', 'd', ARGV[a + 1], 'e', ARGV[a + 2], 'c', ARGV[a + 5],
-      'v', vs, 's', 'dirty')
+    existed = redis.call('HSET', record, 'k', 'blob', 'd', ARGV[a + 1], 'e', ARGV[a + 2],
+      'c', ARGV[a + 5], 'v', vs, 's', 'dirty') < 6
   end
   -- A dirty record must never expire or be evicted: it is the only copy until it is in S3.
-  redis.call('PERSIST', record)
+  if existed then redis.call('PERSIST', record) end
   local needs_job = redis.call('ZADD', KEYS[2], 'NX', now_ms, key)
   redis.call('ZADD', KEYS[7], 0, key)
   -- A new write gives a dead-lettered key a fresh start.
-  if redis.call('HDEL', KEYS[3], key) == 1 then needs_job = 1 end
+  if any_dead and redis.call('HDEL', KEYS[3], key) == 1 then needs_job = 1 end
   if needs_job == 1 then job_keys[#job_keys + 1] = key end
   versions[i] = vs
   queued[i] = needs_job

@@ -1,0 +1,125 @@
+//! Group commit against a real redis-server: what one `put_batch.lua` call writes.
+
+use redis::AsyncCommands as _;
+
+use super::*;
+use crate::cache::test_redis::TestRedis;
+use crate::domain::BlobKey;
+
+fn write(key: &str, kind: &'static str, data: &[u8]) -> Queued {
+    Queued {
+        key: key.into(),
+        kind,
+        extension: "txt".into(),
+        content_type: "text/plain".into(),
+        data: data.to_vec(),
+    }
+}
+
+#[tokio::test]
+async fn put_batch_writes_each_version_in_order_and_one_job_for_its_new_keys() {
+    let redis = TestRedis::start().await;
+    let (cache, mut raw) = (redis.cache().await, redis.raw().await);
+    let names = cache.names("a");
+    let queue = names.queue.clone();
+    let batch = [
+        write("a", "blob", b"one"),
+        write("b", "blob", b"two"),
+        write("a", "blob", b"three"),
+        write("c", "tomb", b""),
+    ];
+    let refs: Vec<&Queued> = batch.iter().collect();
+    let written = cache.write_batch(cache.conn(), &refs, names).await.unwrap();
+    let versions: Vec<u64> = written.iter().map(|w| w.version).collect();
+    assert!(versions.windows(2).all(|v| v[0] < v[1]), "{versions:?}");
+    // `a` again: already dirty from the batch's first write, so no job of its own.
+    let queued: Vec<bool> = written.iter().map(|w| w.queued).collect();
+    assert_eq!(queued, [true, true, false, true]);
+    let a = cache
+        .get(&BlobKey::parse("a").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (a.blob.unwrap().data.as_ref(), a.version),
+        (&b"three"[..], versions[2])
+    );
+    let c = cache
+        .get(&BlobKey::parse("c").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(c.blob.is_none() && !c.persisted);
+    assert_eq!(raw.ttl::<_, i64>("bp:blob:b").await.unwrap(), -1);
+    assert_eq!(raw.zcard::<_, u64>("bp:dirty").await.unwrap(), 3);
+    // One job names the batch's three new keys.
+    let ids: Vec<String> = raw.lrange(&queue.active, 0, -1).await.unwrap();
+    assert_eq!(ids.len(), 1);
+    let job: String = raw.hget(&queue.data, &ids[0]).await.unwrap();
+    let job: crate::queue::DrainJob = serde_json::from_str(&job).unwrap();
+    assert_eq!(job.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
+    // The next write of a key still dirty queues nothing; versions keep growing.
+    let next = cache
+        .write_batch(cache.conn(), &[&write("b", "blob", b"four")], names)
+        .await
+        .unwrap();
+    assert!(!next[0].queued && next[0].version > versions[3]);
+}
+
+#[tokio::test]
+async fn put_batch_persists_a_cached_clean_record_and_requeues_a_dead_letter() {
+    let redis = TestRedis::start().await;
+    let (cache, mut raw) = (redis.cache().await, redis.raw().await);
+    let names = cache.names("clean");
+    // A clean copy cached from S3 (it expires), and a key the worker gave up on.
+    let cached = crate::domain::Blob {
+        data: bytes::Bytes::from_static(b"from s3"),
+        extension: String::new(),
+        content_type: "x/y".into(),
+        version: 1,
+    };
+    let ttl = std::time::Duration::from_secs(60);
+    assert!(cache.recache(&key("clean"), &cached, ttl).await.unwrap());
+    assert!(raw.ttl::<_, i64>("bp:blob:clean").await.unwrap() > 0);
+    let _: i64 = raw.hset(&names.dead, "dead", "{}").await.unwrap();
+    let _: i64 = raw.zadd(&names.dirty, "dead", 1).await.unwrap();
+
+    let batch = [
+        write("clean", "blob", b"newer"),
+        write("dead", "blob", b"again"),
+    ];
+    let refs: Vec<&Queued> = batch.iter().collect();
+    let written = cache.write_batch(cache.conn(), &refs, names).await.unwrap();
+    // The overwritten record is dirty and no longer expires; the dead letter got a job.
+    assert_eq!(raw.ttl::<_, i64>("bp:blob:clean").await.unwrap(), -1);
+    assert_eq!(
+        cache
+            .get(&key("clean"))
+            .await
+            .unwrap()
+            .unwrap()
+            .blob
+            .unwrap()
+            .data
+            .as_ref(),
+        b"newer"
+    );
+    assert!(written[0].queued && written[1].queued);
+    assert!(
+        !raw.hexists::<_, _, bool>(&names.dead, "dead")
+            .await
+            .unwrap()
+    );
+    // A delete of a cached record drops its bytes and its TTL too.
+    let tomb = cache
+        .write_batch(cache.conn(), &[&write("clean", "tomb", b"")], names)
+        .await
+        .unwrap();
+    let fields: Vec<String> = raw.hkeys("bp:blob:clean").await.unwrap();
+    assert!(!fields.contains(&"d".to_owned()), "{fields:?}");
+    assert!(tomb[0].version > written[0].version);
+}
+
+fn key(k: &str) -> BlobKey {
+    BlobKey::parse(k).unwrap()
+}
