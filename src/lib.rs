@@ -6,7 +6,7 @@
 //! http (routes, extractors, errors to JSON)
 //!   -> service (put/get/delete/list/status; write-through; listing)
 //!        -> cache (Redis: records, leases, backlog, dead letters) -> queue (job layout)
-//!             -> redis_link (the connection both use: reconnects, resends once)
+//!             -> redis_link (the connection both use: one server or a cluster; shards)
 //!        -> store (BlobStore trait; S3)
 //! jobs::worker -> jobs::drain -> cache (newest dirty version) -> store (S3) -> cache (clean)
 //! ```
@@ -15,7 +15,8 @@
 //! - [`http`]: the edge; [`error`]: `ApiError` and the table of error codes.
 //! - [`service`]: every operation the edge offers, over a closed surface.
 //! - [`cache`]: the Redis side of a blob; [`queue`]: the job queue's Redis layout;
-//!   [`redis_link`]: the connection to Redis both use.
+//!   [`redis_link`]: the connection to Redis both use (one server, or a Redis Cluster),
+//!   and the shards that say where each key's Redis state lives.
 //! - [`store`]: object storage ([`store::BlobStore`], S3).
 //! - [`jobs`]: the worker that drains the cache into the store.
 //! - [`ops`]: operator commands (`flush`, `replay-dead-letters`, `loadgen`, `healthcheck`).
