@@ -3,7 +3,9 @@
 # stand-in images (scripts/docker-images.sh) and the project's Dockerfile, then drives
 # docker-compose.yml (with tests/docker/compose.test.yml swapping MinIO for s3s-fs):
 # up, a round trip through nginx, the blob in S3, --scale web=3, a replica killed under
-# writes, down/up keeping the blobs, down -v leaving nothing. Skips (exit 0) with one line
+# writes, down/up keeping the blobs, down -v leaving nothing; then docker-compose.cluster.yml
+# (a 3-master Redis Cluster): up, writes and reads, a master killed under writes, down -v; then
+# the Swarm stack where the kernel can route to it. Skips (exit 0) with one line
 # when no Docker engine answers. Everything it starts, it removes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
