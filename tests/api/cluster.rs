@@ -329,16 +329,7 @@ async fn kill_a_master_under_writes(replica_acks: u32, test: &str) -> (Vec<Strin
         Arc::new(TestApp::spawn(&settings).await),
     ];
     let _worker = TestWorker::spawn(&settings).await;
-    let ledger = Ledger::default();
-    let stop = flag();
-    let load = tokio::spawn(write_load(
-        apps.clone(),
-        ledger.clone(),
-        keys("failover", 300),
-        8,
-        usize::MAX,
-        stop.clone(),
-    ));
+    let (ledger, stop, load) = writers(&apps, "failover");
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     let victim = cluster.masters().await[0].clone();
@@ -399,6 +390,27 @@ async fn kill_a_master_under_writes(replica_acks: u32, test: &str) -> (Vec<Strin
     (cluster.settle(&apps[0], &ledger, test, 1).await, window)
 }
 
+/// Eight writers over 300 keys under `prefix`, through `apps`, until `stop` is set.
+fn writers(
+    apps: &[Arc<TestApp>],
+    prefix: &str,
+) -> (
+    Ledger,
+    Arc<std::sync::atomic::AtomicBool>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (ledger, stop) = (Ledger::default(), flag());
+    let load = tokio::spawn(write_load(
+        apps.to_vec(),
+        ledger.clone(),
+        keys(prefix, 300),
+        8,
+        usize::MAX,
+        stop.clone(),
+    ));
+    (ledger, stop, load)
+}
+
 /// The slot of the shard `key` belongs to (the same FNV-1a + tag table as the service).
 fn shard_slot(key: &str) -> u16 {
     let keyspace = blobproxy::redis_link::Keyspace::Cluster;
@@ -429,16 +441,7 @@ async fn slots_moved_between_masters_under_writes_lose_nothing() {
     let settings = cluster.settings();
     let apps = vec![Arc::new(TestApp::spawn(&settings).await)];
     let _worker = TestWorker::spawn(&settings).await;
-    let ledger = Ledger::default();
-    let stop = flag();
-    let load = tokio::spawn(write_load(
-        apps.clone(),
-        ledger.clone(),
-        keys("reshard", 300),
-        8,
-        usize::MAX,
-        stop.clone(),
-    ));
+    let (ledger, stop, load) = writers(&apps, "reshard");
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Every slot of the first master (five shards, with their records, dirty sets and
