@@ -236,3 +236,40 @@ async fn without_versioning_history_is_one_clear_error_and_only_the_newest_versi
     assert_eq!(status, 200, "{body}");
     assert_eq!(entries(&body)[0], (new, false, true));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn consecutive_writes_with_wc_1_each_reach_the_history() {
+    // Without wc=1 a write overwritten before the drain never reaches S3 (README, History);
+    // with it, each write answers once S3 has it, so each is a version of its own.
+    let (_backends, app, _worker) = versioned().await;
+    let key = "history/wc1";
+    let mut versions = Vec::new();
+    for i in 0..3u8 {
+        let response = app
+            .http
+            .post(format!("{}/put/?wc=1", app.address))
+            .json(&serde_json::json!({
+                "key": key,
+                "extension": "bin",
+                "data": blobproxy::domain::encode_base64(&[i; 64]),
+            }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["persisted"], true, "{body}");
+        versions.push(body["version"].as_u64().unwrap());
+    }
+    let (status, page) = history(&app, key, "").await;
+    assert_eq!(status, 200, "{page}");
+    let expected: Vec<_> = versions.iter().rev().map(|v| (*v, false, true)).collect();
+    assert_eq!(entries(&page), expected);
+    for (i, version) in versions.iter().enumerate() {
+        let body = app.get_json(&format!("/get/{key}?version={version}")).await;
+        assert_eq!(
+            body["data"],
+            blobproxy::domain::encode_base64(&[i as u8; 64])
+        );
+    }
+}
