@@ -27,6 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "blobproxy"
 DELAY_PROXY = ROOT / "target" / "release" / "examples" / "delay_proxy"
+BARE_REPLICA = ROOT / "target" / "release" / "examples" / "bare_replica"
 # The nginx scripts/install-deps.sh builds (the config needs >= 1.27.3; Debian 12 has 1.22).
 NGINX = Path(os.environ.get("BLOBPROXY_NGINX_DIR", Path.home() / ".cache/blobproxy/nginx-1.28.3")) / "sbin/nginx"
 LUA = ROOT / "bench" / "lua" / "requests.lua"
@@ -336,40 +337,57 @@ def access_log_cost(env, port, rounds=2):
 def drain_latency(front, replica, env, s3_port, count=20000):
     """Target 4: one worker drains a backlog of `count` 1 KiB blobs through a proxy that holds
     every S3 request 0, 20 or 50 ms, with 16, 64, 256 or 512 uploads in flight (512: the
-    default)."""
-    rows = []
-    for delay in (0, 20, 50):
+    default). Each row also has the CPU per object of the worker, the proxy, the S3 server and
+    Redis while it drained: what the machine spends, and whether S3's distance costs CPU.
+    The three delays of one in-flight count run back to back (a proxy each), so the ratio to
+    0 ms compares runs seconds apart, not minutes: this machine's speed drifts."""
+    delays = (0, 20, 50)
+    proxies = {}
+    for delay in delays:
         proxy_port = free_port()
-        proxy = spawn(f"delay-{delay}", [str(DELAY_PROXY), str(proxy_port), str(s3_port), str(delay)])
+        proxies[delay] = (proxy_port, spawn(f"delay-{delay}", [str(DELAY_PROXY), str(proxy_port), str(s3_port),
+                                                                str(delay)]))
         wait_port("127.0.0.1", proxy_port, "delay proxy")
-        for in_flight in (16, 64, 256, WORKER_CONCURRENCY):
+    rows = []
+    for in_flight in (16, 64, 256, WORKER_CONCURRENCY):
+        for delay in delays:
+            proxy_port, proxy = proxies[delay]
             log(f"drain latency: {delay} ms, {in_flight} in flight")
             subprocess.run([str(BIN), "loadgen", "--url", front, "--amount", str(count), "--size", "1024",
                             "--concurrency", "32", "--raw", "--prefix", f"bench/latency/{delay}/{in_flight}"],
                            capture_output=True, text=True, check=True)
             started = time.time()
+            others = {"proxy": proxy, "s3": METERED["s3"][0], "redis": METERED["redis"][0]}
+            cpu_before = {role: cpu_seconds(p.pid) for role, p in others.items()}
             worker = spawn("latency-worker", [str(BIN), "worker"],
                            {**env, "BLOBPROXY_S3_ENDPOINT": f"http://127.0.0.1:{proxy_port}",
                             "BLOBPROXY_WORKER_CONCURRENCY": str(in_flight)})
             wait_drained(replica, timeout=900)
             seconds = time.time() - started
             rss = rss_kib(worker.pid, "VmHWM")
+            cpu = {"worker": cpu_seconds(worker.pid),
+                   **{role: cpu_seconds(p.pid) - cpu_before[role] for role, p in others.items()}}
             worker.terminate()
             worker.wait(15)
             rows.append({"delay_ms": delay, "in_flight": in_flight, "objects_s": count / seconds,
                          "bound_objects_s": in_flight / (delay / 1000) if delay else None,
-                         "worker_peak_rss_kib": rss})
+                         "worker_peak_rss_kib": rss,
+                         "cpu_us_per_object": {role: round(1e6 * c / count, 1) for role, c in cpu.items()}})
+    for _, proxy in proxies.values():
         proxy.terminate()
         proxy.wait(15)
-    return rows
+    return sorted(rows, key=lambda r: (r["delay_ms"], r["in_flight"]))
 
 
 def main():
     import atexit
 
     atexit.register(stop_all)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
-    ports = {name: free_port() for name in ["redis", "s3", "dns", "web", "static", "front", "ideal"]}
+    # Not SystemExit: a phase reports that as its own failure and the run would go on.
+    def interrupted(*_):
+        raise KeyboardInterrupt("SIGTERM")
+    signal.signal(signal.SIGTERM, interrupted)
+    ports = {name: free_port() for name in ["redis", "s3", "dns", "web", "static", "front", "ideal", "bare"]}
     env = {
         "BLOBPROXY_REDIS_URL": f"redis://127.0.0.1:{ports['redis']}",
         "BLOBPROXY_S3_ENDPOINT": f"http://127.0.0.1:{ports['s3']}",
@@ -390,7 +408,10 @@ def main():
     spawn("s3", [s3s, "--host", "127.0.0.1", "--port", str(ports["s3"]), "--access-key", ACCESS,
                  "--secret-key", SECRET, str(s3_root)])
     replica_ips = ["127.0.0.2", "127.0.0.3"]
-    (work / "hosts").write_text("".join(f"{ip} web\n" for ip in replica_ips))
+    # The GET ceiling for a replica on this stack (bench/bare_replica.rs), two like ours.
+    bare_ips = ["127.0.0.6", "127.0.0.7"]  # .4 and .5: the access-log phase's replicas
+    (work / "hosts").write_text("".join(f"{ip} web\n" for ip in replica_ips) +
+                                "".join(f"{ip} bare\n" for ip in bare_ips))
     spawn("dns", [shutil.which("dnsmasq") or "/usr/sbin/dnsmasq", "--keep-in-foreground", "--bind-interfaces",
                   "--listen-address=127.0.0.1", "--no-resolv", "--no-hosts", "--user=root",
                   f"--port={ports['dns']}", f"--addn-hosts={work / 'hosts'}"])
@@ -404,6 +425,10 @@ def main():
     for ip in replica_ips:
         wait_port(ip, ports["web"], "replica")
     worker = spawn("worker", [str(BIN), "worker"], env)
+    bare_replicas = [spawn(f"bare{i + 1}", [str(BARE_REPLICA), f"{ip}:{ports['web']}", env["BLOBPROXY_REDIS_URL"]])
+                     for i, ip in enumerate(bare_ips)]
+    for ip in bare_ips:
+        wait_port(ip, ports["web"], "bare replica")
     static_root = work / "static"
     static_root.mkdir()
     for name, size in SIZES:
@@ -414,17 +439,20 @@ def main():
               "NGINX_CLIENT_MAX_BODY_SIZE": "22m"}
     front_nginx = nginx("front", {**common, "NGINX_PORT": ports["front"], "BLOBPROXY_UPSTREAM": f"web:{ports['web']}"})
     ideal_nginx = nginx("ideal", {**common, "NGINX_PORT": ports["ideal"], "BLOBPROXY_UPSTREAM": f"127.0.0.1:{ports['static']}"})
-    for name in ["static", "front", "ideal"]:
+    bare_nginx = nginx("bare", {**common, "NGINX_PORT": ports["bare"], "BLOBPROXY_UPSTREAM": f"bare:{ports['web']}"})
+    for name in ["static", "front", "ideal", "bare"]:
         wait_port("127.0.0.1", ports[name], f"nginx {name}")
     time.sleep(1)
     front = f"http://127.0.0.1:{ports['front']}"
     ideal = f"http://127.0.0.1:{ports['ideal']}"
+    bare = f"http://127.0.0.1:{ports['bare']}"
     static = f"http://127.0.0.1:{ports['static']}"
     s3url = f"http://127.0.0.1:{ports['s3']}"
     replica = f"http://{replica_ips[0]}:{ports['web']}"
     s3 = s3_client(s3url)
 
     METERED.update({"nginx": [front_nginx], "ideal+static nginx": [ideal_nginx, static_nginx], "replicas": replicas, "redis": [procs[0]], "worker": [worker],
+                    "bare nginx+replicas": [bare_nginx, *bare_replicas],
                     "s3": [procs[1]]})
     results = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "seconds_per_run": SECONDS,
                "machine": f"{os.cpu_count()} cores", "sizes": {}, "memory": {}, "drain": {}, "miss": {},
@@ -453,6 +481,7 @@ def main():
         row["ideal_get"] = wrk(ideal, "get_path", size, 1, f"/{name}.bin", conns)
         row["json_get"] = wrk(front, "get_json", size, get_keys, f"bench/get/{name}", conns)
         row["raw_get"] = wrk(front, "get_raw", size, get_keys, f"bench/get/{name}", conns)
+        row["bare_get"] = wrk(bare, "get_raw", size, get_keys, f"bench/get/{name}", conns)
         get_file = presigned_paths(s3, [f"bench/get/{name}/{i}" for i in range(get_keys)], "GET", work / "get.txt")
         row["s3_get"] = median_of([wrk(s3url, "presigned_get", size, get_keys, "-", conns, file=get_file)
                                    for _ in range(S3_REPEATS)])
@@ -464,6 +493,8 @@ def main():
         row["json_put"] = wrk(front, "put_json", size, put_keys, f"bench/put/{name}", conns)
         settle(replica)
         row["raw_put"] = wrk(front, "put_raw", size, put_keys, f"bench/raw/{name}", conns)
+        settle(replica)
+        row["bare_put"] = wrk(bare, "put_raw", size, put_keys, f"bench/bare/{name}", conns)
         settle(replica)
         s3_puts = []
         for rep in range(S3_REPEATS):
@@ -571,11 +602,13 @@ def ratios(results):
             ("GET ideal proxy (nginx->static)", "ideal_get", r["static_get"], None),
             ("GET hit JSON", "json_get", ideal_get, r["s3_get"]),
             ("GET hit raw", "raw_get", ideal_get, r["s3_get"]),
+            ("GET bare replica (HGET, no checks)", "bare_get", ideal_get, r["s3_get"]),
             ("GET direct S3", "s3_get", ideal_get, None),
             ("PUT ideal proxy raw (sink)", "ideal_put_raw", None, None),
             ("PUT ideal proxy JSON (sink)", "ideal_put_json", None, None),
             ("PUT JSON", "json_put", ideal_put_json, r["s3_put"]),
             ("PUT raw", "raw_put", ideal_put_raw, r["s3_put"]),
+            ("PUT bare replica raw (one SET)", "bare_put", ideal_put_raw, r["s3_put"]),
             ("PUT direct S3", "s3_put", ideal_put_raw, None),
             ("SET Redis alone (same AOF)", "redis_set", ideal_put_raw, None),
         ]:
@@ -642,6 +675,7 @@ def print_table(results, table):
             bound = f"{r['bound_objects_s']:.0f}" if r["bound_objects_s"] else "-"
             print(f"  {r['delay_ms']:>8} {r['in_flight']:>9} {r['objects_s']:>10.0f} {bound:>8} "
                   f"{r['objects_s'] / at_zero[r['in_flight']]:>7.2f} {r['worker_peak_rss_kib'] / 1024:>12.1f}"
+                  f"  CPU us/object: {fmt_cpu(r['cpu_us_per_object'])}"
                   f"{'  (default)' if r['in_flight'] == WORKER_CONCURRENCY else ''}")
     m = results.get("miss")
     if m:

@@ -69,8 +69,9 @@ def round_trip(args, round_no, workers):
         wait_port("127.0.0.1", ports["redis"], "redis")
         wait_port("127.0.0.1", ports["s3"], "s3s-fs")
         proxy = None
-        if args.delay_ms is not None and binary not in (None, "alone"):
-            # S3 at a distance, for the worker only: every request held delay_ms first.
+        if args.delay_ms is not None and binary is not None:
+            # S3 at a distance, for the worker and the client alone (not for direct S3):
+            # every request held delay_ms first.
             ports["proxy"] = free_port()
             proxy = spawn("proxy", [str(bench.DELAY_PROXY), str(ports["proxy"]), str(ports["s3"]),
                                     str(args.delay_ms)])
@@ -88,6 +89,7 @@ def round_trip(args, round_no, workers):
             rows.append({"label": label, "objects_s": r["req_s"], "s3_ms": 1000 * cpu / r["requests"]})
         elif binary == "alone":
             before = cpu_seconds(s3.pid)
+            proxy_before = cpu_seconds(proxy.pid) if proxy else 0
             # At the worker's CPU priority, as the worker runs.
             out = subprocess.run(["nice", "-n", "10", args.client_alone, str(args.count), str(args.size),
                                   str(args.concurrency)], env={**os.environ, **env}, check=True,
@@ -95,6 +97,8 @@ def round_trip(args, round_no, workers):
             r = json.loads(out.strip().splitlines()[-1])
             rows.append({"label": label, "objects_s": r["objects_s"], "worker_ms": r["client_ms"],
                          "s3_ms": 1000 * (cpu_seconds(s3.pid) - before) / args.count})
+            if proxy:
+                rows[-1]["proxy_ms"] = 1000 * (cpu_seconds(proxy.pid) - proxy_before) / args.count
         else:
             web = spawn("web", [binary, "serve"], env)
             wait_port("127.0.0.1", ports["web"], "replica")
@@ -103,13 +107,13 @@ def round_trip(args, round_no, workers):
                             "--concurrency", "32", "--raw", "--prefix", "drain"], check=True, capture_output=True)
             if args.sync:
                 os.sync()  # the backlog's AOF reaches the disk before the drain, not during it
-            before = {p: cpu_seconds(p.pid) for p in (redis, s3)}
+            before = {p: cpu_seconds(p.pid) for p in (redis, s3, proxy) if p}
             started = time.time()
             worker = spawn("worker", [binary, "worker"], env)
             while dirty_and_queued(url):
                 time.sleep(0.05)
             seconds = time.time() - started
-            cpu = {p: cpu_seconds(p.pid) - before[p] for p in (redis, s3)}
+            cpu = {p: cpu_seconds(p.pid) - before[p] for p in before}
             worker_cpu = cpu_seconds(worker.pid)
             worker.terminate()
             worker.wait(15)
@@ -118,6 +122,8 @@ def round_trip(args, round_no, workers):
             rows.append({"label": label, "objects_s": args.count / seconds,
                          "worker_ms": 1000 * worker_cpu / args.count, "s3_ms": 1000 * cpu[s3] / args.count,
                          "redis_ms": 1000 * cpu[redis] / args.count})
+            if proxy:
+                rows[-1]["proxy_ms"] = 1000 * cpu[proxy] / args.count
         for p in (s3, redis, proxy):
             if p is None:
                 continue
@@ -143,7 +149,8 @@ def main():
                         help="also time the worker's S3 client alone (no Redis, no queue): "
                         "target/release/examples/s3_client_alone")
     parser.add_argument("--seconds", type=int, default=4, help="length of each direct-S3 wrk run")
-    parser.add_argument("--delay-ms", type=int, help="put the worker's S3 behind bench/delay_proxy.rs, "
+    parser.add_argument("--delay-ms", type=int, help="put the worker's (and the client alone's) S3 behind "
+                        "bench/delay_proxy.rs, "
                         "which holds each request this long (build it: cargo build --release --example "
                         "delay_proxy)")
     args = parser.parse_args()
@@ -153,7 +160,7 @@ def main():
     print(f"\ndrain of {args.count} x {args.size} bytes, concurrency {args.concurrency}, "
           f"{args.rounds} rounds (median, then each round)")
     print(f"{'':28} {'objects/s':>10} {'x direct':>9} {'worker ms':>10} {'s3s-fs ms':>10} {'redis ms':>9}"
-          "   (CPU per object)")
+          f" {'proxy ms':>9}   (CPU per object)")
     direct = statistics.median(r["objects_s"] for r in rows if r["label"] == "direct S3")
     for label in [w[0] for w in workers] + (["S3 client alone"] if args.client_alone else []) + ["direct S3"]:
         mine = [r for r in rows if r["label"] == label]
@@ -164,7 +171,7 @@ def main():
 
         rate = statistics.median(r["objects_s"] for r in mine)
         print(f"{label:28} {rate:10.0f} {rate / direct:9.2f} {med('worker_ms'):>10} {med('s3_ms'):>10} "
-              f"{med('redis_ms'):>9}   runs: " + ", ".join(f"{r['objects_s']:.0f}" for r in mine))
+              f"{med('redis_ms'):>9} {med('proxy_ms'):>9}   runs: " + ", ".join(f"{r['objects_s']:.0f}" for r in mine))
 
 
 if __name__ == "__main__":
