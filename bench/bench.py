@@ -2,9 +2,10 @@
 """blobproxy's benchmark: the local topology against its ceilings and its alternative, in one run.
 
 Starts redis-server, s3s-fs, dnsmasq (DNS for the replicas), two `blobproxy serve` replicas,
-one `blobproxy worker`, and three nginx: the project's config in front of the replicas, the
-same config in front of a static-file upstream (the ideal proxy: nothing behind nginx costs
-less), and that static server itself. Loads them with wrk, and prints one table; writes
+one `blobproxy worker`, two bare replicas (bench/bare_replica.rs: the least a replica on this
+stack can do), and four nginx: the project's config in front of the replicas, the same config
+in front of the bare replicas, in front of a static-file upstream (the ideal proxy: nothing
+behind nginx costs less), and that static server itself. Loads them with wrk, and prints one table; writes
 bench/results.json and bench/results.png. Everything listens on 127.0.0.0/8 only.
 
 Run it through bench/run.sh, which installs what it needs and builds the release binary.
@@ -408,7 +409,7 @@ def main():
     spawn("s3", [s3s, "--host", "127.0.0.1", "--port", str(ports["s3"]), "--access-key", ACCESS,
                  "--secret-key", SECRET, str(s3_root)])
     replica_ips = ["127.0.0.2", "127.0.0.3"]
-    # The GET ceiling for a replica on this stack (bench/bare_replica.rs), two like ours.
+    # The ceiling for any replica on this stack (bench/bare_replica.rs), two like ours.
     bare_ips = ["127.0.0.6", "127.0.0.7"]  # .4 and .5: the access-log phase's replicas
     (work / "hosts").write_text("".join(f"{ip} web\n" for ip in replica_ips) +
                                 "".join(f"{ip} bare\n" for ip in bare_ips))
