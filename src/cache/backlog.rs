@@ -101,12 +101,18 @@ impl BlobCache {
 
     /// Drain counters shared by all workers (every shard's, added up).
     pub async fn stats(&self) -> Result<DrainStats, CacheError> {
+        let asked = self.every_shard().iter().map(|names| {
+            let mut conn = self.conn();
+            async move {
+                conn.hmget::<_, _, (Option<u64>, Option<u64>)>(
+                    &names.stats,
+                    &["uploads", "upload_failures"],
+                )
+                .await
+            }
+        });
         let mut total = DrainStats::default();
-        for names in self.every_shard() {
-            let (uploads, upload_failures): (Option<u64>, Option<u64>) = self
-                .conn()
-                .hmget(&names.stats, &["uploads", "upload_failures"])
-                .await?;
+        for (uploads, upload_failures) in futures::future::try_join_all(asked).await? {
             total.uploads += uploads.unwrap_or(0);
             total.upload_failures += upload_failures.unwrap_or(0);
         }
@@ -148,23 +154,31 @@ impl BlobCache {
 
     /// Number of records not yet reflected in S3.
     pub async fn dirty_count(&self) -> Result<u64, CacheError> {
-        let mut total = 0;
-        for names in self.every_shard() {
-            total += self.conn().zcard::<_, u64>(&names.dirty).await?;
-        }
-        Ok(total)
+        // Every shard at once: in a cluster, sixteen round trips side by side, not in a row.
+        let asked = self.every_shard().iter().map(|names| {
+            let mut conn = self.conn();
+            async move { conn.zcard::<_, u64>(&names.dirty).await }
+        });
+        Ok(futures::future::try_join_all(asked)
+            .await?
+            .into_iter()
+            .sum())
     }
 
     /// Age of the oldest dirty record, if any.
     pub async fn oldest_dirty_age(&self) -> Result<Option<Duration>, CacheError> {
-        let mut oldest: Option<f64> = None;
-        for names in self.every_shard() {
-            let first: Vec<(String, f64)> =
-                self.conn().zrange_withscores(&names.dirty, 0, 0).await?;
-            if let Some((_, since)) = first.first() {
-                oldest = Some(oldest.map_or(*since, |o| o.min(*since)));
+        let asked = self.every_shard().iter().map(|names| {
+            let mut conn = self.conn();
+            async move {
+                conn.zrange_withscores::<_, Vec<(String, f64)>>(&names.dirty, 0, 0)
+                    .await
             }
-        }
+        });
+        let oldest = futures::future::try_join_all(asked)
+            .await?
+            .into_iter()
+            .filter_map(|first| first.first().map(|(_, since)| *since))
+            .reduce(f64::min);
         let now = now_ms() as f64;
         Ok(oldest.map(|since| Duration::from_millis((now - since).max(0.0) as u64)))
     }
