@@ -8,9 +8,10 @@ use std::time::Duration;
 use redis::{AsyncCommands as _, Script};
 
 use super::{
-    ALLOW_OOM, BlobCache, CacheError, MARK_DIRTY_LUA, UPLOAD_LEASE_LUA, UploadLease, now_ms,
+    ALLOW_OOM, BlobCache, CacheError, MARK_DIRTY_LUA, Names, UPLOAD_LEASE_LUA, UploadLease, now_ms,
 };
 use crate::domain::BlobKey;
+use crate::redis_link::RedisLink;
 
 // allow-oom: marking blobs clean is what lets a full Redis evict them again.
 static FINISH_UPLOAD: LazyLock<Script> = LazyLock::new(|| {
@@ -99,20 +100,32 @@ impl BlobCache {
         let _: Result<i64, _> = self.conn().hincr(stats, "upload_failures", 1).await;
     }
 
+    /// `ask`'s answer from every shard, asked all at once: in a cluster, the round trips run
+    /// side by side, not in a row.
+    async fn ask_every_shard<T>(
+        &self,
+        ask: impl AsyncFn(RedisLink, &Names) -> redis::RedisResult<T>,
+    ) -> Result<Vec<T>, CacheError> {
+        let asked = self
+            .every_shard()
+            .iter()
+            .map(|names| ask(self.conn(), names));
+        Ok(futures::future::try_join_all(asked).await?)
+    }
+
     /// Drain counters shared by all workers (every shard's, added up).
     pub async fn stats(&self) -> Result<DrainStats, CacheError> {
-        let asked = self.every_shard().iter().map(|names| {
-            let mut conn = self.conn();
-            async move {
+        let counters = self
+            .ask_every_shard(async |mut conn, names| {
                 conn.hmget::<_, _, (Option<u64>, Option<u64>)>(
                     &names.stats,
                     &["uploads", "upload_failures"],
                 )
                 .await
-            }
-        });
+            })
+            .await?;
         let mut total = DrainStats::default();
-        for (uploads, upload_failures) in futures::future::try_join_all(asked).await? {
+        for (uploads, upload_failures) in counters {
             total.uploads += uploads.unwrap_or(0);
             total.upload_failures += upload_failures.unwrap_or(0);
         }
@@ -128,21 +141,18 @@ impl BlobCache {
         limit: usize,
     ) -> Result<Vec<String>, CacheError> {
         let (min, max) = lex_range(prefix, after);
-        let asked = self.every_shard().iter().map(|names| {
-            let (min, max, mut conn) = (&min, &max, self.conn());
-            async move {
+        let mut keys: Vec<String> = self
+            .ask_every_shard(async |mut conn, names| {
                 redis::cmd("ZRANGEBYLEX")
                     .arg(&names.dirty_by_key)
-                    .arg(min)
-                    .arg(max)
+                    .arg(&min)
+                    .arg(&max)
                     .arg("LIMIT")
                     .arg(0)
                     .arg(limit)
                     .query_async::<Vec<String>>(&mut conn)
                     .await
-            }
-        });
-        let mut keys: Vec<String> = futures::future::try_join_all(asked)
+            })
             .await?
             .into_iter()
             .flatten()
@@ -154,27 +164,19 @@ impl BlobCache {
 
     /// Number of records not yet reflected in S3.
     pub async fn dirty_count(&self) -> Result<u64, CacheError> {
-        // Every shard at once: in a cluster, sixteen round trips side by side, not in a row.
-        let asked = self.every_shard().iter().map(|names| {
-            let mut conn = self.conn();
-            async move { conn.zcard::<_, u64>(&names.dirty).await }
-        });
-        Ok(futures::future::try_join_all(asked)
-            .await?
-            .into_iter()
-            .sum())
+        let counts = self
+            .ask_every_shard(async |mut conn, names| conn.zcard::<_, u64>(&names.dirty).await)
+            .await?;
+        Ok(counts.into_iter().sum())
     }
 
     /// Age of the oldest dirty record, if any.
     pub async fn oldest_dirty_age(&self) -> Result<Option<Duration>, CacheError> {
-        let asked = self.every_shard().iter().map(|names| {
-            let mut conn = self.conn();
-            async move {
+        let oldest = self
+            .ask_every_shard(async |mut conn, names| {
                 conn.zrange_withscores::<_, Vec<(String, f64)>>(&names.dirty, 0, 0)
                     .await
-            }
-        });
-        let oldest = futures::future::try_join_all(asked)
+            })
             .await?
             .into_iter()
             .filter_map(|first| first.first().map(|(_, since)| *since))
