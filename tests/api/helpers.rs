@@ -133,15 +133,22 @@ impl RedisServer {
     }
 
     /// A node of a Redis Cluster (`--cluster-enabled`, AOF on, fails over 2 s after its
-    /// master stops answering). Its port and cluster bus port (+10000) are both free.
+    /// master stops answering). Its cluster bus port is set, not the default port + 10000:
+    /// that lands in 30000-42000, where other tests' servers and the kernel's ephemeral ports
+    /// (32768 and up) can take it before the node binds it (seen once in CI: "exited at
+    /// start"). Bus ports come from 12000-20000, which nothing else here uses.
     pub async fn start_cluster_node() -> Self {
-        let port = loop {
-            let port = free_port();
-            if TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
-                break port;
+        let port = free_port();
+        let bus_port = loop {
+            let bus_port = rand::random_range(12_000..20_000);
+            if TcpListener::bind(("127.0.0.1", bus_port)).is_ok() {
+                break bus_port;
             }
         };
+        let bus_port = bus_port.to_string();
         let extra = [
+            "--cluster-port",
+            &bus_port,
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",
