@@ -8,7 +8,10 @@ with each worker binary in turn (A, B, ...; the order alternates between rounds)
 the same number of presigned PUTs straight to the same s3s-fs with wrk at the worker's
 concurrency. CPU comes from /proc/<pid>/stat (user + system) before and after. With
 --client-alone it also PUTs the same blobs with the worker's S3 client and nothing else
-(bench/s3_client_alone.rs): the most a drain built on that client can reach here.
+(bench/s3_client_alone.rs), with as many uploads in flight as the worker's settings allow
+(concurrency, and its byte budget at large sizes): the most a drain built on that client can
+reach here. --bare-drain adds the same client reading each blob out of Redis first with one
+GET and nothing else: the least any drain out of Redis pays on this stack.
 
     bench/.venv/bin/python bench/drain_ab.py                          # target/release/blobproxy
     bench/.venv/bin/python bench/drain_ab.py --worker /tmp/old --worker target/release/blobproxy
@@ -46,11 +49,20 @@ def dirty_and_queued(url):
     return s["dirty"] + s["queued_jobs"]
 
 
+def alone_rows(args):
+    """The worker's S3 client without the worker: alone, and as bare drains out of Redis."""
+    if not args.client_alone:
+        return []
+    bare = [("bare drain, redis-rs", ["--from-redis", "redis-rs"]),
+            ("bare drain, raw read", ["--from-redis", "raw"])] if args.bare_drain else []
+    return [("S3 client alone", [])] + bare
+
+
 def round_trip(args, round_no, workers):
     """One round: a fresh Redis and S3 directory per drain; returns a row per worker + direct."""
     rows = []
     order = workers if round_no % 2 == 0 else list(reversed(workers))
-    alone = [("S3 client alone", "alone")] if args.client_alone else []
+    alone = [(label, ("alone", extra)) for label, extra in alone_rows(args)]
     for label, binary in order + alone + [("direct S3", None)]:
         d = work / f"r{round_no}-{label.replace(' ', '_').replace('/', '_')}"
         (d / "redis").mkdir(parents=True)
@@ -87,16 +99,20 @@ def round_trip(args, round_no, workers):
                           seconds=args.seconds, file=paths)
             cpu = cpu_seconds(s3.pid) - before
             rows.append({"label": label, "objects_s": r["req_s"], "s3_ms": 1000 * cpu / r["requests"]})
-        elif binary == "alone":
+        elif isinstance(binary, tuple):
             before = cpu_seconds(s3.pid)
             proxy_before = cpu_seconds(proxy.pid) if proxy else 0
             # At the worker's CPU priority, as the worker runs.
             out = subprocess.run(["nice", "-n", "10", args.client_alone, str(args.count), str(args.size),
-                                  str(args.concurrency)], env={**os.environ, **env}, check=True,
+                                  str(args.concurrency), *binary[1]]
+                                 + (["--ignore-byte-budget"] if args.alone_ignores_budget else []),
+                                 env={**os.environ, **env}, check=True,
                                  capture_output=True, text=True).stdout
             r = json.loads(out.strip().splitlines()[-1])
             rows.append({"label": label, "objects_s": r["objects_s"], "worker_ms": r["client_ms"],
-                         "s3_ms": 1000 * (cpu_seconds(s3.pid) - before) / args.count})
+                         "s3_ms": 1000 * (cpu_seconds(s3.pid) - before) / args.count, "in_flight": r["in_flight"]})
+            if "redis_ms" in r:
+                rows[-1]["redis_ms"] = r["redis_ms"]
             if proxy:
                 rows[-1]["proxy_ms"] = 1000 * (cpu_seconds(proxy.pid) - proxy_before) / args.count
         else:
@@ -148,6 +164,12 @@ def main():
     parser.add_argument("--client-alone", metavar="BINARY",
                         help="also time the worker's S3 client alone (no Redis, no queue): "
                         "target/release/examples/s3_client_alone")
+    parser.add_argument("--bare-drain", action="store_true",
+                        help="with --client-alone, also the least a drain out of Redis can be: each blob "
+                        "read with one GET (redis-rs, then a raw read) before the client's PUT")
+    parser.add_argument("--alone-ignores-budget", action="store_true",
+                        help="the client alone keeps --concurrency uploads in flight whatever their bytes "
+                        "(by default it is bounded by the worker's byte budget, as the worker is)")
     parser.add_argument("--seconds", type=int, default=4, help="length of each direct-S3 wrk run")
     parser.add_argument("--delay-ms", type=int, help="put the worker's (and the client alone's) S3 behind "
                         "bench/delay_proxy.rs, "
@@ -162,7 +184,7 @@ def main():
     print(f"{'':28} {'objects/s':>10} {'x direct':>9} {'worker ms':>10} {'s3s-fs ms':>10} {'redis ms':>9}"
           f" {'proxy ms':>9}   (CPU per object)")
     direct = statistics.median(r["objects_s"] for r in rows if r["label"] == "direct S3")
-    for label in [w[0] for w in workers] + (["S3 client alone"] if args.client_alone else []) + ["direct S3"]:
+    for label in [w[0] for w in workers] + [label for label, _ in alone_rows(args)] + ["direct S3"]:
         mine = [r for r in rows if r["label"] == label]
 
         def med(k):

@@ -8,7 +8,7 @@ samples and its hottest symbols. With `inferno` installed (`cargo install infern
 writes a flamegraph to bench/profile-<mode>-<size>.svg.
 
     bench/.venv/bin/python bench/profile.py put_raw 1048576      # any mode of lua/requests.lua
-    bench/.venv/bin/python bench/profile.py drain 1024           # a backlog of 10,000 drained
+    bench/.venv/bin/python bench/profile.py drain 1024           # a backlog drained (10,000; 2 GiB at most)
 
 `perf` comes from Debian's linux-perf package; run as root (or lower kernel.perf_event_paranoid).
 """
@@ -75,8 +75,9 @@ def main():
     data = work / "perf.data"
     record = ["perf", "record", "-a", "-g", "-o", str(data), "--", "sleep", str(SECONDS)]
     if mode == "drain":
-        log("writing a backlog of 10,000 blobs with no worker running")
-        subprocess.run([str(BIN), "loadgen", "--url", url, "--amount", "10000", "--size", str(size),
+        count = min(10000, (2 << 30) // size)  # at most 2 GiB in Redis (2,048 at 1 MiB)
+        log(f"writing a backlog of {count} blobs with no worker running")
+        subprocess.run([str(BIN), "loadgen", "--url", url, "--amount", str(count), "--size", str(size),
                         "--concurrency", "32", "--raw", "--prefix", "profile"], check=True,
                        capture_output=True)
         worker = spawn("worker", [str(BIN), "worker"], env)
