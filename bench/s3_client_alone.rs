@@ -155,14 +155,16 @@ fn main() -> anyhow::Result<()> {
     runtime.block_on(async {
         let store = S3Store::connect(&args.settings, None).await?;
         store.ensure_bucket(false).await?;
-        let mut redis_conn = None;
+        // A connection to read Redis's CPU counters on, with their value before the clock.
+        let mut redis_meter = None;
         let source = match args.from_redis {
             None => Source::Memory(Bytes::from(vec![b'x'; args.size])),
             Some(read) => {
                 let client = redis::Client::open(args.settings.redis_url.as_str())?;
                 let mut conn = client.get_multiplexed_async_connection().await?;
                 preload(&mut conn, &args).await?;
-                redis_conn = Some(conn.clone());
+                let before = redis_cpu_seconds(&mut conn).await?;
+                redis_meter = Some((conn.clone(), before));
                 match read {
                     RedisRead::RedisRs => Source::RedisRs(conn),
                     RedisRead::Raw => {
@@ -175,10 +177,6 @@ fn main() -> anyhow::Result<()> {
                     }
                 }
             }
-        };
-        let redis_cpu = match &mut redis_conn {
-            Some(conn) => Some(redis_cpu_seconds(conn).await?),
-            None => None,
         };
         let (cpu, started) = (cpu_seconds(), Instant::now());
         let failures = futures::stream::iter(0..args.count)
@@ -203,12 +201,12 @@ fn main() -> anyhow::Result<()> {
         let seconds = started.elapsed().as_secs_f64();
         let client_ms = 1000.0 * (cpu_seconds() - cpu) / args.count as f64;
         anyhow::ensure!(failures == 0, "{failures} uploads failed");
-        let redis_ms = match (&mut redis_conn, redis_cpu) {
-            (Some(conn), Some(before)) => {
-                let spent = redis_cpu_seconds(conn).await? - before;
+        let redis_ms = match &mut redis_meter {
+            Some((conn, before)) => {
+                let spent = redis_cpu_seconds(conn).await? - *before;
                 format!(", \"redis_ms\": {:.4}", 1000.0 * spent / args.count as f64)
             }
-            _ => String::new(),
+            None => String::new(),
         };
         println!(
             "{{\"objects_s\": {:.1}, \"client_ms\": {client_ms:.4}, \"in_flight\": {in_flight}{redis_ms}}}",
