@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Builds, without any registry, the images the Dockerfile and the compose files name: a Debian
 # bookworm base from debootstrap (the mirror apt uses), then stand-ins tagged with the public
-# names (redis:7, nginx:1.28, rust:1.95-slim-bookworm, gcr.io/distroless/cc-debian12:nonroot)
-# and blobproxy-test/s3s-fs in MinIO's place. Each image carries a label with the hash of its
-# inputs and is rebuilt only when they change.
+# names (redis:7, nginx:1.28, rust:1.95-slim-bookworm, gcr.io/distroless/cc-debian12:nonroot),
+# blobproxy-test/s3s-fs in MinIO's place, and blobproxy-test/dind (a Docker engine, for the
+# three-node swarm test). Each image carries a label with the hash of its inputs and is rebuilt
+# only when they change.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -88,3 +89,7 @@ if [ "$(label_of rust:1.95-slim-bookworm)" != "$rust_hash" ]; then
   rm -rf "$context/toolchain/lib/rustlib/src"
 fi
 build rust:1.95-slim-bookworm "$rust_hash" "$STANDINS/rust.Dockerfile" "$context"
+
+# A Docker engine in a container, for the three-node swarm (tests/docker/swarm-nodes.sh).
+build blobproxy-test/dind:20.10 "$(echo "$base_id" | inputs - "$STANDINS/dind.Dockerfile" "$STANDINS/dind-entrypoint.sh")" \
+  "$STANDINS/dind.Dockerfile" "$STANDINS"

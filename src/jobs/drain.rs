@@ -118,6 +118,11 @@ impl Drainer {
             return Ok(Drained::Busy);
         };
         let result = lease.hold_while(self.store_until_clean(&key, &lease)).await;
+        // One line per key at debug level: which worker process drained what (operators
+        // following one key; the Swarm test checks that every worker task takes a share).
+        if let Ok(Drained::Done) = result {
+            tracing::debug!("drained");
+        }
         if result.is_err() {
             // Let the rescheduled job (or the sweep) take over at once.
             let _ = lease.release().await;

@@ -252,6 +252,49 @@ fn swarm_file_is_valid_and_matches_the_binary() {
         "a plain secret in the swarm file"
     );
     assert!(web["secrets"].as_sequence().is_some_and(|s| s.len() == 2));
+
+    // No IPVS needed (the kernel of the test machine has none): every service clients reach by
+    // name resolves to its tasks, and nginx's port is each node's own, one nginx per node.
+    for name in ["web", "worker", "redis", "minio"] {
+        assert_eq!(
+            services[name]["deploy"]["endpoint_mode"], "dnsrr",
+            "{name} would need a virtual IP"
+        );
+    }
+    let nginx = &services["nginx"];
+    assert_eq!(nginx["ports"][0]["mode"], "host");
+    assert_eq!(nginx["deploy"]["mode"], "global");
+    // A new nginx task cannot bind the node's port while the old one holds it.
+    assert_eq!(nginx["deploy"]["update_config"]["order"], "stop-first");
+    // The volumes are a node's own: Redis and MinIO stay on the node labelled for the data.
+    for name in ["redis", "minio"] {
+        assert_eq!(
+            services[name]["deploy"]["placement"]["constraints"][0],
+            "node.labels.blobproxy.data == true",
+            "{name} could move to a node without its volume"
+        );
+    }
+}
+
+#[test]
+fn swarm_mesh_override_restores_virtual_ips_and_the_routing_mesh() {
+    let config = compose_configs(&["docker-compose-swarm.yml", "docker-compose-swarm.mesh.yml"]);
+    let services = &config["services"];
+    for name in ["web", "worker", "redis", "minio", "nginx"] {
+        assert_eq!(services[name]["deploy"]["endpoint_mode"], "vip", "{name}");
+    }
+    let nginx = &services["nginx"];
+    let ports = nginx["ports"].as_sequence().unwrap();
+    assert_eq!(ports.len(), 1, "the override replaces the port: {ports:?}");
+    assert_eq!(ports[0]["mode"], "ingress");
+    assert_eq!(ports[0]["published"].as_u64(), Some(8000));
+    assert_eq!(nginx["deploy"]["mode"], "replicated");
+    assert_eq!(nginx["deploy"]["update_config"]["order"], "start-first");
+    // The rest of the stack is the shipped file's.
+    assert_eq!(
+        services["redis"]["deploy"]["placement"]["constraints"][0],
+        "node.labels.blobproxy.data == true"
+    );
 }
 
 #[test]

@@ -1,0 +1,79 @@
+# Helpers shared by the parts of scripts/test-docker.sh (sourced, not run). Requests go to
+# $BASE (nginx's published port), each with a 20 s limit.
+BASE=${BASE:-http://127.0.0.1:8000}
+
+fail() { echo "test-docker: FAIL: $*" >&2; exit 1; }
+compose() {
+  if docker compose version >/dev/null 2>&1; then docker compose "$@"; else docker-compose "$@"; fi
+}
+# put KEY DATA: a JSON write through nginx; prints the HTTP status.
+put() {
+  local data
+  data=$(printf '%s' "$2" | base64 -w0)
+  curl -s -o /dev/null -w '%{http_code}' --max-time 20 -X POST "$BASE/put/" \
+    -H 'Content-Type: application/json' -d "{\"key\":\"$1\",\"extension\":\"txt\",\"data\":\"$data\"}"
+}
+# put_answer KEY DATA: like put, then the error code when the answer is not 201 ("503 replicas_unavailable").
+put_answer() {
+  local data body status
+  data=$(printf '%s' "$2" | base64 -w0)
+  body=$(mktemp)
+  status=$(curl -s -o "$body" -w '%{http_code}' --max-time 20 -X POST "$BASE/put/" \
+    -H 'Content-Type: application/json' -d "{\"key\":\"$1\",\"extension\":\"txt\",\"data\":\"$data\"}")
+  if [ "$status" = 201 ]; then echo 201; else echo "$status $(python3 -c 'import sys,json; print(json.load(open(sys.argv[1])).get("code",""))' "$body" 2>/dev/null)"; fi
+  rm -f "$body"
+}
+# get KEY: the decoded bytes through nginx.
+get() {
+  curl -sf --max-time 20 "$BASE/get/$1" | python3 -c 'import sys,json,base64; print(base64.b64decode(json.load(sys.stdin)["data"]).decode(), end="")'
+}
+# put_served_by KEY DATA: a write through nginx; prints "STATUS REPLICA" (X-Served-By).
+put_served_by() {
+  local data
+  data=$(printf '%s' "$2" | base64 -w0)
+  curl -s -o /dev/null -D - --max-time 20 -X POST "$BASE/put/" \
+    -H 'Content-Type: application/json' -d "{\"key\":\"$1\",\"extension\":\"txt\",\"data\":\"$data\"}" |
+    tr -d '\r' | awk -F': ' '/^HTTP\//{split($0, s, " "); status=s[2]} tolower($1)=="x-served-by"{by=$2} END{print status, by}'
+}
+served_by() { curl -s -o /dev/null -D - --max-time 5 "$BASE/healthz" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-served-by"{print $2}'; }
+# status_field NAME: a number from GET /status through nginx.
+status_field() { curl -sf --max-time 20 "$BASE/status" | python3 -c 'import sys,json; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+# write_until STOPFILE PREFIX LOG: writes PREFIX/1, PREFIX/2, ... every 20 ms until STOPFILE
+# exists. A write answered 503 replicas_unavailable is retried (up to 10 times, 1 s apart), as
+# the API asks; LOG gets one line per write: "KEY FINAL-ANSWER TRIES".
+write_until() {
+  local stop=$1 prefix=$2 log=$3 i=0 status try
+  while [ ! -e "$stop" ]; do
+    i=$((i + 1))
+    for try in $(seq 1 10); do
+      status=$(put_answer "$prefix/$i" "blob $i")
+      [ "$status" = "503 replicas_unavailable" ] || break
+      sleep 1
+    done
+    echo "$prefix/$i ${status// /_} $try" >>"$log"
+    sleep 0.02
+  done
+}
+# writes_report LOG: "N writes, A acknowledged, R retried"; fails on any answer other than
+# 201 (after retries) unless ALLOWED (a regex of answers) matches it.
+writes_report() {
+  local log=$1 allowed=${2:-^$}
+  local total acked retried bad
+  total=$(wc -l <"$log")
+  acked=$(awk '$2 == "201"' "$log" | wc -l)
+  retried=$(awk '$3 > 1' "$log" | wc -l)
+  bad=$(awk '$2 != "201"' "$log" | grep -Ev "$allowed" || true)
+  [ -z "$bad" ] || fail "$(wc -l <<<"$bad") of $total writes failed: $(head -n 5 <<<"$bad" | tr '\n' ';')"
+  echo "$total writes, $acked acknowledged, $retried retried after 503 replicas_unavailable"
+}
+# readable_all LOG: every acknowledged write in LOG reads back its bytes.
+readable_all() {
+  local key status _ n=0
+  while read -r key status _; do
+    [ "$status" = 201 ] || continue
+    [ "$(get "$key")" = "blob ${key##*/}" ] || fail "$key was acknowledged and is lost"
+    n=$((n + 1))
+  done <"$1"
+  echo "$n acknowledged writes read back"
+}

@@ -1,0 +1,225 @@
+#!/usr/bin/env bash
+# The Swarm stack on this engine as one node, the way the README deploys it: swarm init, the
+# secrets, the data label, stack deploy (tests/docker/swarm.test.yml puts s3s-fs in MinIO's
+# place), then: every service converges, a round trip through nginx and the blob in S3;
+# `service scale web=3` answered by three replicas; a rolling update under writes (none
+# fails); a web task's container killed under writes (Swarm replaces it, nginx follows, only
+# retried 503s, nothing lost); `service scale worker=2` drains a backlog with both; the Redis
+# task killed (Swarm restarts it on its volume: nothing lost, replicas answer again on their
+# own); the S3 task killed (writes go on, the drain follows the new task); stack removed and
+# the swarm left with nothing behind. Run by scripts/test-docker.sh
+# after the images are built.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+source tests/docker/lib.sh
+
+STACK=bptest
+SWARM_FILES=(-c docker-compose-swarm.yml -c tests/docker/swarm.test.yml)
+if [ "$(docker info -f '{{.Swarm.LocalNodeState}}')" != inactive ]; then
+  echo "test-docker: this node is already in a swarm; skipping the Swarm part (it would leave it)"
+  exit 0
+fi
+
+# stack_cleanup DOCKER...: removes the stack, its volumes and the secrets (DOCKER is the
+# command that reaches the engine: `docker`, or `docker exec NODE docker` for a node).
+stack_cleanup() {
+  "$@" stack rm "$STACK" >/dev/null 2>&1 || true
+  for _ in $(seq 1 60); do
+    [ -z "$("$@" ps -aq --filter "label=com.docker.stack.namespace=$STACK" 2>/dev/null)" ] &&
+      [ -z "$("$@" network ls -q --filter "label=com.docker.stack.namespace=$STACK" 2>/dev/null)" ] && break
+    sleep 1
+  done
+  # The stack's volumes outlive it (and its containers go a little after `stack rm`).
+  "$@" volume ls -q --filter "label=com.docker.stack.namespace=$STACK" 2>/dev/null | xargs -r "$@" volume rm >/dev/null 2>&1 || true
+  "$@" secret rm blobproxy_s3_access_key blobproxy_s3_secret_key >/dev/null 2>&1 || true
+}
+swarm_cleanup() {
+  stack_cleanup docker
+  docker swarm leave --force >/dev/null 2>&1 || true
+  # swarm init made this bridge; it stays after the node leaves.
+  docker network rm docker_gwbridge >/dev/null 2>&1 || true
+}
+trap swarm_cleanup EXIT
+
+# converged: every service of the stack runs all its tasks ("n/n"; a global one counts nodes).
+converged() {
+  ! docker service ls --filter "label=com.docker.stack.namespace=$STACK" --format '{{.Replicas}}' |
+    grep -qv '^\([0-9][0-9]*\)/\1$'
+}
+# container_of SERVICE: the running container of the service's (first) task on this engine.
+container_of() { docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_$1" | sed -n 1p; }
+
+echo "== swarm init, secrets and data label (as the README says), stack deploy"
+part_started=$SECONDS
+docker swarm init --advertise-addr 127.0.0.1 >/dev/null
+printf blobproxy | docker secret create blobproxy_s3_access_key - >/dev/null
+printf 'blobproxy-swarm-secret' | docker secret create blobproxy_s3_secret_key - >/dev/null
+docker node update --label-add blobproxy.data=true "$(docker node ls -q)" >/dev/null
+started=$SECONDS
+docker stack deploy "${SWARM_FILES[@]}" "$STACK" >/dev/null
+
+echo "== every service converges; a round trip through nginx; the blob in S3"
+until converged; do
+  [ $((SECONDS - started)) -lt 180 ] || { docker service ls; docker service ps --no-trunc "${STACK}_web"; fail "the stack did not converge in 180 s"; }
+  sleep 1
+done
+converged_after=$((SECONDS - started))
+until [ "$(put swarm/first hello 2>/dev/null)" = 201 ]; do
+  [ $((SECONDS - started)) -lt 240 ] || { docker service logs --tail 20 "${STACK}_web"; fail "no write served through the stack's nginx"; }
+  sleep 0.5
+done
+echo "every service converged $converged_after s after deploy; the first write served $((SECONDS - started)) s after deploy"
+[ "$(get swarm/first)" = hello ] || fail "GET swarm/first did not return the bytes written"
+for _ in $(seq 1 60); do
+  stored=$(docker exec "$(container_of minio)" cat /data/blobs/swarm/first 2>/dev/null || true)
+  [ "$stored" = hello ] && break
+  sleep 0.5
+done
+[ "$stored" = hello ] || fail "the blob did not reach S3 within 30 s"
+
+echo "== docker service scale ${STACK}_web=3: three distinct X-Served-By within 10 s"
+started=$SECONDS
+docker service scale "${STACK}_web=3" >/dev/null
+scaled=$((SECONDS - started))
+declare -A seen=()
+while [ ${#seen[@]} -lt 3 ]; do
+  [ $((SECONDS - started - scaled)) -le 10 ] ||
+    fail "only ${#seen[@]} replicas answered within 10 s of the scale command's end: ${!seen[*]}"
+  name=$(served_by)
+  [ -n "$name" ] && seen[$name]=1
+  sleep 0.1
+done
+echo "scale took $scaled s (the command waits for the new task to be healthy); 3 replicas answered $((SECONDS - started)) s after it began: ${!seen[*]}"
+
+echo "== rolling update (docker service update --force, start-first) while a client writes"
+log=$(mktemp) stop=$(mktemp -u)
+write_until "$stop" swarm/roll "$log" &
+writer=$!
+started=$SECONDS
+docker service update --force "${STACK}_web" >/dev/null
+touch "$stop"
+wait $writer
+echo "the update took $((SECONDS - started)) s; $(writes_report "$log")"
+[ "$(awk '$3 > 1' "$log" | wc -l)" = 0 ] || fail "a write needed a retry during the rolling update"
+readable_all "$log" >/dev/null
+rm -f "$log" "$stop"
+
+echo "== a web task's container killed (docker kill) while a client writes"
+# The request the killed replica was answering gets nginx's 503 replicas_unavailable (nginx
+# cannot resend a POST it already sent); the client retries it. Anything else fails.
+log=$(mktemp) stop=$(mktemp -u)
+write_until "$stop" swarm/kill "$log" &
+writer=$!
+sleep 2
+victim=$(container_of web)
+victim_task=$(docker inspect -f '{{index .Config.Labels "com.docker.swarm.task.name"}}' "$victim")
+killed=$SECONDS
+docker kill "$victim" >/dev/null
+# Swarm starts a new task in the dead one's place; nginx follows it once it is healthy.
+until [ "$(docker service ps -q --filter desired-state=running "${STACK}_web" | wc -l)" = 3 ] &&
+  docker service ls --filter "name=${STACK}_web" --format '{{.Replicas}}' | grep -qx 3/3; do
+  [ $((SECONDS - killed)) -lt 90 ] || fail "Swarm did not replace the killed web task within 90 s"
+  sleep 1
+done
+replaced=$((SECONDS - killed))
+declare -A seen=()
+until [ ${#seen[@]} -ge 3 ]; do
+  [ $((SECONDS - killed)) -lt 120 ] || fail "nginx did not send to the new task: ${!seen[*]}"
+  name=$(served_by)
+  [ -n "$name" ] && [ "${name%@*}" != "$victim_task" ] && seen[$name]=1
+  sleep 0.1
+done
+followed=$((SECONDS - killed))
+sleep 2
+touch "$stop"
+wait $writer
+echo "killed $victim_task: replaced $replaced s later, 3 live replicas answering through nginx $followed s after the kill; $(writes_report "$log" '^[^ ]+ 503_replicas_unavailable ')"
+readable_all "$log"
+rm -f "$log" "$stop"
+
+echo "== docker service scale ${STACK}_worker=2 drains a backlog with both"
+docker service scale "${STACK}_worker=0" >/dev/null
+for i in $(seq 1 600); do [ "$(put "swarm/backlog/$i" "blob $i")" = 201 ] || fail "swarm/backlog/$i not written"; done
+dirty=$(status_field dirty)
+[ "$dirty" -ge 600 ] || fail "600 writes with no worker left $dirty dirty"
+started=$SECONDS
+docker service scale "${STACK}_worker=2" >/dev/null
+until [ "$(status_field dirty)" = 0 ]; do
+  [ $((SECONDS - started)) -lt 120 ] || fail "the backlog did not drain in 120 s ($(status_field dirty) dirty)"
+  sleep 0.5
+done
+drained_in=$((SECONDS - started))
+# Each worker logs a "drained" line per key at debug level (swarm.test.yml turns it on).
+shares=$(for c in $(docker ps -q --filter "label=com.docker.swarm.service.name=${STACK}_worker"); do
+  docker logs "$c" 2>&1 | grep -c '"message":"drained"' || true
+done | sort -n | tr '\n' ' ')
+read -r -a counts <<<"$shares"
+[ ${#counts[@]} = 2 ] && [ "${counts[0]}" -gt 0 ] || fail "the backlog was not drained by both workers: keys per worker $shares"
+for i in 1 300 600; do
+  stored=$(docker exec "$(container_of minio)" cat "/data/blobs/swarm/backlog/$i" 2>/dev/null || true)
+  [ "$stored" = "blob $i" ] || fail "swarm/backlog/$i not in S3 after the drain"
+done
+echo "$dirty dirty blobs drained $drained_in s after the scale command began; keys per worker: $shares"
+
+echo "== the Redis task killed while a client writes: Swarm restarts it on its volume"
+log=$(mktemp) stop=$(mktemp -u)
+write_until "$stop" swarm/redis "$log" &
+writer=$!
+sleep 2
+redis_before=$(container_of redis)
+killed=$SECONDS
+docker kill "$redis_before" >/dev/null
+until [ -n "$(container_of redis)" ] && [ "$(container_of redis)" != "$redis_before" ]; do
+  [ $((SECONDS - killed)) -lt 90 ] || fail "Swarm did not restart the Redis task within 90 s"
+  sleep 0.5
+done
+restarted=$((SECONDS - killed))
+until [ "$(put swarm/redis/after back)" = 201 ]; do
+  [ $((SECONDS - killed)) -lt 120 ] || fail "the replicas did not answer writes again within 120 s of the Redis kill"
+  sleep 0.2
+done
+answering=$((SECONDS - killed))
+sleep 2
+touch "$stop"
+wait $writer
+# While Redis is away a write is refused with 503 redis_unavailable (nothing acknowledged).
+echo "Redis's new task started $restarted s after the kill; writes acknowledged again $answering s after it; $(writes_report "$log" '^[^ ]+ 503_(redis_unavailable|replicas_unavailable) ')"
+readable_all "$log"
+for key in swarm/first swarm/backlog/1 swarm/backlog/600; do
+  [ -n "$(get "$key")" ] || fail "$key unreadable after the Redis restart"
+done
+
+echo "== the S3 task killed while a client writes: writes go on, the drain follows the new task"
+log=$(mktemp) stop=$(mktemp -u)
+write_until "$stop" swarm/s3 "$log" &
+writer=$!
+sleep 1
+s3_before=$(container_of minio)
+killed=$SECONDS
+docker kill "$s3_before" >/dev/null
+until [ -n "$(container_of minio)" ] && [ "$(container_of minio)" != "$s3_before" ]; do
+  [ $((SECONDS - killed)) -lt 90 ] || fail "Swarm did not restart the S3 task within 90 s"
+  sleep 0.5
+done
+restarted=$((SECONDS - killed))
+sleep 3
+touch "$stop"
+wait $writer
+report=$(writes_report "$log")
+until [ "$(status_field dirty)" = 0 ]; do
+  [ $((SECONDS - killed)) -lt 120 ] || fail "the backlog did not drain into the new S3 task within 120 s of the kill"
+  sleep 0.5
+done
+last=$(awk '$2 == "201" {k=$1} END {print k}' "$log")
+stored=$(docker exec "$(container_of minio)" cat "/data/blobs/$last" 2>/dev/null || true)
+[ "$stored" = "blob ${last##*/}" ] || fail "$last is not in the new S3 task after the drain"
+echo "S3's new task started $restarted s after the kill; $report (every one answered 201: writes wait in Redis); nothing dirty $((SECONDS - killed)) s after the kill"
+rm -f "$log" "$stop"
+
+echo "== stack removed, node leaves the swarm: nothing left behind"
+swarm_cleanup
+trap - EXIT
+left=$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK"; docker volume ls -q --filter "label=com.docker.stack.namespace=$STACK"; docker network ls -q --filter "label=com.docker.stack.namespace=$STACK"; docker network ls -q --filter name=docker_gwbridge; docker network ls -q --filter name=ingress)
+[ -z "$left" ] || fail "left behind: $left"
+[ "$(docker info -f '{{.Swarm.LocalNodeState}}')" = inactive ] || fail "the node is still in a swarm"
+echo "test-docker: swarm passed ($((SECONDS - part_started)) s)"
