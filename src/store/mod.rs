@@ -8,6 +8,7 @@
 mod bucket;
 mod classify;
 mod credentials;
+mod metadata;
 mod multipart;
 mod s3;
 mod versions;

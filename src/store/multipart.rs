@@ -5,7 +5,8 @@ use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
 use super::classify::classify;
-use super::s3::{META_EXTENSION, META_VERSION, S3Store};
+use super::metadata;
+use super::s3::S3Store;
 use super::{MultipartUpload, ObjectMeta, StoreError, StoreResult, Upload, UploadedPart};
 use crate::domain::BlobKey;
 
@@ -18,8 +19,7 @@ impl MultipartUpload for S3Store {
             .bucket(&self.bucket)
             .key(key.as_str())
             .content_type(meta.content_type)
-            .metadata(META_EXTENSION, meta.extension)
-            .metadata(META_VERSION, meta.version.to_string())
+            .set_metadata(Some(metadata::of_blob(meta.extension, meta.version)))
             .send()
             .await
             .map_err(|e| classify(e).unwrap_or_else(|e| self.bucket_missing(e)))?;

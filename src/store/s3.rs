@@ -1,29 +1,15 @@
 //! The S3 implementation of [`BlobStore`] (AWS, MinIO or any S3-compatible server).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use futures::StreamExt as _;
 
 use super::classify::{NotFound, classify};
-use super::versions::is_tombstone;
+use super::metadata::{self, is_tombstone, object_info};
 use super::{BlobStore, Listing, ObjectInfo, StoreError, StoreResult, StoredObject, VersionPage};
 use crate::config::Settings;
 use crate::domain::{Blob, BlobKey};
-
-pub(super) const META_EXTENSION: &str = "extension";
-pub(super) const META_VERSION: &str = "version";
-
-/// The extension and version an object's metadata carries (0 when absent: an object written
-/// by something else than blobproxy).
-fn object_info(metadata: Option<&HashMap<String, String>>) -> ObjectInfo {
-    let get = |name: &str| metadata.and_then(|m| m.get(name));
-    ObjectInfo {
-        extension: get(META_EXTENSION).cloned().unwrap_or_default(),
-        version: get(META_VERSION).and_then(|v| v.parse().ok()).unwrap_or(0),
-    }
-}
 
 /// The bucket the blobs live in.
 #[derive(Clone)]
@@ -149,8 +135,7 @@ impl BlobStore for S3Store {
             .key(key.as_str())
             .body(ByteStream::from(blob.data.clone()))
             .content_type(&blob.content_type)
-            .metadata(META_EXTENSION, &blob.extension)
-            .metadata(META_VERSION, blob.version.to_string())
+            .set_metadata(Some(metadata::of_blob(&blob.extension, blob.version)))
             .customize()
             // The body is not part of the signature (UNSIGNED-PAYLOAD, as presigned uploads
             // are): the headers still are. Saves a SHA-256 pass over every blob.

@@ -5,23 +5,14 @@
 //! delete marker; the markers themselves are skipped (they carry no metadata, and S3 servers
 //! differ in where they list them among the versions).
 
-use std::collections::HashMap;
-
 use aws_sdk_s3::primitives::{ByteStream, DateTimeFormat};
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use super::classify::classify;
-use super::s3::{META_VERSION, S3Store};
+use super::metadata;
+use super::s3::S3Store;
 use super::{StoreResult, StoredObject, StoredVersion, VersionPage};
 use crate::domain::BlobKey;
-
-/// Marks the empty version a delete leaves on a versioned bucket (see [`S3Store::mark_deleted`]).
-const META_DELETED: &str = "deleted";
-
-/// Whether an object is the mark a delete left on a versioned bucket: absent for reads.
-pub(super) fn is_tombstone(metadata: Option<&HashMap<String, String>>) -> bool {
-    metadata.is_some_and(|m| m.contains_key(META_DELETED))
-}
 
 /// HEADs in flight while a page of versions is described.
 const CONCURRENT_HEADS: usize = 8;
@@ -45,8 +36,7 @@ impl S3Store {
             .bucket(&self.bucket)
             .key(key.as_str())
             .body(ByteStream::from_static(b""))
-            .metadata(META_VERSION, version.to_string())
-            .metadata(META_DELETED, "1")
+            .set_metadata(Some(metadata::of_delete(version)))
             .send()
             .await
             .map_err(|e| classify(e).unwrap_or_else(|e| self.bucket_missing(e)))?;
