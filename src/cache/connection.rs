@@ -64,10 +64,11 @@ impl BlobCache {
 
     /// Opens a connection owned by the calling thread's runtime (an HTTP worker thread), used
     /// from then on by every call made on this thread. Until it is up, or if it fails, the
-    /// shared connection serves.
+    /// shared connection serves. Call it inside the thread's `LocalSet` (actix-web runs each
+    /// worker thread in one; `tokio::task::spawn_local` is what `actix_web::rt::spawn` is).
     pub fn connect_this_thread(&self) {
         let (id, shared) = (self.id, self.shared.clone());
-        actix_web::rt::spawn(async move {
+        tokio::task::spawn_local(async move {
             match shared.open_another().await {
                 Ok(conn) => THREAD_CONNECTIONS.with(|c| {
                     let batcher = Batcher::new(conn.clone());

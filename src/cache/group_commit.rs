@@ -65,7 +65,7 @@ impl Batcher {
         let (answer, answered) = oneshot::channel();
         self.waiting.borrow_mut().push(Waiting { write, answer });
         if !self.sending.replace(true) {
-            actix_web::rt::spawn(self.clone().send_all(cache.clone()));
+            tokio::task::spawn_local(self.clone().send_all(cache.clone()));
         }
         answered
             .await

@@ -88,7 +88,7 @@ on "$MANAGER" node update --label-add blobproxy.data=true node1 >/dev/null
 started=$SECONDS
 docker exec -w /stack "$MANAGER" docker stack deploy -c docker-compose-swarm.yml \
   -c tests/docker/swarm.test.yml "$STACK" >/dev/null
-on "$MANAGER" service scale "${STACK}_web=3" >/dev/null 2>&1 || true
+on "$MANAGER" service scale --detach "${STACK}_web=3" >/dev/null
 converged() {
   ! on "$MANAGER" service ls --filter "label=com.docker.stack.namespace=$STACK" --format '{{.Replicas}}' |
     grep -qv '^\([0-9][0-9]*\)/\1$'
@@ -112,6 +112,18 @@ web_nodes=$(on "$MANAGER" service ps -f desired-state=running --format '{{.Node}
 echo "web tasks on: $web_nodes; redis on $(on "$MANAGER" service ps -f desired-state=running --format '{{.Node}}' "${STACK}_redis")"
 
 echo "== writes and reads through every node's nginx reach replicas on every node"
+# A task is in Docker's DNS once it runs; each nginx re-resolves every 5 s.
+for address in "${ADDR[@]}"; do
+  declare -A seen=()
+  waited=$SECONDS
+  while [ ${#seen[@]} -lt 3 ]; do
+    [ $((SECONDS - waited)) -lt 30 ] || fail "nginx on $address sent to replicas on ${!seen[*]} only within 30 s"
+    name=$(BASE=http://$address:8000 served_by)
+    [ -n "$name" ] && seen[${name##*@}]=1
+    sleep 0.1
+  done
+  unset seen
+done
 declare -A by_node=()
 for i in $(seq 1 60); do
   BASE=http://${ADDR[$((i % 3))]}:8000
@@ -134,6 +146,12 @@ done
 [ "$stored" = "blob 60" ] || fail "nodes/60 did not reach S3 on node1 within 30 s"
 
 echo "== node3 drained (docker node update --availability drain) while a client writes"
+# running_web: "TASK NODE" of each web task that is running (not merely wanted).
+running_web() {
+  on "$MANAGER" service ps -f desired-state=running --format '{{.Name}}.{{.ID}} {{.Node}} {{.CurrentState}}' "${STACK}_web" |
+    awk '$3 == "Running" {print $1, $2}'
+}
+before=$(running_web)
 log=$(mktemp) stop=$(mktemp -u)
 write_until "$stop" nodes/drain "$log" &
 writer=$!
@@ -141,16 +159,23 @@ sleep 2
 started=$SECONDS
 on "$MANAGER" node update --availability drain node3 >/dev/null
 until [ -z "$(on "$MANAGER" node ps -q -f desired-state=running node3)" ] &&
-  [ "$(on "$MANAGER" service ls --filter "name=${STACK}_web" --format '{{.Replicas}}')" = 3/3 ]; do
+  [ "$(running_web | awk '$2 != "node3"' | wc -l)" = 3 ]; do
   [ $((SECONDS - started)) -lt 120 ] || { on "$MANAGER" service ps "${STACK}_web"; fail "node3's tasks did not move within 120 s"; }
   sleep 1
 done
 moved=$((SECONDS - started))
-sleep 8 # nginx re-resolves every 5 s: let it send to the moved task
+# nginx re-resolves every 5 s: the moved task must get requests.
+new_task=$(comm -13 <(cut -d' ' -f1 <<<"$before" | sort) <(running_web | cut -d' ' -f1 | sort) | sed -n 1p)
+until served_by | grep -q "^$new_task"; do
+  [ $((SECONDS - started)) -lt 150 ] || fail "nginx did not send to the moved task $new_task"
+  sleep 0.2
+done
+followed=$((SECONDS - started))
+sleep 2
 touch "$stop"
 wait $writer
-web_nodes=$(on "$MANAGER" service ps -f desired-state=running --format '{{.Node}}' "${STACK}_web" | sort | tr '\n' ' ')
-echo "node3's tasks moved in $moved s (web now on: $web_nodes); $(writes_report "$log" '^[^ ]+ 503_replicas_unavailable ')"
+web_nodes=$(running_web | cut -d' ' -f2 | sort | tr '\n' ' ')
+echo "node3 drained: its tasks ran elsewhere $moved s later (web on: $web_nodes), the moved web task served through nginx $followed s after the drain; $(writes_report "$log" '^[^ ]+ 503_replicas_unavailable ')"
 readable_all "$log"
 declare -A seen=()
 for _ in $(seq 1 30); do name=$(served_by); [ -n "$name" ] && seen[${name##*@}]=1; done

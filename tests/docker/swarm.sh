@@ -79,7 +79,7 @@ done
 
 echo "== docker service scale ${STACK}_web=3: three distinct X-Served-By within 10 s"
 started=$SECONDS
-docker service scale "${STACK}_web=3" >/dev/null
+timeout 120 docker service scale "${STACK}_web=3" >/dev/null || fail "scale web=3 did not converge within 120 s"
 scaled=$((SECONDS - started))
 declare -A seen=()
 while [ ${#seen[@]} -lt 3 ]; do
@@ -96,7 +96,7 @@ log=$(mktemp) stop=$(mktemp -u)
 write_until "$stop" swarm/roll "$log" &
 writer=$!
 started=$SECONDS
-docker service update --force "${STACK}_web" >/dev/null
+timeout 300 docker service update --force "${STACK}_web" >/dev/null || fail "the rolling update did not finish within 300 s"
 touch "$stop"
 wait $writer
 echo "the update took $((SECONDS - started)) s; $(writes_report "$log")"
@@ -138,12 +138,12 @@ readable_all "$log"
 rm -f "$log" "$stop"
 
 echo "== docker service scale ${STACK}_worker=2 drains a backlog with both"
-docker service scale "${STACK}_worker=0" >/dev/null
+timeout 120 docker service scale "${STACK}_worker=0" >/dev/null || fail "scale worker=0 did not converge"
 for i in $(seq 1 600); do [ "$(put "swarm/backlog/$i" "blob $i")" = 201 ] || fail "swarm/backlog/$i not written"; done
 dirty=$(status_field dirty)
 [ "$dirty" -ge 600 ] || fail "600 writes with no worker left $dirty dirty"
 started=$SECONDS
-docker service scale "${STACK}_worker=2" >/dev/null
+timeout 120 docker service scale "${STACK}_worker=2" >/dev/null || fail "scale worker=2 did not converge"
 until [ "$(status_field dirty)" = 0 ]; do
   [ $((SECONDS - started)) -lt 120 ] || fail "the backlog did not drain in 120 s ($(status_field dirty) dirty)"
   sleep 0.5
