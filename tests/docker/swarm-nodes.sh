@@ -46,10 +46,10 @@ for i in 0 1 2; do
   # --privileged minus CAP_SYS_RESOURCE, which this machine's bounding set lacks (runc refuses
   # a privileged container here: "unable to apply caps: operation not permitted"); the image's
   # entrypoint makes /sys and the cgroups writable, the rest of what --privileged does.
-  docker run -d --cap-add ALL --cap-drop SYS_RESOURCE --security-opt seccomp=unconfined \
+  out=$(docker run -d --cap-add ALL --cap-drop SYS_RESOURCE --security-opt seccomp=unconfined \
     --security-opt apparmor=unconfined --security-opt systempaths=unconfined \
     --name "${NODES[$i]}" --hostname "node$((i + 1))" \
-    --network "$NET" --ip "${ADDR[$i]}" "$DIND" >/dev/null
+    --network "$NET" --ip "${ADDR[$i]}" "$DIND" 2>&1) || skip "the container of ${NODES[$i]} did not start" "$out"
 done
 for node in "${NODES[@]}"; do
   started=$SECONDS
@@ -78,6 +78,18 @@ for i in 1 2; do
   on "${NODES[$i]}" swarm join --token "$token" --advertise-addr "${ADDR[$i]}" "${ADDR[0]}:2377" >/dev/null
 done
 [ "$(on "$MANAGER" node ls -q | wc -l)" = 3 ] || fail "not 3 nodes in the swarm: $(on "$MANAGER" node ls)"
+# The overlay network crosses engines through VXLAN: probe it from node1 to a container on
+# node2 before deploying, so a kernel that refuses it is named as the reason.
+on "$MANAGER" network create -d overlay --attachable bptest-probe >/dev/null
+on "${NODES[1]}" run -d --name probe --network bptest-probe redis:7 redis-server --save "" >/dev/null
+probe=$(on "$MANAGER" run --rm --network bptest-probe redis:7 bash -c \
+  'for _ in $(seq 1 20); do redis-cli -h probe ping 2>&1 && exit 0; sleep 0.5; done; exit 1' 2>&1) ||
+  skip "a container on node1 cannot reach one on node2 over the overlay network (VXLAN)" \
+    "$probe
+$(docker logs "${NODES[0]}" 2>&1 | grep -i -E 'vxlan|overlay' | tail -n 5)"
+on "${NODES[1]}" rm -f probe >/dev/null
+on "$MANAGER" network rm bptest-probe >/dev/null 2>&1 || true # gone with the engines anyway
+echo "3 nodes; the overlay network crosses engines (node1 -> node2: $(tail -n 1 <<<"$probe"))"
 
 echo "== stack deploy (the README's steps, the data on node1), scale web=3"
 docker exec "$MANAGER" mkdir -p /stack
