@@ -24,12 +24,7 @@ nodes=$(compose -p "$PROJECT" "${CFILES[@]}" exec -T redis redis-cli cluster nod
 [ "$(grep -c master <<<"$nodes")" = 3 ] && [ "$(grep -c slave <<<"$nodes")" = 3 ] || fail "not 3 masters + 3 replicas: $nodes"
 for i in $(seq 1 100); do [ "$(put "cluster/$i" "blob $i")" = 201 ] || fail "cluster/$i not written"; done
 [ "$(get cluster/7)" = "blob 7" ] || fail "GET cluster/7 did not return the bytes written"
-for _ in $(seq 1 60); do
-  stored=$(compose -p "$PROJECT" "${CFILES[@]}" exec -T minio cat /data/blobs/cluster/100 2>/dev/null || true)
-  [ "$stored" = "blob 100" ] && break
-  sleep 0.5
-done
-[ "$stored" = "blob 100" ] || fail "the blob did not reach S3 within 30 s"
+await_in_s3 "blob 100" compose -p "$PROJECT" "${CFILES[@]}" exec -T minio cat /data/blobs/cluster/100
 
 echo "== a master SIGKILLed while a client writes: no write lost"
 # The master that is not the first node (that one's health check gates the stack).

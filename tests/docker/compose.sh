@@ -25,12 +25,7 @@ echo "first request served $((SECONDS - started)) s after 'compose up'"
 
 echo "== round trip through nginx, and the blob in S3"
 [ "$(get first)" = hello ] || fail "GET first did not return the bytes written"
-for _ in $(seq 1 60); do
-  stored=$(compose -p "$PROJECT" "${FILES[@]}" exec -T minio cat /data/blobs/first 2>/dev/null || true)
-  [ "$stored" = hello ] && break
-  sleep 0.5
-done
-[ "$stored" = hello ] || fail "the blob did not reach S3 within 30 s"
+await_in_s3 hello compose -p "$PROJECT" "${FILES[@]}" exec -T minio cat /data/blobs/first
 
 echo "== scale web=3: three distinct X-Served-By within 10 s"
 started=$SECONDS
@@ -38,15 +33,8 @@ compose -p "$PROJECT" "${FILES[@]}" up -d --no-build --no-recreate --scale web=3
 # Compose returns once the new replica is started and the health-gated services are up.
 echo "scale command took $((SECONDS - started)) s"
 started=$SECONDS
-declare -A seen=()
-while [ ${#seen[@]} -lt 3 ]; do
-  [ $((SECONDS - started)) -le 10 ] ||
-    fail "only ${#seen[@]} replicas answered within 10 s of the scale command's end: ${!seen[*]}"
-  name=$(served_by)
-  [ -n "$name" ] && seen[$name]=1
-  sleep 0.1
-done
-echo "3 replicas answered $((SECONDS - started)) s after the scale command returned: ${!seen[*]}"
+seen=$(await_replicas 3 10)
+echo "3 replicas answered $((SECONDS - started)) s after the scale command returned: $seen"
 
 echo "== a web container killed while a client writes: no write lost"
 # SIGKILL takes the request the replica was answering with it: nginx cannot pass a POST whose

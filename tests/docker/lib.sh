@@ -36,6 +36,43 @@ put_served_by() {
     tr -d '\r' | awk -F': ' '/^HTTP\//{split($0, s, " "); status=s[2]} tolower($1)=="x-served-by"{by=$2} END{print status, by}'
 }
 served_by() { curl -s -o /dev/null -D - --max-time 5 "$BASE/healthz" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-served-by"{print $2}'; }
+# await_replicas N SECONDS [SED]: until N distinct X-Served-By answered through nginx (each
+# name rewritten by the sed expression SED first, e.g. to its node), failing after SECONDS;
+# prints the names.
+await_replicas() {
+  local want=$1 limit=$2 rewrite=${3:-} began=$SECONDS name
+  local -A seen=()
+  while [ ${#seen[@]} -lt "$want" ]; do
+    [ $((SECONDS - began)) -lt "$limit" ] ||
+      fail "only ${#seen[@]} of $want replicas answered through $BASE within $limit s: ${!seen[*]}"
+    name=$(served_by)
+    [ -n "$rewrite" ] && name=$(sed "$rewrite" <<<"$name")
+    [ -n "$name" ] && seen[$name]=1
+    sleep 0.1
+  done
+  echo "${!seen[*]}"
+}
+# await_served_by PREFIX SECONDS: until a request through nginx is served by a replica whose
+# X-Served-By starts with PREFIX (a new task's name), failing after SECONDS.
+await_served_by() {
+  local began=$SECONDS
+  until served_by | grep -q "^$1"; do
+    [ $((SECONDS - began)) -lt "$2" ] || fail "nginx did not send to $1 within $2 s"
+    sleep 0.1
+  done
+}
+# await_in_s3 EXPECTED COMMAND...: until COMMAND (which prints an object's bytes off the S3
+# server's disk) prints EXPECTED, for up to 30 s.
+await_in_s3() {
+  local want=$1 stored=
+  shift
+  for _ in $(seq 1 60); do
+    stored=$("$@" 2>/dev/null || true)
+    [ "$stored" = "$want" ] && return 0
+    sleep 0.5
+  done
+  fail "the blob did not reach S3 within 30 s (the S3 server's disk has: ${stored:0:80})"
+}
 # status_field NAME: a number from GET /status through nginx.
 status_field() { curl -sf --max-time 20 "$BASE/status" | python3 -c 'import sys,json; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
 
@@ -54,6 +91,18 @@ write_until() {
     echo "$prefix/$i ${status// /_} $try" >>"$log"
     sleep 0.02
   done
+}
+# start_writer PREFIX / stop_writer: write_until in the background, its log in $WRITER_LOG
+# (removed by the next start_writer).
+start_writer() {
+  rm -f "${WRITER_LOG:-}" "${WRITER_STOP:-}"
+  WRITER_LOG=$(mktemp) WRITER_STOP=$(mktemp -u)
+  write_until "$WRITER_STOP" "$1" "$WRITER_LOG" &
+  WRITER_PID=$!
+}
+stop_writer() {
+  touch "$WRITER_STOP"
+  wait "$WRITER_PID"
 }
 # writes_report LOG: "N writes, A acknowledged, R retried"; fails on any answer other than
 # 201 (after retries) unless ALLOWED (a regex of answers) matches it.

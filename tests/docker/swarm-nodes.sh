@@ -26,7 +26,7 @@ images_tar=$(mktemp -u /tmp/bptest-images.XXXXXX.tar)
 cleanup() {
   for node in "${NODES[@]}"; do docker rm -f -v "$node" >/dev/null 2>&1 || true; done
   docker network rm "$NET" >/dev/null 2>&1 || true
-  rm -f "$images_tar"
+  rm -f "$images_tar" "${WRITER_LOG:-}"
 }
 trap cleanup EXIT
 cleanup
@@ -112,10 +112,11 @@ done
 converged_after=$((SECONDS - started))
 BASE=http://${ADDR[0]}:8000
 until [ "$(put nodes/first hello 2>/dev/null)" = 201 ]; do
-  if [ $((SECONDS - started)) -ge 300 ]; then
-    probe=$(docker exec "$MANAGER" bash -c "docker service logs --tail 5 ${STACK}_web 2>&1; docker service logs --tail 5 ${STACK}_nginx 2>&1")
-    skip "no write was served through nginx 300 s after deploy (if the overlay network cannot cross engines here, this is why)" "$probe"
-  fi
+  [ $((SECONDS - started)) -lt 300 ] || {
+    on "$MANAGER" service logs --tail 5 "${STACK}_web"
+    on "$MANAGER" service logs --tail 5 "${STACK}_nginx"
+    fail "no write was served through node1's nginx 300 s after deploy"
+  }
   sleep 1
 done
 echo "converged $converged_after s after deploy; the first write served through node1's nginx $((SECONDS - started)) s after it"
@@ -126,15 +127,7 @@ echo "web tasks on: $web_nodes; redis on $(on "$MANAGER" service ps -f desired-s
 echo "== writes and reads through every node's nginx reach replicas on every node"
 # A task is in Docker's DNS once it runs; each nginx re-resolves every 5 s.
 for address in "${ADDR[@]}"; do
-  declare -A seen=()
-  waited=$SECONDS
-  while [ ${#seen[@]} -lt 3 ]; do
-    [ $((SECONDS - waited)) -lt 30 ] || fail "nginx on $address sent to replicas on ${!seen[*]} only within 30 s"
-    name=$(BASE=http://$address:8000 served_by)
-    [ -n "$name" ] && seen[${name##*@}]=1
-    sleep 0.1
-  done
-  unset seen
+  BASE=http://$address:8000 await_replicas 3 30 's/.*@//' >/dev/null
 done
 declare -A by_node=()
 for i in $(seq 1 60); do
@@ -150,12 +143,8 @@ done
 [ ${#by_node[@]} = 3 ] || fail "writes reached replicas on ${#by_node[@]} nodes only: $(declare -p by_node)"
 echo "60 writes through the 3 nginx tasks, read back through another node's: replicas per node $(for n in "${!by_node[@]}"; do printf '%s=%s ' "$n" "${by_node[$n]}"; done)"
 BASE=http://${ADDR[0]}:8000
-for _ in $(seq 1 60); do
-  stored=$(docker exec "$MANAGER" bash -c "docker exec \$(docker ps -q --filter label=com.docker.swarm.service.name=${STACK}_minio) cat /data/blobs/nodes/60" 2>/dev/null || true)
-  [ "$stored" = "blob 60" ] && break
-  sleep 0.5
-done
-[ "$stored" = "blob 60" ] || fail "nodes/60 did not reach S3 on node1 within 30 s"
+await_in_s3 "blob 60" docker exec "$MANAGER" bash -c \
+  "docker exec \$(docker ps -q --filter label=com.docker.swarm.service.name=${STACK}_minio) cat /data/blobs/nodes/60"
 
 echo "== node3 drained (docker node update --availability drain) while a client writes"
 # running_web: "TASK NODE" of each web task that is running (not merely wanted).
@@ -164,9 +153,7 @@ running_web() {
     awk '$3 == "Running" {print $1, $2}'
 }
 before=$(running_web)
-log=$(mktemp) stop=$(mktemp -u)
-write_until "$stop" nodes/drain "$log" &
-writer=$!
+start_writer nodes/drain
 sleep 2
 started=$SECONDS
 on "$MANAGER" node update --availability drain node3 >/dev/null
@@ -178,17 +165,13 @@ done
 moved=$((SECONDS - started))
 # nginx re-resolves every 5 s: the moved task must get requests.
 new_task=$(comm -13 <(cut -d' ' -f1 <<<"$before" | sort) <(running_web | cut -d' ' -f1 | sort) | sed -n 1p)
-until served_by | grep -q "^$new_task"; do
-  [ $((SECONDS - started)) -lt 150 ] || fail "nginx did not send to the moved task $new_task"
-  sleep 0.2
-done
+await_served_by "$new_task" 60
 followed=$((SECONDS - started))
 sleep 2
-touch "$stop"
-wait $writer
+stop_writer
 web_nodes=$(running_web | cut -d' ' -f2 | sort | tr '\n' ' ')
-echo "node3 drained: its tasks ran elsewhere $moved s later (web on: $web_nodes), the moved web task served through nginx $followed s after the drain; $(writes_report "$log" '^[^ ]+ 503_replicas_unavailable ')"
-readable_all "$log"
+echo "node3 drained: its tasks ran elsewhere $moved s later (web on: $web_nodes), the moved web task served through nginx $followed s after the drain; $(writes_report "$WRITER_LOG" '^[^ ]+ 503_replicas_unavailable ')"
+readable_all "$WRITER_LOG"
 declare -A seen=()
 for _ in $(seq 1 30); do name=$(served_by); [ -n "$name" ] && seen[${name##*@}]=1; done
 [ -z "${seen[node3]:-}" ] || fail "a replica on the drained node3 still answers"

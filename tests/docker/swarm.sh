@@ -20,21 +20,21 @@ if [ "$(docker info -f '{{.Swarm.LocalNodeState}}')" != inactive ]; then
   exit 0
 fi
 
-# stack_cleanup DOCKER...: removes the stack, its volumes and the secrets (DOCKER is the
-# command that reaches the engine: `docker`, or `docker exec NODE docker` for a node).
+# stack_cleanup: removes the stack, its volumes and the secrets.
 stack_cleanup() {
-  "$@" stack rm "$STACK" >/dev/null 2>&1 || true
+  docker stack rm "$STACK" >/dev/null 2>&1 || true
   for _ in $(seq 1 60); do
-    [ -z "$("$@" ps -aq --filter "label=com.docker.stack.namespace=$STACK" 2>/dev/null)" ] &&
-      [ -z "$("$@" network ls -q --filter "label=com.docker.stack.namespace=$STACK" 2>/dev/null)" ] && break
+    [ -z "$(docker ps -aq --filter "label=com.docker.stack.namespace=$STACK")" ] &&
+      [ -z "$(docker network ls -q --filter "label=com.docker.stack.namespace=$STACK")" ] && break
     sleep 1
   done
   # The stack's volumes outlive it (and its containers go a little after `stack rm`).
-  "$@" volume ls -q --filter "label=com.docker.stack.namespace=$STACK" 2>/dev/null | xargs -r "$@" volume rm >/dev/null 2>&1 || true
-  "$@" secret rm blobproxy_s3_access_key blobproxy_s3_secret_key >/dev/null 2>&1 || true
+  docker volume ls -q --filter "label=com.docker.stack.namespace=$STACK" | xargs -r docker volume rm >/dev/null 2>&1 || true
+  docker secret rm blobproxy_s3_access_key blobproxy_s3_secret_key >/dev/null 2>&1 || true
 }
 swarm_cleanup() {
-  stack_cleanup docker
+  rm -f "${WRITER_LOG:-}"
+  stack_cleanup
   docker swarm leave --force >/dev/null 2>&1 || true
   # swarm init made this bridge; it stays after the node leaves.
   docker network rm docker_gwbridge >/dev/null 2>&1 || true
@@ -75,46 +75,28 @@ until [ "$(put swarm/first hello 2>/dev/null)" = 201 ]; do
 done
 echo "every service converged $converged_after s after deploy; the first write served $((SECONDS - started)) s after deploy"
 [ "$(get swarm/first)" = hello ] || fail "GET swarm/first did not return the bytes written"
-for _ in $(seq 1 60); do
-  stored=$(docker exec "$(container_of minio)" cat /data/blobs/swarm/first 2>/dev/null || true)
-  [ "$stored" = hello ] && break
-  sleep 0.5
-done
-[ "$stored" = hello ] || fail "the blob did not reach S3 within 30 s"
+await_in_s3 hello docker exec "$(container_of minio)" cat /data/blobs/swarm/first
 
 echo "== docker service scale ${STACK}_web=3: three distinct X-Served-By within 10 s"
 started=$SECONDS
 timeout 120 docker service scale "${STACK}_web=3" >/dev/null || fail "scale web=3 did not converge within 120 s"
 scaled=$((SECONDS - started))
-declare -A seen=()
-while [ ${#seen[@]} -lt 3 ]; do
-  [ $((SECONDS - started - scaled)) -le 10 ] ||
-    fail "only ${#seen[@]} replicas answered within 10 s of the scale command's end: ${!seen[*]}"
-  name=$(served_by)
-  [ -n "$name" ] && seen[$name]=1
-  sleep 0.1
-done
-echo "scale took $scaled s (the command waits for the new task to be healthy); 3 replicas answered $((SECONDS - started)) s after it began: ${!seen[*]}"
+seen=$(await_replicas 3 10)
+echo "scale took $scaled s (the command waits for the new task to be healthy); 3 replicas answered $((SECONDS - started)) s after it began: $seen"
 
 echo "== rolling update (docker service update --force, start-first) while a client writes"
-log=$(mktemp) stop=$(mktemp -u)
-write_until "$stop" swarm/roll "$log" &
-writer=$!
+start_writer swarm/roll
 started=$SECONDS
 timeout 300 docker service update --force "${STACK}_web" >/dev/null || fail "the rolling update did not finish within 300 s"
-touch "$stop"
-wait $writer
-echo "the update took $((SECONDS - started)) s; $(writes_report "$log")"
-[ "$(awk '$3 > 1' "$log" | wc -l)" = 0 ] || fail "a write needed a retry during the rolling update"
-readable_all "$log" >/dev/null
-rm -f "$log" "$stop"
+stop_writer
+echo "the update took $((SECONDS - started)) s; $(writes_report "$WRITER_LOG")"
+[ "$(awk '$3 > 1' "$WRITER_LOG" | wc -l)" = 0 ] || fail "a write needed a retry during the rolling update"
+readable_all "$WRITER_LOG" >/dev/null
 
 echo "== a web task's container killed (docker kill) while a client writes"
 # The request the killed replica was answering gets nginx's 503 replicas_unavailable (nginx
 # cannot resend a POST it already sent); the client retries it. Anything else fails.
-log=$(mktemp) stop=$(mktemp -u)
-write_until "$stop" swarm/kill "$log" &
-writer=$!
+start_writer swarm/kill
 sleep 2
 before=$(running_web)
 victim=$(container_of web)
@@ -127,17 +109,12 @@ until new_task=$(comm -13 <(sort <<<"$before") <(running_web | sort) | sed -n 1p
   sleep 0.5
 done
 replaced=$((SECONDS - killed))
-until served_by | grep -q "^$new_task"; do
-  [ $((SECONDS - killed)) -lt 120 ] || fail "nginx did not send to the new task $new_task"
-  sleep 0.1
-done
+await_served_by "$new_task" 60
 followed=$((SECONDS - killed))
 sleep 2
-touch "$stop"
-wait $writer
-echo "killed $victim_task: its replacement ran $replaced s later and answered through nginx $followed s after the kill; $(writes_report "$log" '^[^ ]+ 503_replicas_unavailable ')"
-readable_all "$log"
-rm -f "$log" "$stop"
+stop_writer
+echo "killed $victim_task: its replacement ran $replaced s later and answered through nginx $followed s after the kill; $(writes_report "$WRITER_LOG" '^[^ ]+ 503_replicas_unavailable ')"
+readable_all "$WRITER_LOG"
 
 echo "== docker service scale ${STACK}_worker=2 drains a backlog with both"
 timeout 120 docker service scale "${STACK}_worker=0" >/dev/null || fail "scale worker=0 did not converge"
@@ -163,60 +140,53 @@ for i in 1 300 600; do
 done
 echo "$dirty dirty blobs drained $drained_in s after the scale command began; keys per worker: $shares"
 
+# kill_and_await_restart SERVICE: SIGKILLs the service's container and waits for Swarm's new
+# one; sets KILLED (when) and RESTARTED (seconds after it).
+kill_and_await_restart() {
+  local before
+  before=$(container_of "$1")
+  KILLED=$SECONDS
+  docker kill "$before" >/dev/null
+  until [ -n "$(container_of "$1")" ] && [ "$(container_of "$1")" != "$before" ]; do
+    [ $((SECONDS - KILLED)) -lt 90 ] || fail "Swarm did not restart the $1 task within 90 s"
+    sleep 0.5
+  done
+  RESTARTED=$((SECONDS - KILLED))
+}
+
 echo "== the Redis task killed while a client writes: Swarm restarts it on its volume"
-log=$(mktemp) stop=$(mktemp -u)
-write_until "$stop" swarm/redis "$log" &
-writer=$!
+start_writer swarm/redis
 sleep 2
-redis_before=$(container_of redis)
-killed=$SECONDS
-docker kill "$redis_before" >/dev/null
-until [ -n "$(container_of redis)" ] && [ "$(container_of redis)" != "$redis_before" ]; do
-  [ $((SECONDS - killed)) -lt 90 ] || fail "Swarm did not restart the Redis task within 90 s"
-  sleep 0.5
-done
-restarted=$((SECONDS - killed))
+kill_and_await_restart redis
 until [ "$(put swarm/redis/after back)" = 201 ]; do
-  [ $((SECONDS - killed)) -lt 120 ] || fail "the replicas did not answer writes again within 120 s of the Redis kill"
+  [ $((SECONDS - KILLED)) -lt 120 ] || fail "the replicas did not answer writes again within 120 s of the Redis kill"
   sleep 0.2
 done
-answering=$((SECONDS - killed))
+answering=$((SECONDS - KILLED))
 sleep 2
-touch "$stop"
-wait $writer
+stop_writer
 # While Redis is away a write is refused with 503 redis_unavailable (nothing acknowledged).
-echo "Redis's new task started $restarted s after the kill; writes acknowledged again $answering s after the kill; $(writes_report "$log" '^[^ ]+ 503_(redis_unavailable|replicas_unavailable) ')"
-readable_all "$log"
+echo "Redis's new task started $RESTARTED s after the kill; writes acknowledged again $answering s after the kill; $(writes_report "$WRITER_LOG" '^[^ ]+ 503_(redis_unavailable|replicas_unavailable) ')"
+readable_all "$WRITER_LOG"
 for key in swarm/first swarm/backlog/1 swarm/backlog/600; do
   [ -n "$(get "$key")" ] || fail "$key unreadable after the Redis restart"
 done
 
 echo "== the S3 task killed while a client writes: writes go on, the drain follows the new task"
-log=$(mktemp) stop=$(mktemp -u)
-write_until "$stop" swarm/s3 "$log" &
-writer=$!
+start_writer swarm/s3
 sleep 1
-s3_before=$(container_of minio)
-killed=$SECONDS
-docker kill "$s3_before" >/dev/null
-until [ -n "$(container_of minio)" ] && [ "$(container_of minio)" != "$s3_before" ]; do
-  [ $((SECONDS - killed)) -lt 90 ] || fail "Swarm did not restart the S3 task within 90 s"
-  sleep 0.5
-done
-restarted=$((SECONDS - killed))
+kill_and_await_restart minio
 sleep 3
-touch "$stop"
-wait $writer
-report=$(writes_report "$log")
+stop_writer
+report=$(writes_report "$WRITER_LOG")
 until [ "$(status_field dirty)" = 0 ]; do
-  [ $((SECONDS - killed)) -lt 120 ] || fail "the backlog did not drain into the new S3 task within 120 s of the kill"
+  [ $((SECONDS - KILLED)) -lt 120 ] || fail "the backlog did not drain into the new S3 task within 120 s of the kill"
   sleep 0.5
 done
-last=$(awk '$2 == "201" {k=$1} END {print k}' "$log")
+last=$(awk '$2 == "201" {k=$1} END {print k}' "$WRITER_LOG")
 stored=$(docker exec "$(container_of minio)" cat "/data/blobs/$last" 2>/dev/null || true)
 [ "$stored" = "blob ${last##*/}" ] || fail "$last is not in the new S3 task after the drain"
-echo "S3's new task started $restarted s after the kill; $report (every one answered 201: writes wait in Redis); nothing dirty $((SECONDS - killed)) s after the kill"
-rm -f "$log" "$stop"
+echo "S3's new task started $RESTARTED s after the kill; $report (every one answered 201: writes wait in Redis); nothing dirty $((SECONDS - KILLED)) s after the kill"
 
 echo "== stack removed, node leaves the swarm: nothing left behind"
 swarm_cleanup
