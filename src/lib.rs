@@ -1,6 +1,8 @@
 //! blobproxy stores binary blobs by key in S3 and makes every write readable at once.
 //!
-//! The data flow, one module per step; each module uses only those below it in this map:
+//! The data flow, one module per step; each module uses only those below it in this map
+//! (`docs/ARCHITECTURE.md` has the data flow, the Redis state, the drain's safety argument and
+//! the queue contract at more length):
 //!
 //! ```text
 //! http (routes, extractors, errors to JSON)
