@@ -14,7 +14,7 @@
 //! ```
 //!
 //! - [`domain`]: keys, extensions, base64; pure.
-//! - [`http`]: the edge; [`error`]: `ApiError` and the table of error codes.
+//! - [`http`]: the edge, and [`http::error`]: `ApiError` and the table of error codes.
 //! - [`service`]: every operation the edge offers, over a closed surface.
 //! - [`cache`]: the Redis side of a blob; [`queue`]: the job queue's Redis layout;
 //!   [`redis_link`]: the connection to Redis both use (one server, or a Redis Cluster),
@@ -29,7 +29,6 @@
 pub mod cache;
 pub mod config;
 pub mod domain;
-pub mod error;
 pub mod http;
 pub mod jobs;
 pub mod metrics;

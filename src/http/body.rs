@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt as _};
 use tokio::time::Instant;
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::service::ServiceError;
 
 /// How long a body may take to arrive.

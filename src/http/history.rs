@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::KeyPath;
 use super::listing::page_limit;
-use crate::error::{ApiError, ErrorCode};
+use crate::http::error::{ApiError, ErrorCode};
 use crate::service::{BlobService, HistoryStart};
 
 #[derive(Deserialize, utoipa::IntoParams)]

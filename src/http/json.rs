@@ -11,7 +11,7 @@ use super::history::ReadParams;
 use super::write::{WriteParams, WriteResponse, apply_write_concern};
 use super::{HttpSettings, KeyPath};
 use crate::domain::{BlobKey, Extension, base64_len, decode_base64, encode_base64};
-use crate::error::{ApiError, ErrorCode};
+use crate::http::error::{ApiError, ErrorCode};
 use crate::service::{BlobService, Opened, ServiceError};
 
 /// A blob, base64-encoded.

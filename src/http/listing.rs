@@ -4,7 +4,7 @@ use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 
 use crate::domain::check_key_chars;
-use crate::error::{ApiError, ErrorCode};
+use crate::http::error::{ApiError, ErrorCode};
 use crate::service::{BlobService, DEFAULT_LIMIT, MAX_LIMIT, decode_cursor};
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq as _;
 
 use super::HttpSettings;
 use super::request_id::request_id;
-use crate::error::{ApiError, ErrorCode};
+use crate::http::error::{ApiError, ErrorCode};
 
 const REQUEST_ID: &str = "x-request-id";
 

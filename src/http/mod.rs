@@ -10,6 +10,7 @@
 mod body;
 
 pub use body::BodyTimeouts;
+pub mod error;
 pub mod health;
 pub mod history;
 pub mod json;
@@ -32,7 +33,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::domain::BlobKey;
-use crate::error::{ApiError, ErrorCode};
+use crate::http::error::{ApiError, ErrorCode};
 
 /// What the handlers and middleware need besides the service.
 #[derive(Clone)]

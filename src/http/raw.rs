@@ -12,7 +12,7 @@ use super::range::{RangeAnswer, byte_range, etag, matches_etag, requested_range}
 use super::write::{WriteParams, WriteResponse, apply_write_concern};
 use super::{HttpSettings, KeyPath};
 use crate::domain::{Extension, content_type};
-use crate::error::{ApiError, ErrorCode};
+use crate::http::error::{ApiError, ErrorCode};
 use crate::service::{BlobService, Opened};
 
 #[derive(Deserialize, utoipa::IntoParams)]

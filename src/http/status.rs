@@ -3,7 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 
-use crate::error::ApiError;
+use crate::http::error::ApiError;
 use crate::metrics::DeploymentFigures;
 use crate::service::BlobService;
 

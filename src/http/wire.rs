@@ -11,7 +11,7 @@ use std::task::{Context, Poll, ready};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use crate::error::ErrorCode;
+use crate::http::error::ErrorCode;
 
 /// A connection whose protocol-level error answers are rewritten as JSON.
 pub struct JsonProtocolErrors<T> {

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use super::HttpSettings;
 use crate::domain::Extension;
-use crate::error::{ApiError, ErrorCode};
+use crate::http::error::{ApiError, ErrorCode};
 use crate::service::{BlobService, Stored};
 
 /// How far a write must have gone before it is acknowledged.

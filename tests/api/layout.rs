@@ -13,8 +13,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("redis_link", &["config"]),
     ("jobs", &["cache", "queue", "store", "domain", "shutdown"]),
     ("service", &["cache", "queue", "store", "domain", "metrics"]),
-    ("error", &["service", "domain"]),
-    ("http", &["service", "error", "domain", "metrics"]),
+    ("http", &["service", "domain", "metrics"]),
     ("ops", &["startup", "service", "config", "domain"]),
 ];
 

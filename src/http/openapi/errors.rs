@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use utoipa::Modify;
 use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
-use crate::error::ErrorCode::{self, *};
+use crate::http::error::ErrorCode::{self, *};
 
 /// What a write can answer besides its own input errors.
 const WRITE_FAILURES: &[ErrorCode] = &[

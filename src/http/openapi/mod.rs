@@ -27,7 +27,7 @@ use schemas::Schemas;
         json::put_json, json::get_json, json::delete, json::remove, listing::list, history::history,
         raw::put, raw::get, status::status, status::metrics, health::healthz, health::readyz
     ),
-    components(schemas(crate::error::ErrorBody)),
+    components(schemas(crate::http::error::ErrorBody)),
     modifiers(&BearerAuth, &ErrorResponses, &Schemas),
     tags(
         (name = "blobs", description = "The JSON API (base64 data)"),

@@ -91,7 +91,7 @@ mod tests {
 
     #[test]
     fn the_readme_table_lists_every_code_with_its_status() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         for code in ErrorCode::ALL {
             let row = readme
                 .lines()
