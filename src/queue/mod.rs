@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 pub use cluster_conn::QueueConn;
 
-use crate::redis_link::{Keyspace, RedisLink, Shard};
+use crate::redis_link::{self, Keyspace, RedisLink, Shard};
 
 /// The Lua function `queue_job(q, job_id, key, version)`, prepended to every script that queues
 /// a drain job (see the file for the layout it writes).
@@ -87,9 +87,25 @@ impl DrainJob {
     }
 }
 
+/// Redis refused a queue operation, or could not be reached.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot queue the drain job: {0}")]
-pub struct EnqueueError(String);
+pub enum QueueError {
+    /// Redis reached `maxmemory` and refused the job; nothing was queued.
+    #[error("Redis is out of memory; the drain job was not queued")]
+    Full(#[source] redis::RedisError),
+    #[error("the drain queue in Redis cannot be reached")]
+    Unavailable(#[source] redis::RedisError),
+}
+
+impl From<redis::RedisError> for QueueError {
+    fn from(e: redis::RedisError) -> Self {
+        if redis_link::out_of_memory(&e) {
+            QueueError::Full(e)
+        } else {
+            QueueError::Unavailable(e)
+        }
+    }
+}
 
 /// The drain queues, one per shard (see [`crate::redis_link::Shard`]: a queue's keys share its
 /// shard's hash slot); cheap to clone.
@@ -144,14 +160,13 @@ impl JobQueue {
     }
 
     /// Jobs a worker could fetch right now (not those scheduled for a later retry).
-    pub async fn ready(&self) -> Result<u64, EnqueueError> {
+    pub async fn ready(&self) -> Result<u64, QueueError> {
         let mut total = 0;
         for storage in &self.storages {
             let length: u64 = redis::cmd("LLEN")
                 .arg(storage.get_config().active_jobs_list())
                 .query_async(&mut storage.clone().get_connection().clone())
-                .await
-                .map_err(|e| EnqueueError(e.to_string()))?;
+                .await?;
             total += length;
         }
         Ok(total)
@@ -163,7 +178,7 @@ impl JobQueue {
     }
 
     /// Jobs waiting to run (queued now or scheduled for a retry).
-    pub async fn pending(&self) -> Result<u64, EnqueueError> {
+    pub async fn pending(&self) -> Result<u64, QueueError> {
         let mut total = 0;
         for storage in &self.storages {
             let config = storage.get_config();
@@ -171,8 +186,7 @@ impl JobQueue {
                 .llen(config.active_jobs_list())
                 .zcard(config.scheduled_jobs_set())
                 .query_async(&mut storage.clone().get_connection().clone())
-                .await
-                .map_err(|e| EnqueueError(e.to_string()))?;
+                .await?;
             total += queued + scheduled;
         }
         Ok(total)
@@ -180,7 +194,7 @@ impl JobQueue {
 
     /// Queues a job on the queue of its key's shard (the keys of a job share one shard).
     #[tracing::instrument(skip_all, fields(key = %job.key, version = job.version))]
-    pub async fn push(&self, job: DrainJob) -> Result<(), EnqueueError> {
+    pub async fn push(&self, job: DrainJob) -> Result<(), QueueError> {
         let shard = self.keyspace.shard_of(&job.key);
         let storage = &self.storages[shard.index()];
         let mut invocation = ENQUEUE.prepare_invoke();
@@ -192,8 +206,7 @@ impl JobQueue {
             .arg(&job.key)
             .arg(job.version.to_string())
             .invoke_async(&mut storage.clone().get_connection().clone())
-            .await
-            .map_err(|e| EnqueueError(e.to_string()))?;
+            .await?;
         Ok(())
     }
 }

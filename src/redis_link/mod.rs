@@ -149,6 +149,12 @@ impl RedisLink {
     }
 }
 
+/// Redis refused a write because it reached `maxmemory` (`OOM`), directly or from inside a
+/// script.
+pub fn out_of_memory(e: &RedisError) -> bool {
+    e.code() == Some("OOM") || e.to_string().contains("OOM command not allowed")
+}
+
 /// The connection broke (not: Redis answered an error, or a reply timed out).
 fn broken(e: &RedisError) -> bool {
     (e.is_connection_dropped() || e.is_unrecoverable_error()) && !e.is_timeout()

@@ -4,6 +4,7 @@
 use crate::cache::{CacheError, Written};
 use crate::domain::BlobKey;
 use crate::domain::InvalidInput;
+use crate::queue::QueueError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +63,17 @@ impl From<CacheError> for ServiceError {
             CacheError::OutOfMemory(m) => ServiceError::RedisFull(m),
             CacheError::Unavailable(m) => ServiceError::RedisUnavailable(m),
             CacheError::Protocol(m) => ServiceError::RedisProtocol(m),
+        }
+    }
+}
+
+impl From<QueueError> for ServiceError {
+    fn from(e: QueueError) -> Self {
+        match e {
+            QueueError::Full(_) => ServiceError::RedisFull(e.to_string()),
+            QueueError::Unavailable(ref cause) => {
+                ServiceError::RedisUnavailable(format!("{e}: {cause}"))
+            }
         }
     }
 }

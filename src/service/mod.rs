@@ -226,12 +226,7 @@ impl BlobService {
     /// The drain backlog and the dead letters.
     pub async fn status(&self) -> Result<Status, ServiceError> {
         let (queued, dirty, oldest, (dead, sample)) = tokio::try_join!(
-            async {
-                self.queue
-                    .pending()
-                    .await
-                    .map_err(|e| ServiceError::RedisUnavailable(e.to_string()))
-            },
+            async { Ok::<_, ServiceError>(self.queue.pending().await?) },
             async { Ok(self.cache.dirty_count().await?) },
             async { Ok(self.cache.oldest_dirty_age().await?) },
             async { Ok(self.cache.dead_letters(100).await?) },
@@ -274,10 +269,7 @@ impl BlobService {
                 // Forget first: a job that fails again will dead-letter the key anew.
                 if self.cache.forget_dead_letter(&letter.key).await? {
                     let job = DrainJob::one(letter.key.clone(), letter.version);
-                    self.queue
-                        .push(job)
-                        .await
-                        .map_err(|e| ServiceError::RedisUnavailable(e.to_string()))?;
+                    self.queue.push(job).await?;
                     tracing::info!(key = %letter.key, error = %letter.error, "re-queued");
                     queued += 1;
                 }

@@ -545,3 +545,45 @@ async fn slow_down_answers_are_retried_no_sooner_than_retry_after() {
     ledger.record("throttled", Some(b"patience".to_vec()), Some(version));
     settle_and_verify(&app, &backends, &ledger, "S3 SlowDown with Retry-After", 3).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_drain_job_refused_by_a_full_redis_is_reported_as_full_not_as_unavailable() {
+    use blobproxy::queue::{DrainJob, QueueError};
+    use blobproxy::service::ServiceError;
+    let mut backends = Backends::start().await;
+    backends.redis.stop();
+    backends.redis =
+        RedisServer::start_with(&["--maxmemory", "2mb", "--maxmemory-policy", "volatile-lru"])
+            .await;
+    let settings = backends.settings();
+    let deps = blobproxy::startup::Dependencies::connect_with(&settings, Some(credentials()))
+        .await
+        .unwrap();
+    // Fill Redis with what it may not evict (no TTL), as unsaved blobs are.
+    let mut redis = backends.redis.client().await;
+    let filler = vec![b'x'; 64 * 1024];
+    let mut refused = None;
+    for i in 0..100 {
+        let set: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(format!("filler:{i}"))
+            .arg(&filler)
+            .query_async(&mut redis)
+            .await;
+        if let Err(e) = set {
+            refused = Some(e);
+            break;
+        }
+    }
+    assert!(refused.is_some(), "Redis never filled up");
+
+    let pushed = deps.queue.push(DrainJob::one("a/key".into(), 1)).await;
+    let error = pushed.expect_err("a full Redis queued the job");
+    assert!(matches!(error, QueueError::Full(_)), "{error:?}");
+    // What the service answers (for `replay-dead-letters` and `/status`): Redis is full,
+    // retry later; not "Redis is unavailable".
+    let answer = ServiceError::from(error);
+    assert!(matches!(answer, ServiceError::RedisFull(_)), "{answer:?}");
+
+    // Redis itself is reachable: a read of the queue works and says nothing was queued.
+    assert_eq!(deps.queue.pending().await.unwrap(), 0);
+}
