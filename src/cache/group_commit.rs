@@ -13,12 +13,20 @@ use std::sync::LazyLock;
 use redis::{FromRedisValue as _, Script};
 use tokio::sync::oneshot;
 
-use super::{BlobCache, CacheError, Names, Written, parse_version};
+use super::{BlobCache, CacheError, NEXT_VERSION_LUA, Names, Written, parse_version};
 use crate::queue::{QUEUE_JOB_LUA, new_job_id};
 use crate::redis_link::RedisLink;
 
-static PUT_BATCH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&[QUEUE_JOB_LUA, include_str!("put_batch.lua")].concat()));
+static PUT_BATCH: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        &[
+            NEXT_VERSION_LUA,
+            QUEUE_JOB_LUA,
+            include_str!("put_batch.lua"),
+        ]
+        .concat(),
+    )
+});
 
 /// A shard's batch stops growing at this many writes or bytes of blobs (what one script call
 /// carries).

@@ -9,12 +9,7 @@
 -- Returns {version of each write..., 1 or 0 per write: a job was queued for its key}.
 -- No allow-oom flag: when Redis is full the first write (SET) fails and nothing is written.
 local n = #KEYS - 7
-local t = redis.call('TIME')
-local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local first = now_us
-local last = tonumber(redis.call('GET', KEYS[1]) or '0')
-if first <= last then first = last + 1 end
-redis.call('SET', KEYS[1], string.format('%d', first + n - 1))
+local first, now_us = next_versions(KEYS[1], n)
 local now_ms = math.floor(now_us / 1000)
 -- Dead letters are rare: look them up per write only when there are some.
 local any_dead = redis.call('HLEN', KEYS[3]) > 0
