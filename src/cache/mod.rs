@@ -56,7 +56,7 @@ pub use summaries::Summary;
 pub use write_through::WriteThrough;
 
 use crate::queue::QueueKeys;
-use crate::redis_link::{Keyspace, Shard};
+use crate::redis_link::{self, Keyspace, Shard};
 
 /// The names of one shard's Redis keys, made once.
 pub(crate) struct Names {
@@ -129,6 +129,7 @@ pub enum CacheError {
 impl From<redis::RedisError> for CacheError {
     fn from(e: redis::RedisError) -> Self {
         let whole = e.to_string();
+        let out_of_memory = redis_link::out_of_memory(&e);
         // A pipeline fails with every command's error; the first one is the cause (an OOM
         // refusal of the staging write makes the script after it fail too).
         let first = e
@@ -137,7 +138,7 @@ impl From<redis::RedisError> for CacheError {
         match first {
             Some(error) if error.code() == "OOM" => CacheError::OutOfMemory(error.to_string()),
             Some(error) => CacheError::Unavailable(error.to_string()),
-            None if whole.contains("OOM command not allowed") => CacheError::OutOfMemory(whole),
+            None if out_of_memory => CacheError::OutOfMemory(whole),
             None => CacheError::Unavailable(whole),
         }
     }

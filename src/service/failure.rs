@@ -69,11 +69,11 @@ impl From<CacheError> for ServiceError {
 
 impl From<QueueError> for ServiceError {
     fn from(e: QueueError) -> Self {
+        let (QueueError::Full(cause) | QueueError::Unavailable(cause)) = &e;
+        let message = format!("{e}: {cause}");
         match e {
-            QueueError::Full(_) => ServiceError::RedisFull(e.to_string()),
-            QueueError::Unavailable(ref cause) => {
-                ServiceError::RedisUnavailable(format!("{e}: {cause}"))
-            }
+            QueueError::Full(_) => ServiceError::RedisFull(message),
+            QueueError::Unavailable(_) => ServiceError::RedisUnavailable(message),
         }
     }
 }

@@ -333,11 +333,7 @@ async fn overwrites_and_deletes_with_three_workers_and_slow_s3_end_in_the_last_a
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_redis_refuses_writes_cleanly_and_recovers_once_drained() {
-    let mut backends = Backends::start().await;
-    backends.redis.stop();
-    backends.redis =
-        RedisServer::start_with(&["--maxmemory", "4mb", "--maxmemory-policy", "volatile-lru"])
-            .await;
+    let backends = Backends::start_with_maxmemory("4mb").await;
     let settings = backends.settings();
     let app = TestApp::spawn(&settings).await;
     let ledger = Ledger::default();
@@ -550,11 +546,7 @@ async fn slow_down_answers_are_retried_no_sooner_than_retry_after() {
 async fn a_drain_job_refused_by_a_full_redis_is_reported_as_full_not_as_unavailable() {
     use blobproxy::queue::{DrainJob, QueueError};
     use blobproxy::service::ServiceError;
-    let mut backends = Backends::start().await;
-    backends.redis.stop();
-    backends.redis =
-        RedisServer::start_with(&["--maxmemory", "2mb", "--maxmemory-policy", "volatile-lru"])
-            .await;
+    let backends = Backends::start_with_maxmemory("2mb").await;
     let settings = backends.settings();
     let deps = blobproxy::startup::Dependencies::connect_with(&settings, Some(credentials()))
         .await

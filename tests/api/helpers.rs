@@ -371,6 +371,21 @@ impl Backends {
         Self::start_on(S3Kind::S3sFs).await
     }
 
+    /// Like [`Backends::start`], with a Redis that holds at most `maxmemory` (`4mb`) and, when
+    /// full, may evict only keys with a TTL (what blobproxy requires): a Redis that fills up.
+    pub async fn start_with_maxmemory(maxmemory: &str) -> Self {
+        let mut backends = Self::start().await;
+        backends.redis.stop();
+        backends.redis = RedisServer::start_with(&[
+            "--maxmemory",
+            maxmemory,
+            "--maxmemory-policy",
+            "volatile-lru",
+        ])
+        .await;
+        backends
+    }
+
     /// Redis, and S3 from the server `kind`.
     pub async fn start_on(kind: S3Kind) -> Self {
         let (redis, s3) = tokio::join!(RedisServer::start(), S3Server::start_kind(kind));
