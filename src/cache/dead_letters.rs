@@ -1,17 +1,12 @@
 //! Dead letters: keys the worker gave up on. They stay dirty (and readable) in the cache and
 //! the sweep skips them, until `replay-dead-letters` or a new write of the key.
 
-use std::sync::LazyLock;
-
-use redis::{AsyncCommands as _, Script};
+use redis::AsyncCommands as _;
 use serde::{Deserialize, Serialize};
 
-use super::{ALLOW_OOM, BlobCache, CacheError, UPLOAD_LEASE_LUA, UploadLease, now_ms};
+use super::layout::scripts;
+use super::{BlobCache, CacheError, UploadLease, now_ms};
 use crate::domain::BlobKey;
-
-static DEAD_LETTER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&[ALLOW_OOM, UPLOAD_LEASE_LUA, include_str!("dead_letter.lua")].concat())
-});
 
 /// A key the worker gave up on, and why.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, utoipa::ToSchema)]
@@ -40,15 +35,18 @@ impl BlobCache {
         };
         let json =
             serde_json::to_string(&record).map_err(|e| CacheError::Protocol(e.to_string()))?;
-        let names = self.names(key.as_str());
-        let _: i64 = DEAD_LETTER
-            .key(&names.dead)
-            .key(names.lease(key.as_str()))
-            .arg(key.as_str())
-            .arg(json)
-            .arg(lease.token())
-            .invoke_async(&mut self.conn())
-            .await?;
+        let keys = self.keys_of(key.as_str());
+        let lease_key = keys.lease(key.as_str());
+        let _: i64 = scripts::DeadLetter {
+            dead: &keys.dead,
+            lease: &lease_key,
+            key: key.as_str(),
+            reason: &json,
+            token: lease.token(),
+        }
+        .invocation()
+        .invoke_async(&mut self.conn())
+        .await?;
         Ok(())
     }
 
@@ -57,10 +55,10 @@ impl BlobCache {
     pub async fn dead_letters(&self, limit: usize) -> Result<(u64, Vec<DeadLetter>), CacheError> {
         let mut conn = self.conn();
         let (mut count, mut letters) = (0, Vec::new());
-        for names in self.every_shard() {
-            count += conn.hlen::<_, u64>(&names.dead).await?;
+        for shard in self.every_shard() {
+            count += conn.hlen::<_, u64>(&shard.dead).await?;
             let (_, raw): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
-                .arg(&names.dead)
+                .arg(&shard.dead)
                 .arg(0)
                 .arg("COUNT")
                 .arg(limit)
@@ -78,7 +76,7 @@ impl BlobCache {
 
     /// Removes `key` from the dead letters; true if it was there.
     pub async fn forget_dead_letter(&self, key: &str) -> Result<bool, CacheError> {
-        let removed: i64 = self.conn().hdel(&self.names(key).dead, key).await?;
+        let removed: i64 = self.conn().hdel(&self.keys_of(key).dead, key).await?;
         Ok(removed == 1)
     }
 }

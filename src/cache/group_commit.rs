@@ -8,32 +8,18 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::sync::LazyLock;
 
-use redis::{FromRedisValue as _, Script};
 use tokio::sync::oneshot;
 
-use super::{BlobCache, CacheError, NEXT_VERSION_LUA, Names, Written, parse_version};
-use crate::queue::{QUEUE_JOB_LUA, new_job_id};
+use super::{BlobCache, CacheError, Written};
 use crate::redis_link::RedisLink;
-
-static PUT_BATCH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        &[
-            NEXT_VERSION_LUA,
-            QUEUE_JOB_LUA,
-            include_str!("put_batch.lua"),
-        ]
-        .concat(),
-    )
-});
 
 /// A shard's batch stops growing at this many writes or bytes of blobs (what one script call
 /// carries).
 const MAX_WRITES: usize = 64;
 const MAX_BYTES: usize = 1024 * 1024;
 
-/// One write waiting for its batch.
+/// One small write waiting for its batch (see [`BlobCache::put`]).
 pub(super) struct Queued {
     pub key: String,
     pub kind: &'static str,
@@ -93,8 +79,7 @@ impl Batcher {
                 let (cache, conn) = (&cache, self.conn.clone());
                 async move {
                     let writes: Vec<&Queued> = batch.iter().map(|w| &w.write).collect();
-                    let names = cache.names(&writes[0].key);
-                    let written = cache.write_batch(conn, &writes, names).await;
+                    let written = cache.write_batch(conn, &writes).await;
                     (batch, written)
                 }
             });
@@ -123,7 +108,7 @@ impl Batcher {
         let mut batches: Vec<(usize, usize, Vec<Waiting>)> = Vec::new(); // shard, bytes, writes
         let mut rest = Vec::new();
         for w in waiting.drain(..) {
-            let shard = cache.names(&w.write.key).shard.index();
+            let shard = cache.shard_of(&w.write.key).index();
             let size = w.write.data.len();
             match batches.iter_mut().find(|(s, ..)| *s == shard) {
                 None => batches.push((shard, size, vec![w])),
@@ -138,60 +123,6 @@ impl Batcher {
         }
         *waiting = rest;
         batches.into_iter().map(|(.., batch)| batch).collect()
-    }
-}
-
-impl BlobCache {
-    /// Runs `put_batch.lua` for `writes` (all of the shard `names`) on `conn`, then waits for
-    /// the replicas it asks for.
-    pub(super) async fn write_batch(
-        &self,
-        mut conn: RedisLink,
-        writes: &[&Queued],
-        names: &Names,
-    ) -> Result<Vec<Written>, CacheError> {
-        let mut invocation = PUT_BATCH.prepare_invoke();
-        invocation
-            .key(&names.version)
-            .key(&names.dirty)
-            .key(&names.dead);
-        for queue_key in names.queue.as_array() {
-            invocation.key(queue_key);
-        }
-        invocation.key(&names.dirty_by_key).arg(new_job_id());
-        for write in writes {
-            invocation
-                .key(names.record(&write.key))
-                .arg(&write.data[..])
-                .arg(&write.extension)
-                .arg(&write.key)
-                .arg(write.kind)
-                .arg(&write.content_type);
-        }
-        let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await?;
-        let replicated = self.confirm(&mut conn, names.shard).await?;
-        let parse = |e: redis::ParsingError| CacheError::Protocol(e.to_string());
-        let n = writes.len();
-        if reply.len() != 2 * n {
-            return Err(CacheError::Protocol(format!(
-                "put_batch.lua answered {} values for {n} writes",
-                reply.len()
-            )));
-        }
-        let (versions, queued) = reply.split_at(n);
-        versions
-            .iter()
-            .zip(queued)
-            .map(|(version, queued)| {
-                Ok(Written {
-                    version: parse_version(
-                        &String::from_redis_value(version.clone()).map_err(parse)?,
-                    )?,
-                    queued: i64::from_redis_value(queued.clone()).map_err(parse)? == 1,
-                    replicated,
-                })
-            })
-            .collect()
     }
 }
 

@@ -3,6 +3,7 @@
 use redis::AsyncCommands as _;
 
 use super::*;
+use crate::cache::layout::{ShardKeys, record};
 use crate::cache::test_redis::TestRedis;
 use crate::domain::BlobKey;
 
@@ -20,16 +21,16 @@ fn write(key: &str, kind: &'static str, data: &[u8]) -> Queued {
 async fn put_batch_writes_each_version_in_order_and_one_job_for_its_new_keys() {
     let redis = TestRedis::start().await;
     let (cache, mut raw) = (redis.cache().await, redis.raw().await);
-    let names = cache.names("a");
-    let queue = names.queue.clone();
+    let keys = ShardKeys::single();
+    let queue = &keys.queue;
     let batch = [
-        write("a", "blob", b"one"),
-        write("b", "blob", b"two"),
-        write("a", "blob", b"three"),
-        write("c", "tomb", b""),
+        write("a", record::BLOB, b"one"),
+        write("b", record::BLOB, b"two"),
+        write("a", record::BLOB, b"three"),
+        write("c", record::TOMB, b""),
     ];
     let refs: Vec<&Queued> = batch.iter().collect();
-    let written = cache.write_batch(cache.conn(), &refs, names).await.unwrap();
+    let written = cache.write_batch(cache.conn(), &refs).await.unwrap();
     let versions: Vec<u64> = written.iter().map(|w| w.version).collect();
     assert!(versions.windows(2).all(|v| v[0] < v[1]), "{versions:?}");
     // `a` again: already dirty from the batch's first write, so no job of its own.
@@ -50,8 +51,8 @@ async fn put_batch_writes_each_version_in_order_and_one_job_for_its_new_keys() {
         .unwrap()
         .unwrap();
     assert!(c.blob.is_none() && !c.persisted);
-    assert_eq!(raw.ttl::<_, i64>("bp:blob:b").await.unwrap(), -1);
-    assert_eq!(raw.zcard::<_, u64>("bp:dirty").await.unwrap(), 3);
+    assert_eq!(raw.ttl::<_, i64>(keys.record("b")).await.unwrap(), -1);
+    assert_eq!(raw.zcard::<_, u64>(&keys.dirty).await.unwrap(), 3);
     // One job names the batch's three new keys.
     let ids: Vec<String> = raw.lrange(&queue.active, 0, -1).await.unwrap();
     assert_eq!(ids.len(), 1);
@@ -60,7 +61,7 @@ async fn put_batch_writes_each_version_in_order_and_one_job_for_its_new_keys() {
     assert_eq!(job.keys().collect::<Vec<_>>(), ["a", "b", "c"]);
     // The next write of a key still dirty queues nothing; versions keep growing.
     let next = cache
-        .write_batch(cache.conn(), &[&write("b", "blob", b"four")], names)
+        .write_batch(cache.conn(), &[&write("b", record::BLOB, b"four")])
         .await
         .unwrap();
     assert!(!next[0].queued && next[0].version > versions[3]);
@@ -70,7 +71,7 @@ async fn put_batch_writes_each_version_in_order_and_one_job_for_its_new_keys() {
 async fn put_batch_persists_a_cached_clean_record_and_requeues_a_dead_letter() {
     let redis = TestRedis::start().await;
     let (cache, mut raw) = (redis.cache().await, redis.raw().await);
-    let names = cache.names("clean");
+    let keys = ShardKeys::single();
     // A clean copy cached from S3 (it expires), and a key the worker gave up on.
     let cached = crate::domain::Blob {
         data: bytes::Bytes::from_static(b"from s3"),
@@ -80,18 +81,18 @@ async fn put_batch_persists_a_cached_clean_record_and_requeues_a_dead_letter() {
     };
     let ttl = std::time::Duration::from_secs(60);
     assert!(cache.recache(&key("clean"), &cached, ttl).await.unwrap());
-    assert!(raw.ttl::<_, i64>("bp:blob:clean").await.unwrap() > 0);
-    let _: i64 = raw.hset(&names.dead, "dead", "{}").await.unwrap();
-    let _: i64 = raw.zadd(&names.dirty, "dead", 1).await.unwrap();
+    assert!(raw.ttl::<_, i64>(keys.record("clean")).await.unwrap() > 0);
+    let _: i64 = raw.hset(&keys.dead, "dead", "{}").await.unwrap();
+    let _: i64 = raw.zadd(&keys.dirty, "dead", 1).await.unwrap();
 
     let batch = [
-        write("clean", "blob", b"newer"),
-        write("dead", "blob", b"again"),
+        write("clean", record::BLOB, b"newer"),
+        write("dead", record::BLOB, b"again"),
     ];
     let refs: Vec<&Queued> = batch.iter().collect();
-    let written = cache.write_batch(cache.conn(), &refs, names).await.unwrap();
+    let written = cache.write_batch(cache.conn(), &refs).await.unwrap();
     // The overwritten record is dirty and no longer expires; the dead letter got a job.
-    assert_eq!(raw.ttl::<_, i64>("bp:blob:clean").await.unwrap(), -1);
+    assert_eq!(raw.ttl::<_, i64>(keys.record("clean")).await.unwrap(), -1);
     assert_eq!(
         cache
             .get(&key("clean"))
@@ -105,18 +106,14 @@ async fn put_batch_persists_a_cached_clean_record_and_requeues_a_dead_letter() {
         b"newer"
     );
     assert!(written[0].queued && written[1].queued);
-    assert!(
-        !raw.hexists::<_, _, bool>(&names.dead, "dead")
-            .await
-            .unwrap()
-    );
+    assert!(!raw.hexists::<_, _, bool>(&keys.dead, "dead").await.unwrap());
     // A delete of a cached record drops its bytes and its TTL too.
     let tomb = cache
-        .write_batch(cache.conn(), &[&write("clean", "tomb", b"")], names)
+        .write_batch(cache.conn(), &[&write("clean", record::TOMB, b"")])
         .await
         .unwrap();
-    let fields: Vec<String> = raw.hkeys("bp:blob:clean").await.unwrap();
-    assert!(!fields.contains(&"d".to_owned()), "{fields:?}");
+    let fields: Vec<String> = raw.hkeys(keys.record("clean")).await.unwrap();
+    assert!(!fields.contains(&record::DATA.to_owned()), "{fields:?}");
     assert!(tomb[0].version > written[0].version);
 }
 

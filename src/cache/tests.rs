@@ -4,12 +4,15 @@ use std::time::Duration;
 
 use redis::AsyncCommands as _;
 
+use super::layout::{ShardKeys, record};
 use super::test_redis::TestRedis;
 use super::*;
 use crate::domain::BlobKey;
 
-/// The single-node queue's list of jobs ready to run.
-const READY_JOBS: &str = "blobproxy:drain:active";
+/// The keys of single-node Redis's one shard.
+fn keys() -> ShardKeys {
+    ShardKeys::single()
+}
 
 fn key(k: &str) -> BlobKey {
     BlobKey::parse(k).unwrap()
@@ -35,18 +38,18 @@ async fn put_writes_a_dirty_record_and_one_job_until_the_key_is_clean() {
         "the key was dirty: its drain picks the new version up"
     );
     assert!(second.version > first.version);
-    let record: std::collections::HashMap<String, Vec<u8>> =
-        raw.hgetall("bp:blob:a").await.unwrap();
-    assert_eq!(record["d"], b"ho");
-    assert_eq!(record["s"], b"dirty");
+    let fields: std::collections::HashMap<String, Vec<u8>> =
+        raw.hgetall(keys().record("a")).await.unwrap();
+    assert_eq!(fields[record::DATA], b"ho");
+    assert_eq!(fields[record::STATE], record::DIRTY.as_bytes());
     assert_eq!(
-        raw.ttl::<_, i64>("bp:blob:a").await.unwrap(),
+        raw.ttl::<_, i64>(keys().record("a")).await.unwrap(),
         -1,
         "dirty records never expire"
     );
-    assert_eq!(raw.llen::<_, u64>(READY_JOBS).await.unwrap(), 1);
+    assert_eq!(raw.llen::<_, u64>(keys().queue.active).await.unwrap(), 1);
     assert!(
-        raw.zscore::<_, _, Option<f64>>("bp:dirty", "a")
+        raw.zscore::<_, _, Option<f64>>(keys().dirty, "a")
             .await
             .unwrap()
             .is_some()
@@ -66,7 +69,7 @@ async fn put_writes_a_dirty_record_and_one_job_until_the_key_is_clean() {
         large
     );
     assert!(
-        raw.keys::<_, Vec<String>>("bp:stage:*")
+        raw.keys::<_, Vec<String>>(keys().stage("*"))
             .await
             .unwrap()
             .is_empty()
@@ -101,7 +104,7 @@ async fn put_on_a_full_redis_is_refused_and_writes_nothing() {
         .await
         .unwrap();
     assert!(cache.get(&key("a")).await.unwrap().is_none());
-    assert_eq!(raw.llen::<_, u64>(READY_JOBS).await.unwrap(), 0);
+    assert_eq!(raw.llen::<_, u64>(keys().queue.active).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -116,7 +119,7 @@ async fn recache_stores_a_clean_copy_with_a_ttl_but_never_over_a_record() {
     };
     assert!(cache.recache(&key("r"), &blob(1), TTL).await.unwrap());
     assert!(cache.get(&key("r")).await.unwrap().unwrap().persisted);
-    assert!(raw.ttl::<_, i64>("bp:blob:r").await.unwrap() > 0);
+    assert!(raw.ttl::<_, i64>(keys().record("r")).await.unwrap() > 0);
     let newer = cache.put(&key("w"), "", "x/y", b"new").await.unwrap();
     assert!(!cache.recache(&key("w"), &blob(1), TTL).await.unwrap());
     assert_eq!(
@@ -185,7 +188,7 @@ async fn finish_upload_marks_clean_only_the_version_stored_by_the_holder() {
         Finish::Lost
     );
     assert!(!cache.get(&k).await.unwrap().unwrap().persisted);
-    assert_eq!(raw.ttl::<_, i64>("bp:blob:f").await.unwrap(), -1);
+    assert_eq!(raw.ttl::<_, i64>(keys().record("f")).await.unwrap(), -1);
 }
 
 #[tokio::test]
@@ -254,7 +257,7 @@ async fn a_write_through_takes_the_lease_and_settles_the_cache() {
     // A write during the upload is newer: it stays, and gets a job of its own.
     let (lease, version) = cache.begin_write_through(&k, TTL).await.unwrap().unwrap();
     let newer = cache.put(&k, "", "x/y", b"newer").await.unwrap();
-    let jobs_before: u64 = raw.llen(READY_JOBS).await.unwrap();
+    let jobs_before: u64 = raw.llen(keys().queue.active).await.unwrap();
     assert_eq!(
         cache
             .finish_write_through(&k, &lease, version)
@@ -264,7 +267,7 @@ async fn a_write_through_takes_the_lease_and_settles_the_cache() {
     );
     assert_eq!(cache.get(&k).await.unwrap().unwrap().version, newer.version);
     assert_eq!(
-        raw.llen::<_, u64>(READY_JOBS).await.unwrap(),
+        raw.llen::<_, u64>(keys().queue.active).await.unwrap(),
         jobs_before + 1
     );
     // A lease that expired mid-upload is reported.

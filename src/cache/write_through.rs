@@ -2,41 +2,12 @@
 //! S3): take the key's lease and a version before the upload, settle the cache after it.
 //! Both may run when Redis is full: they store no blob bytes, and the second frees memory.
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
-use redis::Script;
-
-use super::{
-    ALLOW_OOM, BlobCache, CacheError, MARK_DIRTY_LUA, NEXT_VERSION_LUA, UPLOAD_LEASE_LUA,
-    UploadLease, parse_version,
-};
+use super::layout::scripts::{WriteThroughBegin, WriteThroughFinish};
+use super::{BlobCache, CacheError, UploadLease, parse_version};
 use crate::domain::BlobKey;
-use crate::queue::{QUEUE_JOB_LUA, new_job_id};
-
-static BEGIN: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        &[
-            ALLOW_OOM,
-            NEXT_VERSION_LUA,
-            UPLOAD_LEASE_LUA,
-            include_str!("write_through_begin.lua"),
-        ]
-        .concat(),
-    )
-});
-static FINISH: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        &[
-            ALLOW_OOM,
-            QUEUE_JOB_LUA,
-            UPLOAD_LEASE_LUA,
-            MARK_DIRTY_LUA,
-            include_str!("write_through_finish.lua"),
-        ]
-        .concat(),
-    )
-});
+use crate::queue::new_job_id;
 
 /// Outcome of [`BlobCache::finish_write_through`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,14 +29,17 @@ impl BlobCache {
         ttl: Duration,
     ) -> Result<Option<(UploadLease, u64)>, CacheError> {
         let token = UploadLease::new_token();
-        let names = self.names(key.as_str());
-        let version: Option<String> = BEGIN
-            .key(names.lease(key.as_str()))
-            .key(&names.version)
-            .arg(&token)
-            .arg((ttl.as_millis() as u64).max(1))
-            .invoke_async(&mut self.conn())
-            .await?;
+        let keys = self.keys_of(key.as_str());
+        let lease = keys.lease(key.as_str());
+        let version: Option<String> = WriteThroughBegin {
+            lease: &lease,
+            version_counter: &keys.version,
+            token: &token,
+            ttl_ms: (ttl.as_millis() as u64).max(1),
+        }
+        .invocation()
+        .invoke_async(&mut self.conn())
+        .await?;
         let Some(version) = version else {
             return Ok(None);
         };
@@ -80,24 +54,25 @@ impl BlobCache {
         lease: &UploadLease,
         version: u64,
     ) -> Result<WriteThrough, CacheError> {
-        let names = self.names(key.as_str());
-        let mut invocation = FINISH.prepare_invoke();
-        invocation
-            .key(names.record(key.as_str()))
-            .key(names.lease(key.as_str()))
-            .key(&names.dirty)
-            .key(&names.dirty_by_key)
-            .key(&names.dead);
-        for queue_key in names.queue.as_array() {
-            invocation.key(queue_key);
+        let keys = self.keys_of(key.as_str());
+        let (record, lease_key) = (keys.record(key.as_str()), keys.lease(key.as_str()));
+        let outcome: String = WriteThroughFinish {
+            record: &record,
+            lease: &lease_key,
+            dirty: &keys.dirty,
+            dirty_by_key: &keys.dirty_by_key,
+            dead: &keys.dead,
+            queue_data: &keys.queue.data,
+            queue_meta: &keys.queue.meta,
+            queue_active: &keys.queue.active,
+            token: lease.token(),
+            version,
+            key: key.as_str(),
+            job_id: &new_job_id(),
         }
-        let outcome: String = invocation
-            .arg(lease.token())
-            .arg(version.to_string())
-            .arg(key.as_str())
-            .arg(new_job_id())
-            .invoke_async(&mut self.conn())
-            .await?;
+        .invocation()
+        .invoke_async(&mut self.conn())
+        .await?;
         match outcome.as_str() {
             "stored" => Ok(WriteThrough::Stored),
             "newer" => Ok(WriteThrough::Newer),

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use apalis::prelude::*;
-use apalis_core::backend::Vacuum as _;
 use futures::StreamExt as _;
 use rand::Rng as _;
 
@@ -197,17 +196,9 @@ async fn vacuum_finished_jobs(queue: JobQueue) {
     let mut tick = tokio::time::interval(VACUUM_EVERY);
     loop {
         tick.tick().await;
-        for storage in queue.storages() {
-            let mut storage = storage.clone();
-            match storage.vacuum().await {
-                Ok(removed) => tracing::debug!(removed, "vacuumed finished drain jobs"),
-                Err(e) => tracing::warn!(error = %e, "cannot vacuum finished drain jobs"),
-            }
-            let done_set = storage.get_config().done_jobs_set();
-            let _: Result<i64, _> = redis::cmd("DEL")
-                .arg(done_set)
-                .query_async(storage.get_connection())
-                .await;
+        match queue.vacuum_finished().await {
+            Ok(removed) => tracing::debug!(removed, "vacuumed finished drain jobs"),
+            Err(e) => tracing::warn!(error = %e, "cannot vacuum finished drain jobs"),
         }
     }
 }

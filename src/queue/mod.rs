@@ -14,30 +14,45 @@
 
 mod cluster_conn;
 
-use std::sync::LazyLock;
 use std::time::Duration;
 
 use apalis_redis::{Config, RedisStorage};
-use redis::Script;
 use serde::{Deserialize, Serialize};
 
 pub use cluster_conn::QueueConn;
 
-use crate::redis_link::{self, Keyspace, RedisLink, Shard};
+use crate::redis_link::{self, Keyspace, RedisLink, Shard, lua_script};
 
 /// The Lua function `queue_job(q, job_id, key, version)`, prepended to every script that queues
 /// a drain job (see the file for the layout it writes).
 pub const QUEUE_JOB_LUA: &str = include_str!("queue_job.lua");
 
-static ENQUEUE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(&[QUEUE_JOB_LUA, include_str!("enqueue.lua")].concat()));
+lua_script! {
+    /// Queues one drain job, outside a write (replays, re-queues).
+    struct Enqueue<'a> = "", [QUEUE_JOB_LUA, include_str!("enqueue.lua")] {
+        keys { queue_data, queue_meta, queue_active }
+        args { job_id: &'a str, key: &'a str, version: u64 }
+    }
+}
 
-/// The Redis keys of a shard's queue, in the order `queue_job.lua` takes them.
+/// The Redis keys of a shard's queue: those `queue_job.lua` writes, and those apalis keeps
+/// for itself (named here so that tests and tools look them up rather than spell them).
 #[derive(Debug, Clone)]
 pub struct QueueKeys {
+    /// Hash: job id -> the job (JSON).
     pub data: String,
+    /// Prefix of each job's meta hash (`<meta>:<job id>`).
     pub meta: String,
+    /// List of the ids of jobs ready to run.
     pub active: String,
+    /// Sorted set of jobs scheduled for a retry, by when.
+    pub scheduled: String,
+    /// Sorted set of the workers, by their last heartbeat.
+    pub workers: String,
+    /// Prefix of each worker's set of jobs in flight.
+    pub inflight: String,
+    /// Set of finished jobs (apalis keeps them; the worker vacuums it).
+    pub done: String,
 }
 
 impl QueueKeys {
@@ -48,11 +63,11 @@ impl QueueKeys {
             data: config.job_data_hash(),
             meta: config.job_meta_hash(),
             active: config.active_jobs_list(),
+            scheduled: config.scheduled_jobs_set(),
+            workers: config.workers_set(),
+            inflight: config.inflight_jobs_set(),
+            done: config.done_jobs_set(),
         }
-    }
-
-    pub fn as_array(&self) -> [&str; 3] {
-        [&self.data, &self.meta, &self.active]
     }
 }
 
@@ -192,21 +207,57 @@ impl JobQueue {
         Ok(total)
     }
 
+    /// Removes finished jobs, every shard's; how many. apalis-redis's own vacuum deletes a
+    /// finished job's data and meta but leaves its id in the done set, which then grows by
+    /// one id per job forever (`queue_contract` shows it): so the set goes too. Nothing
+    /// reads it (no `persist_results`, no dashboard).
+    pub async fn vacuum_finished(&self) -> Result<usize, QueueError> {
+        use apalis_core::backend::Vacuum as _;
+        let mut removed = 0;
+        for storage in &self.storages {
+            let mut storage = storage.clone();
+            removed += match storage.vacuum().await {
+                Ok(removed) => removed,
+                Err(apalis_redis::Error::Database(e)) => return Err(e.into()),
+                Err(other) => {
+                    tracing::warn!(error = %other, "apalis could not vacuum its finished jobs");
+                    0
+                }
+            };
+            let _: i64 = redis::cmd("DEL")
+                .arg(storage.get_config().done_jobs_set())
+                .query_async(storage.get_connection())
+                .await?;
+        }
+        Ok(removed)
+    }
+
     /// Queues a job on the queue of its key's shard (the keys of a job share one shard).
     #[tracing::instrument(skip_all, fields(key = %job.key, version = job.version))]
     pub async fn push(&self, job: DrainJob) -> Result<(), QueueError> {
         let shard = self.keyspace.shard_of(&job.key);
         let storage = &self.storages[shard.index()];
-        let mut invocation = ENQUEUE.prepare_invoke();
-        for key in QueueKeys::of(shard).as_array() {
-            invocation.key(key);
-        }
-        let _: i64 = invocation
-            .arg(new_job_id())
-            .arg(&job.key)
-            .arg(job.version.to_string())
+        let keys = QueueKeys::of(shard);
+        let enqueue = Enqueue {
+            queue_data: &keys.data,
+            queue_meta: &keys.meta,
+            queue_active: &keys.active,
+            job_id: &new_job_id(),
+            key: &job.key,
+            version: job.version,
+        };
+        let _: i64 = enqueue
+            .invocation()
             .invoke_async(&mut storage.clone().get_connection().clone())
             .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_enqueue_script_reads_only_the_names_its_signature_declares() {
+        assert_eq!(super::Enqueue::lua().check(&[]), Ok(()));
     }
 }

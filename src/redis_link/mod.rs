@@ -15,6 +15,7 @@
 //! lease, finish and dead-letter scripts (they check their token or version first); a job
 //! queued twice (drains are idempotent).
 
+mod script;
 mod shards;
 
 use std::sync::Arc;
@@ -28,6 +29,8 @@ use redis::cluster_routing::{
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 pub use crate::config::RedisTarget;
+pub use script::LuaScript;
+pub(crate) use script::lua_script;
 pub use shards::{CLUSTER_SHARDS, Keyspace, Shard};
 
 /// How long the one retry may wait for the new connection; past it the request fails with the

@@ -5,13 +5,10 @@
 //! implementation chosen at start-up. A missing object is `Ok(None)`, never an error, so a
 //! caller cannot confuse "no such key" with a store that is down.
 
-mod bucket;
 mod classify;
 mod credentials;
 mod metadata;
-mod multipart;
 mod s3;
-mod versions;
 
 pub use classify::StoreError;
 pub use credentials::credentials_from_secret_files;

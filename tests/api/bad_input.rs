@@ -115,13 +115,13 @@ async fn every_bad_put_is_refused_with_json_and_stores_nothing() {
     worker.stop().await;
     let mut redis = backends.redis.client().await;
     let blob_keys: Vec<String> = redis::cmd("KEYS")
-        .arg("bp:*")
+        .arg(redis_layout().every_key())
         .query_async(&mut redis)
         .await
         .unwrap();
     assert!(blob_keys.is_empty(), "Redis holds {blob_keys:?}");
     let job_data: u64 = redis::cmd("HLEN")
-        .arg("blobproxy:drain:data")
+        .arg(redis_layout().queue.data)
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -14,7 +14,7 @@ use crate::helpers::*;
 use crate::ledger::Ledger;
 
 /// A 3-master, 3-replica Redis Cluster, and one S3 server.
-struct Cluster {
+pub struct Cluster {
     nodes: Vec<RedisServer>,
     s3: S3Server,
 }
@@ -29,7 +29,7 @@ struct Master {
 }
 
 impl Cluster {
-    async fn start() -> Self {
+    pub async fn start() -> Self {
         let (nodes, s3) = tokio::join!(
             futures::future::join_all((0..6).map(|_| RedisServer::start_cluster_node())),
             S3Server::start_kind(S3Kind::S3sFs)
@@ -88,7 +88,7 @@ impl Cluster {
         cluster
     }
 
-    fn settings(&self) -> blobproxy::config::Settings {
+    pub fn settings(&self) -> blobproxy::config::Settings {
         let mut settings = Backends::settings_for(&self.nodes[0], &self.s3.endpoint());
         settings.redis_cluster_nodes = self.nodes.iter().map(RedisServer::url).collect();
         settings
@@ -142,28 +142,31 @@ impl Cluster {
         panic!("no cluster node answers CLUSTER NODES");
     }
 
-    /// Blob records (`bp:{tag}:blob:*`) each master holds.
+    /// Blob records (every shard's `record("*")`) each master holds.
     async fn records_on(&self, master: &Master) -> usize {
         let node = self.nodes.iter().find(|n| n.port == master.port).unwrap();
         let mut conn = node.client().await;
-        let mut cursor = 0u64;
         let mut count = 0;
-        loop {
-            let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg("bp:{*}:blob:*")
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-            count += found.len();
-            if next == 0 {
-                return count;
+        for shard in ShardKeys::all(blobproxy::redis_link::Keyspace::Cluster) {
+            let mut cursor = 0u64;
+            loop {
+                let (next, found): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(shard.record("*"))
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap();
+                count += found.len();
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
+        count
     }
 
     /// Waits until nothing is dirty or queued on any shard, then checks the ledger.

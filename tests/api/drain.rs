@@ -37,7 +37,7 @@ async fn worker_lands_the_exact_bytes_in_s3_with_content_type_and_extension() {
     // Clean blobs get the cache TTL; they were dirty (no TTL) before.
     let mut redis = backends.redis.client().await;
     let ttl: i64 = redis::cmd("TTL")
-        .arg("bp:blob:img/cat")
+        .arg(redis_layout().record("img/cat"))
         .query_async(&mut redis)
         .await
         .unwrap();
@@ -51,7 +51,7 @@ async fn dirty_blobs_never_expire() {
     assert_eq!(app.put("pending", "", b"abc").await.status(), 201);
     let mut redis = backends.redis.client().await;
     let ttl: i64 = redis::cmd("TTL")
-        .arg("bp:blob:pending")
+        .arg(redis_layout().record("pending"))
         .query_async(&mut redis)
         .await
         .unwrap();
@@ -138,7 +138,7 @@ async fn blobs_written_while_s3_is_down_all_arrive_once_it_is_back() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut redis = backends.redis.client().await;
     let dirty: u64 = redis::cmd("ZCARD")
-        .arg("bp:dirty")
+        .arg(redis_layout().dirty)
         .query_async(&mut redis)
         .await
         .unwrap();
@@ -165,7 +165,7 @@ async fn a_dirty_key_whose_job_was_lost_is_swept_into_s3() {
     // age the dirty entry past the sweep's threshold.
     let mut redis = backends.redis.client().await;
     let jobs: Vec<String> = redis::cmd("KEYS")
-        .arg("blobproxy:drain*")
+        .arg(format!("{}*", redis_layout().shard.queue_name()))
         .query_async(&mut redis)
         .await
         .unwrap();
@@ -177,7 +177,7 @@ async fn a_dirty_key_whose_job_was_lost_is_swept_into_s3() {
             .unwrap();
     }
     let _: () = redis::cmd("ZADD")
-        .arg("bp:dirty")
+        .arg(redis_layout().dirty)
         .arg(1)
         .arg("orphan")
         .query_async(&mut redis)

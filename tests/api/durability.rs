@@ -136,18 +136,14 @@ async fn queue_state(redis: &mut redis::aio::MultiplexedConnection) -> String {
             Err(e) => format!("error: {e}"),
         }
     }
+    let queue = redis_layout().queue;
+    let inflight = format!("{}*", queue.inflight);
     let mut out = String::new();
     for args in [
-        &["LRANGE", "blobproxy:drain:active", "0", "9"][..],
-        &[
-            "ZRANGE",
-            "blobproxy:drain:scheduled",
-            "0",
-            "9",
-            "WITHSCORES",
-        ],
-        &["ZRANGE", "blobproxy:drain:workers", "0", "-1", "WITHSCORES"],
-        &["KEYS", "blobproxy:drain:inflight*"],
+        &["LRANGE", &queue.active, "0", "9"][..],
+        &["ZRANGE", &queue.scheduled, "0", "9", "WITHSCORES"],
+        &["ZRANGE", &queue.workers, "0", "-1", "WITHSCORES"],
+        &["KEYS", &inflight],
         &["TIME"],
     ] {
         out += &format!("{args:?} -> {}; ", query(redis, args).await);
@@ -220,7 +216,7 @@ async fn worker_killed_mid_upload_loses_nothing_and_its_jobs_come_back() {
         let mut redis = redis.clone();
         async move {
             let leases: Vec<String> = redis::cmd("KEYS")
-                .arg("bp:lease:*")
+                .arg(redis_layout().lease("*"))
                 .query_async(&mut redis)
                 .await
                 .unwrap();
@@ -235,7 +231,7 @@ async fn worker_killed_mid_upload_loses_nothing_and_its_jobs_come_back() {
         "killed by a signal"
     );
     let dirty: u64 = redis::cmd("ZCARD")
-        .arg("bp:dirty")
+        .arg(redis_layout().dirty)
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -7,6 +7,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::config::Credentials;
+pub use blobproxy::cache::layout::{ShardKeys, record};
 use blobproxy::config::Settings;
 pub use blobproxy::config::Versioning;
 
@@ -434,7 +435,7 @@ impl Backends {
         let mut conn = self.redis.client().await;
         loop {
             let dirty: u64 = redis::cmd("ZCARD")
-                .arg("bp:dirty")
+                .arg(redis_layout().dirty)
                 .query_async(&mut conn)
                 .await
                 .unwrap_or(u64::MAX);
@@ -732,4 +733,10 @@ where
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// The names of the Redis keys of a single Redis server (its one shard), as the cache lays
+/// them out: tests look keys up here instead of spelling them.
+pub fn redis_layout() -> ShardKeys {
+    ShardKeys::single()
 }

@@ -17,6 +17,7 @@ mod history;
 mod layout;
 mod ledger;
 mod operators;
+mod queue_contract;
 mod raw;
 mod reconnect;
 mod replication;

@@ -92,7 +92,7 @@ async fn listing_merges_unsaved_keys_with_s3_hides_deleted_ones_and_pages_in_key
     // Keys only in S3 (the cache lost them) still list with their metadata.
     let mut redis = backends.redis.client().await;
     let _: () = redis::cmd("DEL")
-        .arg("bp:blob:list/a07")
+        .arg(redis_layout().record("list/a07"))
         .query_async(&mut redis)
         .await
         .unwrap();
@@ -154,7 +154,7 @@ async fn with_an_api_key_data_endpoints_need_the_bearer_token_and_health_stays_o
     // Nothing was written by the refused requests.
     let mut redis = backends.redis.client().await;
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("bp:blob:*")
+        .arg(redis_layout().record("*"))
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -195,7 +195,7 @@ async fn raw_put_refuses_bad_input_and_stores_nothing() {
     }
     let mut redis = backends.redis.client().await;
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg("bp:*")
+        .arg(redis_layout().every_key())
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -38,8 +38,8 @@ async fn a_write_waits_for_its_replica_and_says_so_when_none_confirms() {
         assert_eq!(app.put(&key, "", &data).await.status(), 201);
         // Confirmed means the replica has it, at the moment the answer comes.
         let held: Vec<u8> = redis::cmd("HGET")
-            .arg(format!("bp:blob:{key}"))
-            .arg("d")
+            .arg(redis_layout().record(&key))
+            .arg(record::DATA)
             .query_async(&mut replica_conn)
             .await
             .unwrap();

@@ -131,12 +131,12 @@ async fn get_after_the_cache_is_flushed_is_served_from_s3_and_recached(kind: S3K
     );
     // Back in the cache as clean, with the cache TTL.
     let (state, ttl): (String, i64) = redis::pipe()
-        .hget("bp:blob:flushed/photo", "s")
-        .ttl("bp:blob:flushed/photo")
+        .hget(redis_layout().record("flushed/photo"), record::STATE)
+        .ttl(redis_layout().record("flushed/photo"))
         .query_async(&mut redis)
         .await
         .unwrap();
-    assert_eq!(state, "clean");
+    assert_eq!(state, record::CLEAN);
     assert!(ttl > 0 && ttl <= 3600, "ttl {ttl}");
 }
 
@@ -162,7 +162,7 @@ async fn large_writes_survive_a_lost_script_cache_and_leave_no_staged_bytes(kind
         assert_eq!(app.get_bytes("big/overwritten").await.0, last, "write {i}");
     }
     let staged: Vec<String> = redis::cmd("KEYS")
-        .arg("bp:stage:*")
+        .arg(redis_layout().stage("*"))
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -44,8 +44,16 @@ async fn a_large_raw_put_is_in_s3_when_acknowledged_and_never_in_redis() {
     assert!(object.data == data, "S3 holds other bytes");
     assert_eq!(object.content_type, "video/mp4");
     assert_eq!(object.extension, "mp4");
-    assert!(redis_keys(&backends, "bp:blob:*").await.is_empty());
-    assert!(redis_keys(&backends, "bp:stage:*").await.is_empty());
+    assert!(
+        redis_keys(&backends, &redis_layout().record("*"))
+            .await
+            .is_empty()
+    );
+    assert!(
+        redis_keys(&backends, &redis_layout().stage("*"))
+            .await
+            .is_empty()
+    );
 
     // Read at once on the other replica, from S3, and not pulled into the cache.
     let response = two
@@ -61,7 +69,11 @@ async fn a_large_raw_put_is_in_s3_when_acknowledged_and_never_in_redis() {
         format!("\"{version}\"")
     );
     assert!(response.bytes().await.unwrap() == data);
-    assert!(redis_keys(&backends, "bp:blob:*").await.is_empty());
+    assert!(
+        redis_keys(&backends, &redis_layout().record("*"))
+            .await
+            .is_empty()
+    );
     assert_eq!(two.status().await["dirty"], 0);
 
     // Ranges and validators work on a blob streamed from S3 as on a cached one: one range
@@ -111,7 +123,11 @@ async fn a_large_json_put_is_written_through_too() {
     let version = body["version"].as_u64().unwrap();
     let object = backends.s3.object_at("large/json", version).await.unwrap();
     assert!(object.data == data);
-    assert!(redis_keys(&backends, "bp:blob:*").await.is_empty());
+    assert!(
+        redis_keys(&backends, &redis_layout().record("*"))
+            .await
+            .is_empty()
+    );
     assert!(app.get_bytes("large/json").await.0 == data);
 }
 
@@ -197,7 +213,11 @@ async fn a_large_write_while_s3_is_down_is_refused_with_503_and_changes_nothing(
     assert!(!msg.contains("unavailable: S3 is unavailable"), "{msg}");
     // Nothing changed: the small version is still what everyone reads, and the key is free.
     assert_eq!(app.get_bytes("down").await.0.len(), 100);
-    assert!(redis_keys(&backends, "bp:lease:*").await.is_empty());
+    assert!(
+        redis_keys(&backends, &redis_layout().lease("*"))
+            .await
+            .is_empty()
+    );
     backends.s3.restart().await;
     let large = random_bytes(3 * MIB);
     let response = raw_put(&app, "down?ext=bin", None, large.clone()).await;
@@ -221,13 +241,18 @@ async fn a_large_write_that_loses_its_lease_mid_upload_answers_upload_interrupte
     eventually(
         Duration::from_secs(5),
         "the upload to take the lease",
-        || async { (!redis_keys(&backends, "bp:lease:stolen").await.is_empty()).then_some(()) },
+        || async {
+            (!redis_keys(&backends, &redis_layout().lease("stolen"))
+                .await
+                .is_empty())
+            .then_some(())
+        },
     )
     .await;
     // Another holder takes the key (as after a stall long enough for the lease to expire).
     let mut redis = backends.redis.client().await;
     let _: () = redis::cmd("SET")
-        .arg("bp:lease:stolen")
+        .arg(redis_layout().lease("stolen"))
         .arg("another-holder 99999999999999")
         .query_async(&mut redis)
         .await

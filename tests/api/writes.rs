@@ -67,7 +67,7 @@ async fn deleting_a_key_only_in_s3_works_after_the_cache_lost_it() {
     backends.wait_until_drained(Duration::from_secs(20)).await;
     let mut redis = backends.redis.client().await;
     let _: () = redis::cmd("DEL")
-        .arg("bp:blob:cold")
+        .arg(redis_layout().record("cold"))
         .query_async(&mut redis)
         .await
         .unwrap();

@@ -1,25 +1,33 @@
-//! The S3 implementation of [`BlobStore`] (AWS, MinIO or any S3-compatible server).
+//! The S3 implementation of [`BlobStore`] (AWS, MinIO or any S3-compatible server): the
+//! client and the blob operations here; setting the bucket up in [`bucket`], large writes in
+//! [`multipart`], a key's history in [`versions`].
+
+mod bucket;
+mod multipart;
+mod versions;
 
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use futures::StreamExt as _;
 
-use super::classify::{NotFound, classify};
-use super::metadata::{self, is_tombstone, object_info};
-use super::{BlobStore, Listing, ObjectInfo, StoreError, StoreResult, StoredObject, VersionPage};
 use crate::config::Settings;
 use crate::domain::{Blob, BlobKey};
+use crate::store::classify::{NotFound, classify};
+use crate::store::metadata::{self, is_tombstone, object_info};
+use crate::store::{
+    BlobStore, Listing, ObjectInfo, StoreError, StoreResult, StoredObject, VersionPage,
+};
 
 /// The bucket the blobs live in.
 #[derive(Clone)]
 pub struct S3Store {
-    pub(super) client: aws_sdk_s3::Client,
-    pub(super) bucket: String,
+    client: aws_sdk_s3::Client,
+    bucket: String,
     /// The bucket keeps versions: a delete first writes an empty version carrying its
     /// blobproxy version, so the history lists deletes in order (S3's own delete markers
     /// carry no metadata, and servers differ in how they order them among versions).
-    pub(super) versioned: bool,
+    versioned: bool,
 }
 
 impl S3Store {

@@ -8,11 +8,11 @@
 use aws_sdk_s3::primitives::{ByteStream, DateTimeFormat};
 use futures::{StreamExt as _, TryStreamExt as _};
 
-use super::classify::classify;
-use super::metadata;
-use super::s3::S3Store;
-use super::{StoreResult, StoredObject, StoredVersion, VersionPage};
+use super::S3Store;
 use crate::domain::BlobKey;
+use crate::store::classify::classify;
+use crate::store::metadata;
+use crate::store::{StoreResult, StoredObject, StoredVersion, VersionPage};
 
 /// HEADs in flight while a page of versions is described.
 const CONCURRENT_HEADS: usize = 8;

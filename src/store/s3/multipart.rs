@@ -4,11 +4,11 @@ use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use bytes::Bytes;
 
-use super::classify::classify;
-use super::metadata;
-use super::s3::S3Store;
-use super::{MultipartUpload, ObjectMeta, StoreError, StoreResult, Upload, UploadedPart};
+use super::S3Store;
 use crate::domain::BlobKey;
+use crate::store::classify::classify;
+use crate::store::metadata;
+use crate::store::{MultipartUpload, ObjectMeta, StoreError, StoreResult, Upload, UploadedPart};
 
 #[async_trait::async_trait]
 impl MultipartUpload for S3Store {

@@ -7,10 +7,10 @@ use anyhow::Context as _;
 use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 
-use super::classify::classify;
-use super::s3::S3Store;
-use super::{BlobStore as _, StoreResult};
+use super::S3Store;
 use crate::config::{Settings, Versioning};
+use crate::store::classify::classify;
+use crate::store::{BlobStore as _, StoreResult};
 
 impl S3Store {
     /// Makes sure the bucket exists, retrying for a while (under Compose or Swarm, S3 may start

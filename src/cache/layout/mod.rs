@@ -1,0 +1,147 @@
+//! The cache's layout in Redis, owned here and nowhere else: the name of every key of a shard
+//! ([`ShardKeys`]), the fields of a record ([`record`]) and of the drain counters ([`stats`]),
+//! and each Lua script's KEYS and ARGV by name ([`scripts`]). The scripts read the fields
+//! through the names [`LAYOUT_LUA`] binds and their KEYS and ARGV through the names their
+//! signature binds, so a script that reads a field or a key this module does not name fails
+//! a test (`layout/tests.rs`), and tests look keys up here instead of spelling them.
+//!
+//! Per shard (see [`crate::redis_link::Shard`]: single-node Redis has one, whose prefix is
+//! `bp:`; a cluster has several, prefixed `bp:{<tag>}:` so that each shard's keys share one
+//! hash slot and every script touches one slot):
+//! - `<prefix>blob:<key>`: the record, a hash of [`record`]'s fields. Dirty records have no
+//!   TTL, so no expiry and no `volatile-*` eviction can drop them; clean ones expire after
+//!   `BLOBPROXY_CACHE_TTL_SECS`.
+//! - `<prefix>version`: the last version handed out (a key's versions come from its shard's;
+//!   the rule is `next_version.lua`'s, prepended to every script that writes a version).
+//! - `<prefix>dirty`: sorted set of dirty keys, scored by when they became dirty (ms).
+//! - `<prefix>dirty-by-key`: the same keys, score 0, so they can be read in key order.
+//! - `<prefix>lease:<key>`: `<token> <deadline ms>` of the worker (or write-through) uploading
+//!   that key; no TTL, so eviction cannot drop it (see `upload_lease.lua`).
+//! - `<prefix>dead`: hash of keys the worker gave up on (key -> JSON reason).
+//! - `<prefix>stats`: counters of all workers ([`stats`]).
+//! - `<prefix>stage:<id>`: the bytes of a large write between its two commands (see `put.lua`).
+//! - the shard's drain queue ([`QueueKeys`]: apalis-redis's keys, named after the queue).
+
+#[cfg(test)]
+mod checks;
+pub(super) mod scripts;
+
+use std::sync::LazyLock;
+
+use crate::queue::QueueKeys;
+use crate::redis_link::{Keyspace, Shard};
+
+/// The fields of a record (`<prefix>blob:<key>`, a hash) and the values they take.
+pub mod record {
+    /// [`BLOB`] or [`TOMB`] (the marker of a delete).
+    pub const KIND: &str = "k";
+    /// The blob's bytes (absent in a delete marker).
+    pub const DATA: &str = "d";
+    pub const EXTENSION: &str = "e";
+    pub const CONTENT_TYPE: &str = "c";
+    /// The version, a decimal number.
+    pub const VERSION: &str = "v";
+    /// [`DIRTY`] (not yet in S3) or [`CLEAN`].
+    pub const STATE: &str = "s";
+
+    pub const BLOB: &str = "blob";
+    pub const TOMB: &str = "tomb";
+    pub const DIRTY: &str = "dirty";
+    pub const CLEAN: &str = "clean";
+}
+
+/// The fields of the drain counters (`<prefix>stats`, a hash every worker adds to).
+pub mod stats {
+    /// S3 writes (stores and deletes) that succeeded.
+    pub const UPLOADS: &str = "uploads";
+    /// S3 writes that failed (and were retried or dead-lettered).
+    pub const UPLOAD_FAILURES: &str = "upload_failures";
+}
+
+/// The names the scripts use for the fields and values above, as Lua sees them.
+const LUA_NAMES: &[(&str, &str)] = &[
+    ("KIND", record::KIND),
+    ("DATA", record::DATA),
+    ("EXTENSION", record::EXTENSION),
+    ("CONTENT_TYPE", record::CONTENT_TYPE),
+    ("VERSION", record::VERSION),
+    ("STATE", record::STATE),
+    ("BLOB", record::BLOB),
+    ("TOMB", record::TOMB),
+    ("DIRTY", record::DIRTY),
+    ("CLEAN", record::CLEAN),
+    ("UPLOADS", stats::UPLOADS),
+    ("UPLOAD_FAILURES", stats::UPLOAD_FAILURES),
+];
+
+/// Lua that binds [`LUA_NAMES`], prepended to every script of the cache.
+pub(super) static LAYOUT_LUA: LazyLock<String> = LazyLock::new(|| {
+    let (names, values): (Vec<&str>, Vec<String>) = LUA_NAMES
+        .iter()
+        .map(|(name, value)| (*name, format!("'{value}'")))
+        .unzip();
+    format!("local {} = {}\n", names.join(", "), values.join(", "))
+});
+
+/// The names of one shard's Redis keys, made once.
+pub struct ShardKeys {
+    pub shard: &'static Shard,
+    pub version: String,
+    pub dirty: String,
+    /// The dirty keys again, all with score 0 so they sort by key: lets a listing merge keys
+    /// not yet in S3 with S3's own (sorted) listing.
+    pub dirty_by_key: String,
+    pub dead: String,
+    pub stats: String,
+    pub queue: QueueKeys,
+    record_prefix: String,
+    lease_prefix: String,
+    stage_prefix: String,
+}
+
+impl ShardKeys {
+    pub fn of(shard: &'static Shard) -> Self {
+        Self {
+            shard,
+            version: shard.key("version"),
+            dirty: shard.key("dirty"),
+            dirty_by_key: shard.key("dirty-by-key"),
+            dead: shard.key("dead"),
+            stats: shard.key("stats"),
+            queue: QueueKeys::of(shard),
+            record_prefix: shard.key("blob:"),
+            lease_prefix: shard.key("lease:"),
+            stage_prefix: shard.key("stage:"),
+        }
+    }
+
+    /// The keys of the one shard of a single Redis server.
+    pub fn single() -> Self {
+        Self::of(&Keyspace::Single.shards()[0])
+    }
+
+    /// The names of every shard of `keyspace`, in shard order.
+    pub fn all(keyspace: Keyspace) -> Vec<ShardKeys> {
+        keyspace.shards().iter().map(ShardKeys::of).collect()
+    }
+
+    /// A pattern (for `KEYS`/`SCAN`) that matches every key of the shard but its queue's.
+    pub fn every_key(&self) -> String {
+        self.shard.key("*")
+    }
+
+    /// The record of `key` (a `*` in `key` makes it a pattern for `KEYS`/`SCAN`).
+    pub fn record(&self, key: &str) -> String {
+        format!("{}{key}", self.record_prefix)
+    }
+
+    /// The upload lease of `key`.
+    pub fn lease(&self, key: &str) -> String {
+        format!("{}{key}", self.lease_prefix)
+    }
+
+    /// The staged bytes of the large write `id`.
+    pub fn stage(&self, id: &str) -> String {
+        format!("{}{id}", self.stage_prefix)
+    }
+}

@@ -1,0 +1,38 @@
+-- Writes a new version of a key, as dirty, and queues its drain job if nobody drains the key
+-- yet: the whole write path in one round trip. A blob (kind BLOB) or a delete marker (kind
+-- TOMB, so the delete is ordered with the writes and drained too).
+-- `dirty` scores each key by the ms since it first became dirty; `job_id` names the job, if
+-- one is needed. When `staged`, the bytes are not in `data` but in `stage`, a hash
+-- {DATA = bytes} the caller wrote in the same round trip.
+-- Why staging: Redis hashes every byte of every string that enters Lua, so a 1 MiB ARGV costs
+-- more CPU than the rest of the write; a RENAME moves the staged hash into place without the
+-- bytes ever entering Lua.
+-- Returns {version, 1 if a job was queued (the key was clean, absent or dead-lettered)}.
+-- No allow-oom flag: when Redis is full the first write (SET) fails and nothing is written
+-- (the staging HSET before the script fails the same way).
+local is_staged = staged == '1'
+if is_staged and redis.call('EXISTS', stage) == 0 then
+  return redis.error_reply('staged blob ' .. stage .. ' is gone')
+end
+local vs, now_us = next_version(version_counter)
+if kind == TOMB then
+  redis.call('HSET', record, KIND, TOMB, VERSION, vs, STATE, DIRTY)
+  redis.call('HDEL', record, DATA, EXTENSION, CONTENT_TYPE)
+elseif is_staged then
+  redis.call('RENAME', stage, record)
+  redis.call('HSET', record, KIND, BLOB, EXTENSION, extension, CONTENT_TYPE, content_type,
+    VERSION, vs, STATE, DIRTY)
+else
+  redis.call('HSET', record, KIND, BLOB, DATA, data, EXTENSION, extension, CONTENT_TYPE,
+    content_type, VERSION, vs, STATE, DIRTY)
+end
+-- A dirty record must never expire or be evicted: it is the only copy until it is in S3.
+redis.call('PERSIST', record)
+local needs_job = redis.call('ZADD', dirty, 'NX', math.floor(now_us / 1000), key)
+redis.call('ZADD', dirty_by_key, 0, key)
+-- A new write gives a dead-lettered key a fresh start.
+if redis.call('HDEL', dead, key) == 1 then needs_job = 1 end
+if needs_job == 1 then
+  queue_job({queue_data, queue_meta, queue_active}, job_id, key, vs)
+end
+return {vs, needs_job}

@@ -1,0 +1,119 @@
+//! Each of the cache's Lua scripts: its KEYS and ARGV by name, in the order Redis gets them,
+//! and the parts its text is made of. A caller fills the struct and sends
+//! [`invocation`](Put::invocation); the script reads the same names (see
+//! [`crate::redis_link::LuaScript`]). The `.lua` files beside this one hold the bodies; each
+//! one's header says what it does and returns.
+
+use super::LAYOUT_LUA;
+use crate::queue::QUEUE_JOB_LUA;
+use crate::redis_link::lua_script;
+
+/// Scripts with this first line may run when Redis is full: draining is what frees memory.
+const ALLOW_OOM: &str = "#!lua flags=allow-oom\n";
+/// The Lua fragments several scripts share, prepended to them.
+const UPLOAD_LEASE_LUA: &str = include_str!("upload_lease.lua");
+const MARK_DIRTY_LUA: &str = include_str!("mark_dirty.lua");
+const NEXT_VERSION_LUA: &str = include_str!("next_version.lua");
+
+lua_script! {
+    /// A new version of a key, dirty, with its drain job if nobody drains the key yet.
+    pub(in crate::cache) struct Put<'a> = LAYOUT_LUA,
+        [NEXT_VERSION_LUA, QUEUE_JOB_LUA, include_str!("put.lua")] {
+        keys { record, version_counter, dirty, dead, queue_data, queue_meta, queue_active,
+               dirty_by_key, stage }
+        args { data: &'a [u8], extension: &'a str, key: &'a str, kind: &'a str,
+               content_type: &'a str, job_id: &'a str, staged: bool }
+    }
+}
+
+lua_script! {
+    /// Several new versions at once (group commit), and one drain job for those that need
+    /// one. Then per write: its record in KEYS, and five ARGV (data, extension, key, kind,
+    /// content type).
+    pub(in crate::cache) struct PutBatch<'a> = LAYOUT_LUA,
+        [NEXT_VERSION_LUA, QUEUE_JOB_LUA, include_str!("put_batch.lua")] {
+        keys { version_counter, dirty, dead, queue_data, queue_meta, queue_active, dirty_by_key }
+        args { job_id: &'a str }
+    }
+}
+
+lua_script! {
+    /// A blob read from S3, cached as clean unless the key has a record already.
+    pub(in crate::cache) struct Recache<'a> = LAYOUT_LUA, [include_str!("recache.lua")] {
+        keys { record }
+        args { data: &'a [u8], extension: &'a str, version: u64, ttl_secs: u64,
+               content_type: &'a str }
+    }
+}
+
+lua_script! {
+    /// Claims, renews or releases a key's upload lease.
+    pub(in crate::cache) struct Lease<'a> = LAYOUT_LUA,
+        [ALLOW_OOM, UPLOAD_LEASE_LUA, include_str!("lease.lua")] {
+        keys { lease, record }
+        args { token: &'a str, op: &'a str, ttl_ms: u64 }
+    }
+}
+
+lua_script! {
+    /// Marks a version clean once S3 has it, if it is still the newest.
+    pub(in crate::cache) struct FinishUpload<'a> = LAYOUT_LUA,
+        [ALLOW_OOM, UPLOAD_LEASE_LUA, MARK_DIRTY_LUA, include_str!("finish_upload.lua")] {
+        keys { record, lease, dirty, stats, dirty_by_key }
+        args { token: &'a str, version: u64, ttl_secs: u64, key: &'a str }
+    }
+}
+
+lua_script! {
+    /// Of some dirty keys, those nobody holds a lease on and that are not dead letters. Then
+    /// per key: its lease in KEYS, the key in ARGV.
+    pub(in crate::cache) struct Orphans<'a> = LAYOUT_LUA,
+        [UPLOAD_LEASE_LUA, include_str!("orphans.lua")] {
+        keys { dead }
+        args { }
+    }
+}
+
+lua_script! {
+    /// Parks a key the worker gave up on, and releases its lease.
+    pub(in crate::cache) struct DeadLetter<'a> = LAYOUT_LUA,
+        [ALLOW_OOM, UPLOAD_LEASE_LUA, include_str!("dead_letter.lua")] {
+        keys { dead, lease }
+        args { key: &'a str, reason: &'a str, token: &'a str }
+    }
+}
+
+lua_script! {
+    /// A write-through's first step: the key's lease and a version.
+    pub(in crate::cache) struct WriteThroughBegin<'a> = LAYOUT_LUA,
+        [ALLOW_OOM, NEXT_VERSION_LUA, UPLOAD_LEASE_LUA, include_str!("write_through_begin.lua")] {
+        keys { lease, version_counter }
+        args { token: &'a str, ttl_ms: u64 }
+    }
+}
+
+lua_script! {
+    /// A write-through's last step: settles the cache once S3 holds the version.
+    pub(in crate::cache) struct WriteThroughFinish<'a> = LAYOUT_LUA,
+        [ALLOW_OOM, QUEUE_JOB_LUA, UPLOAD_LEASE_LUA, MARK_DIRTY_LUA,
+         include_str!("write_through_finish.lua")] {
+        keys { record, lease, dirty, dirty_by_key, dead, queue_data, queue_meta, queue_active }
+        args { token: &'a str, version: u64, key: &'a str, job_id: &'a str }
+    }
+}
+
+/// Every script above, for the layout's checks.
+#[cfg(test)]
+pub(super) fn all() -> Vec<&'static crate::redis_link::LuaScript> {
+    vec![
+        Put::lua(),
+        PutBatch::lua(),
+        Recache::lua(),
+        Lease::lua(),
+        FinishUpload::lua(),
+        Orphans::lua(),
+        DeadLetter::lua(),
+        WriteThroughBegin::lua(),
+        WriteThroughFinish::lua(),
+    ]
+}

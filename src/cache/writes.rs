@@ -1,0 +1,202 @@
+//! Writes: a new version of a key (a blob, or the marker of its delete) stored as dirty, with
+//! its drain job when nobody drains the key yet; alone (`put.lua`) or with the other small
+//! writes of its HTTP thread (`put_batch.lua`, see [`super::group_commit`]).
+
+use std::time::Duration;
+
+use redis::FromRedisValue as _;
+
+use super::group_commit::Queued;
+use super::layout::record;
+use super::layout::scripts::{Put, PutBatch};
+use super::{BlobCache, CacheError, parse_version};
+use crate::domain::BlobKey;
+use crate::queue::new_job_id;
+use crate::redis_link::RedisLink;
+
+/// Blobs from this size are staged instead of passed to the PUT script: below it, the extra
+/// commands cost more than Lua hashing the bytes.
+const STAGE_FROM_BYTES: usize = 16 * 1024;
+/// A staged blob whose script never ran (the client vanished mid-write) disappears after this.
+const STAGE_TTL: Duration = Duration::from_secs(60);
+
+/// What a PUT or DELETE wrote.
+#[derive(Debug, Clone, Copy)]
+pub struct Written {
+    pub version: u64,
+    /// The replicas the cache asks for confirmed the write in time (true when it asks none).
+    pub replicated: bool,
+    /// A drain job was queued: nobody was draining the key (it was clean, absent or
+    /// dead-lettered). Otherwise the worker draining it will pick this version up.
+    pub queued: bool,
+}
+
+/// A new version of a key: its bytes, or the marker of its delete.
+enum NewVersion<'a> {
+    Blob {
+        extension: &'a str,
+        content_type: &'a str,
+        data: &'a [u8],
+    },
+    Delete,
+}
+
+impl BlobCache {
+    /// Stores a new version of `key` as dirty (never expires until it is in S3).
+    #[tracing::instrument(skip_all, fields(%key, size = data.len()))]
+    pub async fn put(
+        &self,
+        key: &BlobKey,
+        extension: &str,
+        content_type: &str,
+        data: &[u8],
+    ) -> Result<Written, CacheError> {
+        let version = NewVersion::Blob {
+            extension,
+            content_type,
+            data,
+        };
+        self.write(key, version).await
+    }
+
+    /// Records the delete of `key` as a new, dirty version: reads answer 404 at once, and the
+    /// worker removes the S3 object; an older pending upload can never bring the key back.
+    #[tracing::instrument(skip_all, fields(%key))]
+    pub async fn delete(&self, key: &BlobKey) -> Result<Written, CacheError> {
+        self.write(key, NewVersion::Delete).await
+    }
+
+    async fn write(&self, key: &BlobKey, new: NewVersion<'_>) -> Result<Written, CacheError> {
+        let (kind, extension, content_type, data) = match new {
+            NewVersion::Blob {
+                extension,
+                content_type,
+                data,
+            } => (record::BLOB, extension, content_type, data),
+            NewVersion::Delete => (record::TOMB, "", "", &[][..]),
+        };
+        let staged = data.len() >= STAGE_FROM_BYTES;
+        // A small write on an HTTP thread goes with the others that thread has waiting.
+        if !staged && let Some(batcher) = self.batcher() {
+            let write = Queued {
+                key: key.to_string(),
+                kind,
+                extension: extension.to_owned(),
+                content_type: content_type.to_owned(),
+                data: data.to_vec(),
+            };
+            return batcher.write(self, write).await;
+        }
+        let keys = self.keys_of(key.as_str());
+        let job_id = new_job_id();
+        let stage = keys.stage(&job_id);
+        let record = keys.record(key.as_str());
+        let put = Put {
+            record: &record,
+            version_counter: &keys.version,
+            dirty: &keys.dirty,
+            dead: &keys.dead,
+            queue_data: &keys.queue.data,
+            queue_meta: &keys.queue.meta,
+            queue_active: &keys.queue.active,
+            dirty_by_key: &keys.dirty_by_key,
+            stage: &stage,
+            data: if staged { &[][..] } else { data },
+            extension,
+            key: key.as_str(),
+            kind,
+            content_type,
+            job_id: &job_id,
+            staged,
+        };
+        let invocation = put.invocation();
+        let mut conn = self.conn();
+        let (version, queued): (String, i64) = if staged {
+            // One round trip: the bytes go to a staging hash with plain commands, and the
+            // script moves it into place (see put.lua for why the bytes stay out of Lua).
+            // MULTI/EXEC, because a full Redis evicts volatile keys before every command it
+            // runs, and the staged hash (with its TTL) must not be evicted before the script.
+            let mut pipe = redis::pipe();
+            pipe.atomic()
+                .hset(&stage, record::DATA, data)
+                .ignore()
+                .pexpire(&stage, STAGE_TTL.as_millis() as i64)
+                .ignore()
+                .invoke_script(&invocation);
+            match pipe.query_async::<((String, i64),)>(&mut conn).await {
+                Ok((written,)) => written,
+                // Redis lost its script cache (restart, SCRIPT FLUSH): the staged bytes are
+                // still there, so loading the script and running it again completes the write.
+                Err(e)
+                    if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
+                    invocation.invoke_async(&mut conn).await?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        } else {
+            invocation.invoke_async(&mut conn).await?
+        };
+        let replicated = self.confirm(&mut conn, keys.shard).await?;
+        Ok(Written {
+            version: parse_version(&version)?,
+            replicated,
+            queued: queued == 1,
+        })
+    }
+
+    /// Runs `put_batch.lua` for `writes` (all of one shard) on `conn`, then waits for
+    /// the replicas it asks for.
+    pub(super) async fn write_batch(
+        &self,
+        mut conn: RedisLink,
+        writes: &[&Queued],
+    ) -> Result<Vec<Written>, CacheError> {
+        let keys = self.keys_of(&writes[0].key);
+        let job_id = new_job_id();
+        let mut invocation = PutBatch {
+            version_counter: &keys.version,
+            dirty: &keys.dirty,
+            dead: &keys.dead,
+            queue_data: &keys.queue.data,
+            queue_meta: &keys.queue.meta,
+            queue_active: &keys.queue.active,
+            dirty_by_key: &keys.dirty_by_key,
+            job_id: &job_id,
+        }
+        .invocation();
+        for write in writes {
+            invocation
+                .key(keys.record(&write.key))
+                .arg(&write.data[..])
+                .arg(&write.extension)
+                .arg(&write.key)
+                .arg(write.kind)
+                .arg(&write.content_type);
+        }
+        let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await?;
+        let replicated = self.confirm(&mut conn, keys.shard).await?;
+        let parse = |e: redis::ParsingError| CacheError::Protocol(e.to_string());
+        let n = writes.len();
+        if reply.len() != 2 * n {
+            return Err(CacheError::Protocol(format!(
+                "put_batch.lua answered {} values for {n} writes",
+                reply.len()
+            )));
+        }
+        let (versions, queued) = reply.split_at(n);
+        versions
+            .iter()
+            .zip(queued)
+            .map(|(version, queued)| {
+                Ok(Written {
+                    version: parse_version(
+                        &String::from_redis_value(version.clone()).map_err(parse)?,
+                    )?,
+                    queued: i64::from_redis_value(queued.clone()).map_err(parse)? == 1,
+                    replicated,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,272 @@
+//! The queue contract with apalis-redis (pinned exactly in Cargo.toml). Our scripts write
+//! drain jobs in apalis-redis's format from inside the write's own script
+//! (`src/queue/queue_job.lua`), and apalis's worker consumes them. These tests hold both sides
+//! to it with apalis-redis's own public API, on one Redis server and on a Redis Cluster: a
+//! job our scripts wrote is stored exactly as apalis's `push` stores one, apalis's worker runs
+//! it and records it done, and what apalis leaves behind is what our vacuum removes. An
+//! upgrade of apalis that changes the format fails here, not in a deployment.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use blobproxy::cache::BlobCache;
+use blobproxy::config::Settings;
+use blobproxy::domain::BlobKey;
+use blobproxy::queue::{DrainJob, JobQueue, QueueKeys};
+use blobproxy::redis_link::{self, RedisLink};
+use tokio::sync::mpsc;
+
+use crate::cluster::Cluster;
+use crate::helpers::*;
+
+/// A queue, a cache and a raw connection (routed by key in a cluster) on `settings`' Redis.
+async fn connect(settings: &Settings) -> (JobQueue, BlobCache, RedisLink) {
+    let link = redis_link::connect(&settings.redis_target()).await.unwrap();
+    let queue = JobQueue::new(link.clone(), Duration::from_millis(50));
+    (queue, BlobCache::new(link.clone()), link)
+}
+
+/// The queue keys and apalis storage of `key`'s shard.
+fn shard_of(link: &RedisLink, key: &str) -> (QueueKeys, usize) {
+    let shard = link.keyspace().shard_of(key);
+    (QueueKeys::of(shard), shard.index())
+}
+
+/// A job as Redis holds it: its data (JSON) and its meta hash.
+async fn stored_job(
+    link: &mut RedisLink,
+    keys: &QueueKeys,
+    id: &str,
+) -> (serde_json::Value, HashMap<String, String>) {
+    let data: String = redis::cmd("HGET")
+        .arg(&keys.data)
+        .arg(id)
+        .query_async(link)
+        .await
+        .unwrap();
+    let meta: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("{}:{id}", keys.meta))
+        .query_async(link)
+        .await
+        .unwrap();
+    (serde_json::from_str(&data).unwrap(), meta)
+}
+
+async fn jobs_are_stored_as_apalis_stores_them(settings: &Settings) {
+    let (queue, _, mut link) = connect(settings).await;
+    let job = DrainJob::one("contract/a".into(), 1_700_000_000_000_001);
+    let (keys, shard) = shard_of(&link, &job.key);
+    // Ours: `enqueue.lua`, i.e. `queue_job.lua`, which every write script runs.
+    queue.push(job.clone()).await.unwrap();
+    // apalis's: its public `push`.
+    let mut storage = queue.storages()[shard].clone();
+    storage.push(job.clone()).await.unwrap();
+
+    let ours: Vec<String> = redis::cmd("LRANGE")
+        .arg(&keys.active)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut link)
+        .await
+        .unwrap();
+    // The one deliberate difference: apalis schedules a pushed job (for now) and moves due
+    // jobs with one `unpack`, which fails past ~8,000 at once; ours go straight to the list
+    // of jobs ready to run.
+    let theirs: Vec<String> = redis::cmd("ZRANGE")
+        .arg(&keys.scheduled)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut link)
+        .await
+        .unwrap();
+    assert_eq!((ours.len(), theirs.len()), (1, 1), "{ours:?} {theirs:?}");
+    let (our_data, our_meta) = stored_job(&mut link, &keys, &ours[0]).await;
+    let (their_data, their_meta) = stored_job(&mut link, &keys, &theirs[0]).await;
+    assert_eq!(our_data, their_data, "the job's data differs from apalis's");
+    assert_eq!(our_meta, their_meta, "the job's meta differs from apalis's");
+    let decoded: DrainJob = serde_json::from_value(our_data).unwrap();
+    assert_eq!(decoded, job);
+}
+
+/// Starts apalis's own worker (its public builder, as `blobproxy worker` does) on one shard's
+/// queue; each job it runs is handed to the returned channel.
+fn apalis_worker(
+    queue: &JobQueue,
+    shard: usize,
+) -> (
+    mpsc::UnboundedReceiver<DrainJob>,
+    tokio::task::JoinHandle<Result<(), WorkerError>>,
+) {
+    async fn hand_over(
+        job: DrainJob,
+        to: Data<mpsc::UnboundedSender<DrainJob>>,
+    ) -> Result<(), BoxDynError> {
+        to.send(job)?;
+        Ok(())
+    }
+    let (to, ran) = mpsc::unbounded_channel();
+    let worker = WorkerBuilder::new(format!("contract-{shard}-{:x}", rand::random::<u64>()))
+        .backend(queue.storages()[shard].clone())
+        .data(to)
+        .build(hand_over);
+    (ran, tokio::spawn(worker.run()))
+}
+
+async fn apalis_runs_our_jobs_and_records_them_done(settings: &Settings) {
+    let (queue, cache, mut link) = connect(settings).await;
+    // One job written by a PUT's own script (`put.lua`), one by `enqueue.lua`; one key each.
+    let written = cache
+        .put(
+            &BlobKey::parse("contract/put").unwrap(),
+            "txt",
+            "text/plain",
+            b"x",
+        )
+        .await
+        .unwrap();
+    assert!(written.queued);
+    let (keys, shard) = shard_of(&link, "contract/put");
+    let pushed = DrainJob::one("contract/put".into(), written.version + 1);
+    queue.push(pushed.clone()).await.unwrap();
+    let ids: Vec<String> = redis::cmd("LRANGE")
+        .arg(&keys.active)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut link)
+        .await
+        .unwrap();
+    assert_eq!(ids.len(), 2);
+
+    let (mut ran, running) = apalis_worker(&queue, shard);
+    let mut jobs = Vec::new();
+    for _ in 0..2 {
+        let job = tokio::time::timeout(Duration::from_secs(30), ran.recv())
+            .await
+            .expect("apalis's worker ran no job of ours")
+            .unwrap();
+        jobs.push(job);
+    }
+    jobs.sort_by_key(|job| job.version);
+    let from_put = DrainJob::one("contract/put".into(), written.version);
+    assert_eq!(jobs, [from_put, pushed]);
+
+    // apalis acknowledged both: their meta says Done and the done set holds their ids.
+    eventually(Duration::from_secs(10), "both jobs recorded done", || {
+        let (mut link, keys, ids) = (link.clone(), keys.clone(), ids.clone());
+        async move {
+            for id in &ids {
+                let (_, meta) = stored_job(&mut link, &keys, id).await;
+                let done: bool = redis::cmd("SISMEMBER")
+                    .arg(&keys.done)
+                    .arg(id)
+                    .query_async(&mut link)
+                    .await
+                    .ok()?;
+                if meta.get("status").map(String::as_str) != Some("Done") || !done {
+                    return None;
+                }
+            }
+            Some(())
+        }
+    })
+    .await;
+    running.abort();
+
+    // apalis's own vacuum drops their data and meta but keeps their ids in the done set
+    // forever: the behaviour `JobQueue::vacuum_finished` works around.
+    let mut storage = queue.storages()[shard].clone();
+    use apalis_core::backend::Vacuum as _;
+    assert_eq!(storage.vacuum().await.unwrap(), 2);
+    let left = |link: RedisLink, keys: QueueKeys| async move {
+        let mut link = link;
+        let jobs: u64 = redis::cmd("HLEN")
+            .arg(&keys.data)
+            .query_async(&mut link)
+            .await
+            .unwrap();
+        let done: u64 = redis::cmd("SCARD")
+            .arg(&keys.done)
+            .query_async(&mut link)
+            .await
+            .unwrap();
+        (jobs, done)
+    };
+    assert_eq!(left(link.clone(), keys.clone()).await, (0, 2));
+    queue.vacuum_finished().await.unwrap();
+    assert_eq!(left(link.clone(), keys.clone()).await, (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_jobs_are_stored_as_apalis_stores_them_on_one_server() {
+    let backends = Backends::start().await;
+    jobs_are_stored_as_apalis_stores_them(&backends.settings()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_jobs_are_stored_as_apalis_stores_them_on_a_cluster() {
+    let cluster = Cluster::start().await;
+    jobs_are_stored_as_apalis_stores_them(&cluster.settings()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apalis_runs_the_jobs_our_scripts_write_on_one_server() {
+    let backends = Backends::start().await;
+    apalis_runs_our_jobs_and_records_them_done(&backends.settings()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn apalis_runs_the_jobs_our_scripts_write_on_a_cluster() {
+    let cluster = Cluster::start().await;
+    apalis_runs_our_jobs_and_records_them_done(&cluster.settings()).await;
+}
+
+/// What `blobproxy worker`'s restart loop (`jobs::worker::run`) works around: one job apalis
+/// cannot read (here a job whose data is not JSON) ends apalis's whole worker with an error,
+/// not that job alone; a new worker goes on with the jobs behind it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_apalis_cannot_read_ends_its_worker_and_a_new_worker_goes_on() {
+    let backends = Backends::start().await;
+    let (queue, _, mut link) = connect(&backends.settings()).await;
+    let (keys, shard) = shard_of(&link, "contract/poison");
+    queue
+        .push(DrainJob::one("contract/poison".into(), 1))
+        .await
+        .unwrap();
+    let poison: Vec<String> = redis::cmd("LRANGE")
+        .arg(&keys.active)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut link)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&keys.data)
+        .arg(&poison[0])
+        .arg("not json")
+        .query_async(&mut link)
+        .await
+        .unwrap();
+    let next = DrainJob::one("contract/poison".into(), 2);
+    queue.push(next.clone()).await.unwrap();
+
+    let (mut ran, running) = apalis_worker(&queue, shard);
+    let ended = tokio::time::timeout(Duration::from_secs(30), running)
+        .await
+        .expect("apalis's worker kept running past a job it cannot read")
+        .unwrap();
+    let error = format!("{:?}", ended.unwrap_err());
+    assert!(error.contains("CodecError"), "{error}");
+    assert!(
+        ran.try_recv().is_err(),
+        "the worker ran a job before it ended"
+    );
+
+    let (mut ran, running) = apalis_worker(&queue, shard);
+    let job = tokio::time::timeout(Duration::from_secs(30), ran.recv())
+        .await
+        .expect("a new worker ran no job")
+        .unwrap();
+    assert_eq!(job, next);
+    running.abort();
+}
