@@ -51,7 +51,7 @@ async fn reset(link: &mut RedisLink) {
 }
 
 fn key(prefix: &str, i: usize) -> BlobKey {
-    BlobKey::parse(&format!("{prefix}/{i}")).unwrap()
+    BlobKey::parse(format!("{prefix}/{i}")).unwrap()
 }
 
 /// One row: Redis CPU per write, wall time per write, round trips per write.
