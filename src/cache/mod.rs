@@ -7,7 +7,7 @@
 //! state lives, each key's name, the record's fields and each script's KEYS and ARGV: the
 //! [`layout`]. What [`BlobCache`] does, by concept:
 //! - [`writes`]: a new version (`put`, `delete`), one at a time or a group-committed batch
-//!   ([`group_commit`] gathers them), and the two steps of a [`write_through`].
+//!   ([`group_commit`] gathers them), and the two steps of a write-through.
 //! - [`reads`]: a record, re-caching a blob read from S3, summaries for a listing.
 //! - [`draining`]: the drain's side: upload leases ([`UploadLease`], which the write-through
 //!   holds too), marking a version clean, the drain counters.
@@ -28,7 +28,6 @@ mod reads;
 mod test_redis;
 #[cfg(test)]
 mod tests;
-mod write_through;
 mod writes;
 
 use std::rc::Rc;
@@ -39,8 +38,7 @@ use std::time::Duration;
 pub use dead_letters::DeadLetter;
 pub use draining::{DrainStats, Finish, UploadLease};
 pub use reads::{Cached, Summary};
-pub use write_through::WriteThrough;
-pub use writes::Written;
+pub use writes::{WriteThrough, Written};
 
 use crate::redis_link::{self, Keyspace, RedisLink, Shard};
 use group_commit::Batcher;

@@ -69,7 +69,7 @@ pub async fn put(
         Body::Whole(data) => service.put(key, &extension, &content_type, &data).await?,
         Body::Large { head, rest } => {
             service
-                .put_through(key, &extension, &content_type, head, rest.into_stream())
+                .write_through(key, &extension, &content_type, head, rest.into_stream())
                 .await?
         }
     };

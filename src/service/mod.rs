@@ -5,13 +5,13 @@
 //! PUT/DELETE: validate -> one Lua round trip that caches a new dirty version and queues a drain
 //! job if nobody drains the key yet -> with write concern 1, wait until S3 has it.
 //! GET: cache (a delete marker answers 404), else S3 and re-cache as clean (never over a newer
-//! record). Blobs over the write-through size skip the cache ([`large_write`]).
+//! record). Blobs over the write-through size skip the cache ([`write_through`]).
 //! Listing merges the cache's dirty keys with S3's listing ([`merged_listing`]).
 
 mod failure;
-mod large_write;
 mod merged_listing;
 mod version_history;
+mod write_through;
 
 pub use failure::ServiceError;
 use failure::confirmed;
@@ -104,7 +104,7 @@ impl BlobService {
     }
 
     /// Stores a blob: once this returns, every replica reads it and a worker will copy it to S3
-    /// (blobs over `write_through_bytes` are in S3 already: see [`Self::put_through`]).
+    /// (blobs over `write_through_bytes` are in S3 already: see [`Self::write_through`]).
     #[tracing::instrument(skip_all, fields(%key, size = data.len()))]
     pub async fn put(
         &self,
@@ -118,7 +118,7 @@ impl BlobService {
             let data = Bytes::copy_from_slice(data);
             let no_more = futures::stream::empty::<Result<Bytes, ServiceError>>();
             return self
-                .put_through(key, extension, content_type, data, no_more)
+                .write_through(key, extension, content_type, data, no_more)
                 .await;
         }
         let written = self

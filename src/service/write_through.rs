@@ -34,7 +34,7 @@ impl BlobService {
     /// Once this returns, S3 holds the blob, so every replica reads it (from S3) and any older
     /// cached version of the key is gone.
     #[tracing::instrument(skip_all, fields(%key))]
-    pub async fn put_through(
+    pub async fn write_through(
         &self,
         key: BlobKey,
         extension: &Extension,
