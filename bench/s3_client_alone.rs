@@ -146,21 +146,21 @@ fn main() -> anyhow::Result<()> {
     } else {
         // The worker's bound: as many blobs as fit in its byte budget (at least one).
         args.concurrency
-            .min(args.settings.worker_max_bytes / args.size.max(1))
+            .min(args.settings.worker.max_bytes / args.size.max(1))
             .max(1)
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let store = S3Store::connect(&args.settings, None).await?;
+        let store = S3Store::connect(&args.settings.s3, None).await?;
         store.ensure_bucket(false).await?;
         // A connection to read Redis's CPU counters on, with their value before the clock.
         let mut redis_meter = None;
         let source = match args.from_redis {
             None => Source::Memory(Bytes::from(vec![b'x'; args.size])),
             Some(read) => {
-                let client = redis::Client::open(args.settings.redis_url.as_str())?;
+                let client = redis::Client::open(args.settings.redis.url.as_str())?;
                 let mut conn = client.get_multiplexed_async_connection().await?;
                 preload(&mut conn, &args).await?;
                 let before = redis_cpu_seconds(&mut conn).await?;

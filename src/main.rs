@@ -43,12 +43,21 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // Before anything uses them (the worker's runtime below reads two).
+    if let Command::Serve(settings)
+    | Command::Worker(settings)
+    | Command::All(settings)
+    | Command::ReplayDeadLetters(settings)
+    | Command::Flush { settings, .. } = &cli.command
+    {
+        settings.validate()?;
+    }
     let (mut runtime, niced) = match &cli.command {
         Command::Worker(settings) => (
-            worker_runtime(settings.worker_threads),
+            worker_runtime(settings.worker.threads),
             // Before the runtime starts its threads: they inherit the nice value of this one.
             Some(blobproxy::jobs::worker::lower_priority(
-                settings.worker_nice,
+                settings.worker.nice,
             )),
         ),
         _ => (tokio::runtime::Builder::new_multi_thread(), None),
@@ -76,14 +85,6 @@ async fn run(cli: Cli, niced: Option<std::io::Result<i32>>) -> anyhow::Result<()
         _ => {}
     }
     let _flush_logs_at_exit = blobproxy::telemetry::init();
-    if let Command::Serve(settings)
-    | Command::Worker(settings)
-    | Command::All(settings)
-    | Command::ReplayDeadLetters(settings)
-    | Command::Flush { settings, .. } = &cli.command
-    {
-        settings.validate()?;
-    }
     match niced {
         Some(Ok(nice)) => {
             tracing::info!(nice, "draining at a lower CPU priority than the replicas")

@@ -14,8 +14,7 @@ use actix_web::{App, web};
 use anyhow::Context as _;
 
 use crate::cache::BlobCache;
-use crate::config::{AccessLog, Settings};
-use crate::http::middleware::AccessLines;
+use crate::config::Settings;
 use crate::jobs::{self, Drainer};
 use crate::queue::JobQueue;
 use crate::service::{BlobService, Limits};
@@ -47,7 +46,7 @@ impl Dependencies {
     /// Connects to Redis and S3 and makes sure the bucket exists. Retries for a while, because
     /// under Compose or Swarm the dependencies may start after us.
     pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
-        Self::connect_with(settings, crate::store::credentials_from_secret_files()?).await
+        Self::connect_with(settings, settings.s3_keys()?.map(Into::into)).await
     }
 
     /// Like [`Dependencies::connect`], with explicit S3 credentials instead of the AWS chain.
@@ -57,13 +56,13 @@ impl Dependencies {
     ) -> anyhow::Result<Self> {
         let conn = crate::redis_link::connect(&settings.redis_target()).await?;
         let cache = BlobCache::new(conn.clone()).confirmed_by(
-            settings.redis_replica_acks,
-            Duration::from_millis(settings.redis_replica_ack_timeout_ms),
+            settings.redis.replica_acks,
+            settings.redis.replica_ack_timeout,
         );
         cache.check_eviction_policy().await?;
-        let mut store = S3Store::connect(settings, credentials).await?;
-        let history = store.open_bucket(settings).await?;
-        let poll = Duration::from_millis(settings.worker_poll_ms);
+        let mut store = S3Store::connect(&settings.s3, credentials).await?;
+        let history = store.open_bucket(&settings.s3).await?;
+        let poll = settings.worker.poll;
         Ok(Self {
             cache,
             history,
@@ -74,9 +73,9 @@ impl Dependencies {
 
     pub fn service(&self, settings: &Settings) -> BlobService {
         let limits = Limits {
-            max_blob_bytes: settings.max_blob_bytes,
-            write_through_bytes: settings.write_through_bytes,
-            cache_ttl: settings.cache_ttl(),
+            max_blob_bytes: settings.server.max_blob_bytes,
+            write_through_bytes: settings.server.write_through_bytes,
+            cache_ttl: settings.redis.cache_ttl,
             history: self.history,
         };
         BlobService::new(
@@ -92,10 +91,10 @@ impl Dependencies {
             self.cache.clone(),
             self.store.clone(),
             self.queue.clone(),
-            settings.cache_ttl(),
+            settings.redis.cache_ttl,
             MAX_UPLOAD_BACKOFF,
-            settings.worker_max_bytes,
-            settings.worker_concurrency,
+            settings.worker.max_bytes,
+            settings.worker.concurrency,
         )
     }
 }
@@ -111,35 +110,32 @@ pub struct Application {
 
 impl Application {
     pub fn build(settings: &Settings, deps: &Dependencies) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(settings.bind)
-            .with_context(|| format!("cannot listen on BLOBPROXY_BIND={}", settings.bind))?;
+        let bind = settings.server.bind;
+        let listener = TcpListener::bind(bind)
+            .with_context(|| format!("cannot listen on BLOBPROXY_BIND={bind}"))?;
         let port = listener.local_addr()?.port();
         let service = web::Data::new(deps.service(settings));
         let replica = settings.replica();
-        let api_key = settings.resolved_api_key()?;
-        if api_key.is_none() && !settings.bind.ip().is_loopback() {
+        let api_key = settings.api_key()?;
+        if api_key.is_none() && !bind.ip().is_loopback() {
             tracing::warn!(
-                bind = %settings.bind,
+                %bind,
                 "no API key (BLOBPROXY_API_KEY): anyone who reaches this port can read and write blobs"
             );
         }
         crate::metrics::install();
         let http_settings = crate::http::HttpSettings {
             // Room for the base64 of the largest blob plus the key and field names.
-            json_limit: crate::domain::base64_len(settings.max_blob_bytes) + 16 * 1024,
-            wc_timeout: Duration::from_secs(settings.wc_timeout_secs),
+            json_limit: crate::domain::base64_len(settings.server.max_blob_bytes) + 16 * 1024,
+            wc_timeout: settings.server.wc_timeout,
             replica: replica.clone(),
             api_key,
             stopping: Arc::new(AtomicBool::new(false)),
             body_timeouts: crate::http::BodyTimeouts {
-                total: Duration::from_secs(settings.body_timeout_secs),
-                idle: Duration::from_secs(settings.body_idle_secs),
+                total: settings.server.body_timeout,
+                idle: settings.server.body_idle,
             },
-            access_lines: match settings.access_log {
-                AccessLog::On => AccessLines::All,
-                AccessLog::Errors => AccessLines::Errors,
-                AccessLog::Off => AccessLines::None,
-            },
+            access_log: settings.ops.access_log,
         };
         let stopping = http_settings.stopping.clone();
         let secured = http_settings.api_key.is_some();
@@ -203,7 +199,7 @@ impl Application {
             port,
             server,
             stopping,
-            shutdown_delay: Duration::from_secs(settings.shutdown_delay_secs),
+            shutdown_delay: settings.server.shutdown_delay,
         })
     }
 
@@ -260,13 +256,14 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
     else {
         return Ok(());
     };
-    tracing::info!(concurrency = settings.worker_concurrency, "draining");
+    tracing::info!(concurrency = settings.worker.concurrency, "draining");
     jobs::worker::run(
         deps.drainer(&settings),
         deps.queue.clone(),
-        settings.worker_concurrency,
+        settings.worker.concurrency,
         shutdown,
         SHUTDOWN_GRACE,
+        crate::config::host_name(),
     )
     .await
 }
@@ -279,18 +276,17 @@ pub async fn all(settings: Settings) -> anyhow::Result<()> {
         return Ok(());
     };
     // One local process, with no nginx in front to wait for: stop at once.
-    let local = Settings {
-        shutdown_delay_secs: 0,
-        ..settings.clone()
-    };
+    let mut local = settings.clone();
+    local.server.shutdown_delay = Duration::ZERO;
     let app = Application::build(&local, &deps)?;
     tracing::info!(port = app.port(), "serving and draining");
     let worker = jobs::worker::run(
         deps.drainer(&settings),
         deps.queue.clone(),
-        settings.worker_concurrency,
+        settings.worker.concurrency,
         shutdown.clone(),
         SHUTDOWN_GRACE,
+        crate::config::host_name(),
     );
     let (served, drained) = tokio::join!(app.run_until(shutdown), worker);
     served?;

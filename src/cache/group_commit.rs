@@ -61,9 +61,10 @@ impl Batcher {
         if !self.sending.replace(true) {
             tokio::task::spawn_local(self.clone().send_all(cache.clone()));
         }
-        answered
-            .await
-            .map_err(|_| CacheError::Unavailable("the write's batch was dropped".into()))?
+        answered.await.map_err(|_| {
+            let dropped = std::io::Error::other("the write's batch was dropped");
+            CacheError::Unavailable(dropped.into())
+        })?
     }
 
     /// Sends batches until nothing waits: each round, one batch per shard with writes waiting,

@@ -207,31 +207,39 @@ impl BlobCache {
     }
 }
 
+/// What the cache could not do, in its own terms; the Redis error that caused it is the
+/// source. Clone: a group-committed batch answers each of its writes with the batch's error.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CacheError {
     /// Redis refused the write because it reached `maxmemory`; nothing was written.
-    #[error("Redis is out of memory: {0}")]
-    OutOfMemory(String),
-    #[error("Redis is unavailable: {0}")]
-    Unavailable(String),
+    #[error("Redis is out of memory")]
+    OutOfMemory(#[source] redis::RedisError),
+    #[error("Redis cannot be reached")]
+    Unavailable(#[source] redis::RedisError),
+    /// Redis answered something no script of ours returns: a bug, or a foreign writer.
     #[error("unexpected reply from Redis: {0}")]
     Protocol(String),
 }
 
 impl From<redis::RedisError> for CacheError {
     fn from(e: redis::RedisError) -> Self {
-        let whole = e.to_string();
-        let out_of_memory = redis_link::out_of_memory(&e);
         // A pipeline fails with every command's error; the first one is the cause (an OOM
         // refusal of the staging write makes the script after it fail too).
-        let first = e
-            .into_server_errors()
-            .and_then(|errors| errors.first().map(|(_, error)| error.clone()));
-        match first {
-            Some(error) if error.code() == "OOM" => CacheError::OutOfMemory(error.to_string()),
-            Some(error) => CacheError::Unavailable(error.to_string()),
-            None if out_of_memory => CacheError::OutOfMemory(whole),
-            None => CacheError::Unavailable(whole),
+        if let Some(errors) = e.clone().into_server_errors()
+            && let Some((_, first)) = errors.first()
+        {
+            let out_of_memory = first.code() == "OOM";
+            let first = redis::RedisError::from(first.clone());
+            return if out_of_memory {
+                CacheError::OutOfMemory(first)
+            } else {
+                CacheError::Unavailable(first)
+            };
+        }
+        if redis_link::out_of_memory(&e) {
+            CacheError::OutOfMemory(e)
+        } else {
+            CacheError::Unavailable(e)
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The JSON blob API of the service it replaces: `POST /put/`, `GET /get/<key>`, and deletes
 //! (`DELETE /blobs/<key>`, `GET /remove/<key>`). Error answers are documented from the error
-//! table (see `openapi.rs`).
+//! table (see `http/openapi/`).
 
 use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use bytes::Bytes;

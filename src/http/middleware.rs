@@ -13,21 +13,13 @@ use subtle::ConstantTimeEq as _;
 
 use super::HttpSettings;
 use super::request_id::request_id;
+use crate::config::AccessLog;
 use crate::http::error::{ApiError, ErrorCode};
 
 const REQUEST_ID: &str = "x-request-id";
 
-/// Which requests get an access log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum AccessLines {
-    All,
-    /// Answers of 400 and up.
-    Errors,
-    None,
-}
-
 /// Takes the caller's `X-Request-Id` (nginx sets one) or makes one, echoes it, records the
-/// request's metrics and logs one line for it (as `AccessLines` says): method, route, status,
+/// request's metrics and logs one line for it (as `BLOBPROXY_ACCESS_LOG` says): method, route, status,
 /// bytes, latency, request id, replica, and the detail of an error the client is not told.
 /// Never bytes of a blob.
 pub async fn access_log(
@@ -52,10 +44,10 @@ pub async fn access_log(
     let Some(settings) = res.request().app_data::<web::Data<HttpSettings>>() else {
         return Ok(res);
     };
-    let logged = match settings.access_lines {
-        AccessLines::All => true,
-        AccessLines::Errors => status >= 400,
-        AccessLines::None => false,
+    let logged = match settings.access_log {
+        AccessLog::On => true,
+        AccessLog::Errors => status >= 400,
+        AccessLog::Off => false,
     };
     if !logged {
         return Ok(res);

@@ -51,7 +51,7 @@ pub struct HttpSettings {
     /// How long a write's body may take to arrive.
     pub body_timeouts: BodyTimeouts,
     /// Which requests get an access log line.
-    pub access_lines: middleware::AccessLines,
+    pub access_log: crate::config::AccessLog,
 }
 
 /// Registers every route; expects `web::Data<HttpSettings>` and the service in the app data.

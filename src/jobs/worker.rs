@@ -79,15 +79,12 @@ async fn drain_job(
 
 /// A worker name no other live process uses: apalis-redis refuses a name seen in the last few
 /// minutes, and in a container the PID is always 1.
-fn unique_worker_name() -> String {
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
+fn unique_worker_name(host: &str) -> String {
     let suffix: u64 = rand::rng().random();
     format!("blobproxy-drain-{host}-{suffix:016x}")
 }
 
-/// Runs the drain worker until `shutdown`; in-flight jobs get `grace` to finish, and whatever
+/// Runs the drain worker (named after `host` and a random suffix) until `shutdown`; in-flight jobs get `grace` to finish, and whatever
 /// is still running after that is delivered again (apalis re-queues the jobs of a worker that
 /// stops heart-beating) or drained by the sweep.
 pub async fn run(
@@ -96,6 +93,7 @@ pub async fn run(
     concurrency: usize,
     shutdown: Shutdown,
     grace: Duration,
+    host: String,
 ) -> anyhow::Result<()> {
     let drainer = Arc::new(drainer);
     let vacuum = tokio::spawn(vacuum_finished_jobs(queue.clone()));
@@ -116,7 +114,7 @@ pub async fn run(
             .should_restart(|_, _| false);
         // One apalis worker per shard's queue; they share the drainer, so `concurrency` and
         // the byte budget bound the whole process.
-        let name = unique_worker_name();
+        let name = unique_worker_name(&host);
         for (shard, storage) in queue.storages().iter().enumerate() {
             let (drainer, activity, storage) = (drainer.clone(), activity.clone(), storage.clone());
             let name = format!("{name}-{shard}");

@@ -46,44 +46,44 @@ pub enum ServiceError {
         "stored on the Redis primary as version {version}, but not confirmed by enough replicas in time; it stands"
     )]
     ReplicaAckTimeout { key: String, version: u64 },
-    #[error("Redis is out of memory; retry later: {0}")]
-    RedisFull(String),
-    #[error("Redis is unavailable: {0}")]
-    RedisUnavailable(String),
+    // A dependency failed: the layer's own error (CacheError, QueueError, StoreError) is the
+    // source, and the edge logs the whole chain but tells the client one sentence.
+    #[error("Redis is out of memory; retry later")]
+    RedisFull(#[source] Cause),
+    #[error("Redis is unavailable")]
+    RedisUnavailable(#[source] Cause),
     /// Redis answered something no script of ours returns: a bug, or a foreign writer.
-    #[error("unexpected reply from Redis: {0}")]
-    RedisProtocol(String),
-    #[error("S3 is unavailable: {0}")]
-    S3Unavailable(String),
+    #[error("unexpected reply from Redis")]
+    RedisProtocol(#[source] Cause),
+    #[error("S3 is unavailable")]
+    S3Unavailable(#[source] Cause),
 }
+
+/// The error of a layer below that made an operation fail.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
 
 impl From<CacheError> for ServiceError {
     fn from(e: CacheError) -> Self {
         match e {
-            CacheError::OutOfMemory(m) => ServiceError::RedisFull(m),
-            CacheError::Unavailable(m) => ServiceError::RedisUnavailable(m),
-            CacheError::Protocol(m) => ServiceError::RedisProtocol(m),
+            CacheError::OutOfMemory(_) => ServiceError::RedisFull(e.into()),
+            CacheError::Unavailable(_) => ServiceError::RedisUnavailable(e.into()),
+            CacheError::Protocol(_) => ServiceError::RedisProtocol(e.into()),
         }
     }
 }
 
 impl From<QueueError> for ServiceError {
     fn from(e: QueueError) -> Self {
-        let (QueueError::Full(cause) | QueueError::Unavailable(cause)) = &e;
-        let message = format!("{e}: {cause}");
         match e {
-            QueueError::Full(_) => ServiceError::RedisFull(message),
-            QueueError::Unavailable(_) => ServiceError::RedisUnavailable(message),
+            QueueError::Full(_) => ServiceError::RedisFull(e.into()),
+            QueueError::Unavailable(_) => ServiceError::RedisUnavailable(e.into()),
         }
     }
 }
 
 impl From<StoreError> for ServiceError {
     fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Transient { message, .. } => ServiceError::S3Unavailable(message),
-            e @ StoreError::Permanent(_) => ServiceError::S3Unavailable(e.to_string()),
-        }
+        ServiceError::S3Unavailable(e.into())
     }
 }
 
@@ -96,4 +96,30 @@ pub(super) fn confirmed(key: &BlobKey, written: &Written) -> Result<(), ServiceE
         key: key.to_string(),
         version: written.version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dependencys_failure_keeps_each_layers_error_as_its_source() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused");
+        let e = ServiceError::from(CacheError::Unavailable(refused.into()));
+        assert!(matches!(e, ServiceError::RedisUnavailable(_)));
+        let mut chain = vec![e.to_string()];
+        let mut source = std::error::Error::source(&e);
+        while let Some(cause) = source {
+            chain.push(cause.to_string());
+            source = cause.source();
+        }
+        assert_eq!(
+            chain[..2],
+            ["Redis is unavailable", "Redis cannot be reached"]
+        );
+        assert!(
+            chain[2..].iter().any(|c| c.contains("refused")),
+            "{chain:?}"
+        );
+    }
 }

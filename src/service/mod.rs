@@ -1,6 +1,8 @@
 //! The blob service: every operation the edge offers, free of HTTP so tests and other front
-//! ends can call them. It owns the cache, the store and the queue; nothing outside reaches
-//! them through it.
+//! ends can call them. It owns its cache, store and queue and hands none of them out: the
+//! edge sees only these operations. (Tests and benchmarks that inspect Redis or push jobs
+//! themselves use the crate's `cache` and `queue` modules and `startup::Dependencies::queue`
+//! directly, not the service.)
 //!
 //! PUT/DELETE: validate -> one Lua round trip that caches a new dirty version and queues a drain
 //! job if nobody drains the key yet -> with write concern 1, wait until S3 has it.

@@ -23,7 +23,7 @@ type PartTask = tokio::task::JoinHandle<Result<UploadedPart, StoreError>>;
 
 async fn join_part(handle: PartTask) -> Result<UploadedPart, ServiceError> {
     let uploaded = handle.await.map_err(|e| {
-        ServiceError::S3Unavailable(format!("the task uploading a part failed: {e}"))
+        ServiceError::S3Unavailable(format!("the task uploading a part failed: {e}").into())
     })?;
     Ok(uploaded?)
 }

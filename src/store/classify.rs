@@ -63,7 +63,7 @@ pub(super) fn classify_answer(
     }
 }
 
-/// Classes an SDK error; `Err(())` for a missing object, so each operation says what a 404
+/// Classes an SDK error; `Err(NotFound)` for a missing object, so each operation says what a 404
 /// means for it (no such key, or no such bucket).
 pub(super) fn classify<E>(
     err: SdkError<E, aws_sdk_s3::config::http::HttpResponse>,

@@ -6,12 +6,10 @@
 //! caller cannot confuse "no such key" with a store that is down.
 
 mod classify;
-mod credentials;
 mod metadata;
 mod s3;
 
 pub use classify::StoreError;
-pub use credentials::credentials_from_secret_files;
 pub use s3::S3Store;
 
 use bytes::Bytes;

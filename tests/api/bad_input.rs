@@ -13,7 +13,7 @@ async fn assert_error(response: reqwest::Response, status: u16, code: &str) {
 async fn every_bad_put_is_refused_with_json_and_stores_nothing() {
     let backends = Backends::start().await;
     let mut settings = backends.settings();
-    settings.max_blob_bytes = 1024;
+    settings.server.max_blob_bytes = 1024;
     let app = TestApp::spawn(&settings).await;
     let worker = TestWorker::spawn(&settings).await;
     let url = format!("{}/put/", app.address);

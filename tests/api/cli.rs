@@ -32,6 +32,8 @@ fn bad_settings_stop_start_up_with_an_error_naming_the_variable() {
         ("BLOBPROXY_MAX_BLOB_BYTES", "0"),
         ("BLOBPROXY_MAX_BLOB_BYTES", "lots"),
         ("BLOBPROXY_CACHE_TTL_SECS", "0"),
+        ("BLOBPROXY_CACHE_TTL_SECS", "soon"),
+        ("BLOBPROXY_WORKER_POLL_MS", "5ms"),
         ("BLOBPROXY_S3_BUCKET", "Bad_Bucket"),
         ("BLOBPROXY_REDIS_URL", "http://nope"),
         ("BLOBPROXY_BIND", "not an address"),

@@ -90,7 +90,7 @@ impl Cluster {
 
     pub fn settings(&self) -> blobproxy::config::Settings {
         let mut settings = Backends::settings_for(&self.nodes[0], &self.s3.endpoint());
-        settings.redis_cluster_nodes = self.nodes.iter().map(RedisServer::url).collect();
+        settings.redis.cluster_nodes = self.nodes.iter().map(RedisServer::url).collect();
         settings
     }
 
@@ -277,7 +277,7 @@ async fn the_api_works_on_a_three_master_cluster_and_keys_spread_over_the_master
         .args(["flush", "--timeout-secs", "60"])
         .env(
             "BLOBPROXY_REDIS_CLUSTER_NODES",
-            settings.redis_cluster_nodes.join(","),
+            settings.redis.cluster_nodes.join(","),
         )
         .env("BLOBPROXY_S3_ENDPOINT", cluster.s3.endpoint())
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
@@ -335,7 +335,7 @@ async fn the_api_works_on_a_three_master_cluster_and_keys_spread_over_the_master
 async fn kill_a_master_under_writes(replica_acks: u32, test: &str) -> (Vec<String>, Duration) {
     let mut cluster = Cluster::start().await;
     let mut settings = cluster.settings();
-    settings.redis_replica_acks = replica_acks;
+    settings.redis.replica_acks = replica_acks;
     let apps = vec![
         Arc::new(TestApp::spawn(&settings).await),
         Arc::new(TestApp::spawn(&settings).await),

@@ -37,7 +37,7 @@ async fn openapi_covers_every_endpoint() {
 async fn openapi_declares_bearer_security_when_an_api_key_is_set() {
     let backends = Backends::start().await;
     let mut settings = backends.settings();
-    settings.api_key = Some("a-key-of-sixteen-chars".into());
+    settings.server.api_key = Some("a-key-of-sixteen-chars".into());
     let app = TestApp::spawn(&settings).await;
     let spec = app.get_json("/openapi.json").await;
     assert!(spec["components"]["securitySchemes"]["api_key"].is_object());

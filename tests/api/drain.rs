@@ -287,9 +287,9 @@ async fn the_byte_budget_keeps_large_blobs_from_all_uploading_at_once() {
     let delay = Duration::from_millis(400);
     proxy.set_delay(delay);
     let mut settings = backends.settings();
-    settings.s3_endpoint = Some(proxy.endpoint());
-    settings.worker_concurrency = 16;
-    settings.worker_max_bytes = 1024 * 1024;
+    settings.s3.endpoint = Some(proxy.endpoint());
+    settings.worker.concurrency = 16;
+    settings.worker.max_bytes = 1024 * 1024;
     let app = TestApp::spawn(&settings).await;
     // Four blobs of 600 KiB: two never fit in 1 MiB together, so they go one at a time.
     let blobs: Vec<Vec<u8>> = (0..4).map(|_| random_bytes(600 * 1024)).collect();

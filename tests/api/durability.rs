@@ -190,7 +190,7 @@ async fn worker_killed_mid_upload_loses_nothing_and_its_jobs_come_back() {
     let proxy = S3Proxy::start(backends.s3.port).await;
     proxy.set_delay(Duration::from_millis(300)); // uploads are in flight when the kill lands
     let mut settings = backends.settings();
-    settings.s3_endpoint = Some(proxy.endpoint());
+    settings.s3.endpoint = Some(proxy.endpoint());
     let app = Arc::new(TestApp::spawn(&settings).await);
     let dir = tempfile::tempdir().unwrap();
     let worker_env = [("BLOBPROXY_S3_ENDPOINT", proxy.endpoint())];
@@ -305,7 +305,7 @@ async fn overwrites_and_deletes_with_three_workers_and_slow_s3_end_in_the_last_a
     let proxy = S3Proxy::start(backends.s3.port).await;
     proxy.set_delay(Duration::from_millis(40));
     let mut settings = backends.settings();
-    settings.s3_endpoint = Some(proxy.endpoint());
+    settings.s3.endpoint = Some(proxy.endpoint());
     let apps = vec![
         Arc::new(TestApp::spawn(&settings).await),
         Arc::new(TestApp::spawn(&settings).await),
@@ -415,7 +415,7 @@ async fn a_key_s3_refuses_is_dead_lettered_without_holding_up_the_rest_and_can_b
     let proxy = S3Proxy::start(backends.s3.port).await;
     proxy.refuse(BUCKET, "poison/pill");
     let mut settings = backends.settings();
-    settings.s3_endpoint = Some(proxy.endpoint());
+    settings.s3.endpoint = Some(proxy.endpoint());
     let app = TestApp::spawn(&settings).await;
     let _worker = TestWorker::spawn(&settings).await;
     let ledger = Ledger::default();
@@ -511,7 +511,7 @@ async fn slow_down_answers_are_retried_no_sooner_than_retry_after() {
     let backends = Backends::start().await;
     let proxy = S3Proxy::start(backends.s3.port).await;
     let mut settings = backends.settings();
-    settings.s3_endpoint = Some(proxy.endpoint());
+    settings.s3.endpoint = Some(proxy.endpoint());
     let app = TestApp::spawn(&settings).await;
     let _worker = TestWorker::spawn(&settings).await;
     // The SDK retries a 503 itself (3 attempts); then our backoff takes over and must wait

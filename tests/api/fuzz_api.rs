@@ -56,15 +56,15 @@ async fn the_api_holds_to_its_openapi_document_under_schemathesis() {
     let redis = RedisServer::start().await;
     let moto = S3Server::start_kind(S3Kind::Moto).await;
     let mut settings = Backends::settings_for(&redis, &moto.endpoint());
-    settings.wc_timeout_secs = 20;
+    settings.server.wc_timeout = std::time::Duration::from_secs(20);
     // Versions kept, so `/history` and `?version=` are fuzzed past their `history_disabled`.
-    settings.s3_versioning = Versioning::On;
+    settings.s3.versioning = Versioning::On;
     let app = TestApp::spawn(&settings).await;
     let _worker = TestWorker::spawn(&settings).await;
     fuzz(&app, None).await;
 
     let key = "fuzzing-api-key-0123456789";
-    settings.api_key = Some(key.into());
+    settings.server.api_key = Some(key.into());
     let secured = TestApp::spawn(&settings).await;
     fuzz(&secured, Some(key)).await;
 }

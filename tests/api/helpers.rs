@@ -399,34 +399,19 @@ impl Backends {
 
     /// Settings for a replica on `redis` and the S3 server at `s3_endpoint`.
     pub fn settings_for(redis: &RedisServer, s3_endpoint: &str) -> Settings {
-        Settings {
-            bind: "127.0.0.1:0".parse::<SocketAddr>().unwrap(),
-            redis_url: redis.url(),
-            redis_cluster_nodes: Vec::new(),
-            redis_replica_acks: 0,
-            redis_replica_ack_timeout_ms: 1000,
-            s3_endpoint: Some(s3_endpoint.to_owned()),
-            s3_bucket: BUCKET.into(),
-            s3_region: "us-east-1".into(),
-            s3_versioning: Versioning::Auto,
-            access_log: blobproxy::config::AccessLog::Errors,
-            max_blob_bytes: 16 * 1024 * 1024,
-            write_through_bytes: 8 * 1024 * 1024,
-            cache_ttl_secs: 3600,
-            wc_timeout_secs: 10,
-            body_timeout_secs: 300,
-            body_idle_secs: 15,
-            // In-process servers stop through the test, not a signal.
-            shutdown_delay_secs: 0,
-            worker_concurrency: 8,
-            worker_max_bytes: 64 * 1024 * 1024,
-            worker_poll_ms: 50,
-            worker_nice: 0,
-            worker_threads: 1,
-            replica_name: None,
-            api_key: None,
-            api_key_file: None,
-        }
+        // The service's own defaults, but for what a test needs otherwise.
+        let mut settings = Settings::defaults();
+        settings.server.bind = "127.0.0.1:0".parse::<SocketAddr>().unwrap();
+        settings.redis.url = redis.url();
+        settings.s3.endpoint = Some(s3_endpoint.to_owned());
+        settings.s3.bucket = BUCKET.into();
+        // In-process servers stop through the test, not a signal.
+        settings.server.shutdown_delay = Duration::ZERO;
+        // Few jobs at a time and a quick poll: drains that tests wait on start at once.
+        settings.worker.concurrency = 8;
+        settings.worker.poll = Duration::from_millis(50);
+        settings.worker.nice = 0;
+        settings
     }
 
     /// Waits until no blob is dirty, i.e. the workers stored everything in S3.
@@ -575,11 +560,12 @@ impl TestWorker {
         let task = tokio::spawn(blobproxy::jobs::worker::run(
             deps.drainer(settings),
             deps.queue.clone(),
-            settings.worker_concurrency,
+            settings.worker.concurrency,
             blobproxy::shutdown::from_future(async move {
                 let _ = stopped.await;
             }),
             Duration::from_secs(2),
+            "test".into(),
         ));
         TestWorker {
             stop: Some(stop),

@@ -9,7 +9,7 @@ use crate::helpers::*;
 async fn versioned() -> (Backends, TestApp, TestWorker) {
     let backends = Backends::start_on(S3Kind::Moto).await;
     let mut settings = backends.settings();
-    settings.s3_versioning = Versioning::On;
+    settings.s3.versioning = Versioning::On;
     let app = TestApp::spawn(&settings).await;
     let worker = TestWorker::spawn(&settings).await;
     (backends, app, worker)

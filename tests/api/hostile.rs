@@ -61,7 +61,7 @@ async fn an_answer_s3_does_not_promise_will_pass_is_dead_lettered_not_retried_fo
     let proxy = S3Proxy::start(backends.s3.port).await;
     proxy.refuse_with(BUCKET, "odd/answer", 501, "NotImplemented");
     let mut settings = backends.settings();
-    settings.s3_endpoint = Some(proxy.endpoint());
+    settings.s3.endpoint = Some(proxy.endpoint());
     let app = TestApp::spawn(&settings).await;
     let _worker = TestWorker::spawn(&settings).await;
     let data = random_bytes(100);
@@ -135,7 +135,7 @@ async fn an_outage_is_one_sentence_to_the_client_and_the_details_go_to_the_log()
 async fn made_up_methods_share_one_metrics_label() {
     let backends = Backends::start().await;
     let mut settings = backends.settings();
-    settings.api_key = Some("a-key-of-sixteen-chars".into());
+    settings.server.api_key = Some("a-key-of-sixteen-chars".into());
     let app = TestApp::spawn(&settings).await;
     for i in 0..50 {
         let method = reqwest::Method::from_bytes(format!("MADEUP{i}").as_bytes()).unwrap();
@@ -156,7 +156,7 @@ async fn made_up_methods_share_one_metrics_label() {
 async fn a_lower_case_bearer_scheme_is_accepted() {
     let backends = Backends::start().await;
     let mut settings = backends.settings();
-    settings.api_key = Some("a-key-of-sixteen-chars".into());
+    settings.server.api_key = Some("a-key-of-sixteen-chars".into());
     let app = TestApp::spawn(&settings).await;
     for scheme in ["Bearer", "bearer", "BEARER"] {
         let response = app
@@ -287,8 +287,8 @@ async fn slow_body(
 
 fn quick_body_settings(backends: &Backends) -> blobproxy::config::Settings {
     let mut settings = backends.settings();
-    settings.body_timeout_secs = 3;
-    settings.body_idle_secs = 1;
+    settings.server.body_timeout = std::time::Duration::from_secs(3);
+    settings.server.body_idle = std::time::Duration::from_secs(1);
     settings
 }
 
@@ -333,7 +333,7 @@ async fn a_trickled_body_is_cut_at_the_total_bound() {
 async fn a_body_nobody_reads_does_not_hold_the_connection() {
     let backends = Backends::start().await;
     let mut settings = quick_body_settings(&backends);
-    settings.api_key = Some("a-key-of-sixteen-chars".into());
+    settings.server.api_key = Some("a-key-of-sixteen-chars".into());
     let app = TestApp::spawn(&settings).await;
     for head in [
         "GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\nabc",

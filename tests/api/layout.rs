@@ -15,7 +15,7 @@ const MAY_USE: &[(&str, &[&str])] = &[
     ("redis_link", &["config"]),
     ("jobs", &["cache", "queue", "store", "domain", "shutdown"]),
     ("service", &["cache", "queue", "store", "domain", "metrics"]),
-    ("http", &["service", "domain", "metrics"]),
+    ("http", &["service", "domain", "metrics", "config"]),
     ("ops", &["startup", "service", "config", "domain"]),
 ];
 

@@ -124,7 +124,7 @@ async fn with_an_api_key_data_endpoints_need_the_bearer_token_and_health_stays_o
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("api_key");
     std::fs::write(&key_file, "a-long-enough-api-key\n").unwrap();
-    settings.api_key_file = Some(key_file);
+    settings.server.api_key_file = Some(key_file);
     let app = TestApp::spawn(&settings).await;
     let body = serde_json::json!({"key": "secret", "data": "aGk="});
     for (auth, status, code) in [

@@ -223,9 +223,10 @@ async fn apalis_runs_the_jobs_our_scripts_write_on_a_cluster() {
 
 /// What `blobproxy worker`'s restart loop (`jobs::worker::run`) works around: one job apalis
 /// cannot read (here a job whose data is not JSON) ends apalis's whole worker with an error,
-/// not that job alone; a new worker goes on with the jobs behind it.
+/// not that job alone, and the jobs it fetched with it run nowhere until apalis re-queues a
+/// dead worker's jobs (the sweep drains their keys meanwhile).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_job_apalis_cannot_read_ends_its_worker_and_a_new_worker_goes_on() {
+async fn a_job_apalis_cannot_read_ends_its_whole_worker() {
     let backends = Backends::start().await;
     let (queue, _, mut link) = connect(&backends.settings()).await;
     let (keys, shard) = shard_of(&link, "contract/poison");
@@ -247,8 +248,10 @@ async fn a_job_apalis_cannot_read_ends_its_worker_and_a_new_worker_goes_on() {
         .query_async(&mut link)
         .await
         .unwrap();
-    let next = DrainJob::one("contract/poison".into(), 2);
-    queue.push(next.clone()).await.unwrap();
+    queue
+        .push(DrainJob::one("contract/poison".into(), 2))
+        .await
+        .unwrap();
 
     let (mut ran, running) = apalis_worker(&queue, shard);
     let ended = tokio::time::timeout(Duration::from_secs(30), running)
@@ -261,12 +264,4 @@ async fn a_job_apalis_cannot_read_ends_its_worker_and_a_new_worker_goes_on() {
         ran.try_recv().is_err(),
         "the worker ran a job before it ended"
     );
-
-    let (mut ran, running) = apalis_worker(&queue, shard);
-    let job = tokio::time::timeout(Duration::from_secs(30), ran.recv())
-        .await
-        .expect("a new worker ran no job")
-        .unwrap();
-    assert_eq!(job, next);
-    running.abort();
 }

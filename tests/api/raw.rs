@@ -166,7 +166,7 @@ async fn raw_get_answers_304_ranges_416_and_head() {
 async fn raw_put_refuses_bad_input_and_stores_nothing() {
     let backends = Backends::start().await;
     let mut settings = backends.settings();
-    settings.max_blob_bytes = 1000;
+    settings.server.max_blob_bytes = 1000;
     let app = TestApp::spawn(&settings).await;
     let cases: Vec<(String, Option<&str>, usize, u16, &str)> = vec![
         ("too/big".into(), None, 1001, 413, "blob_too_large"),

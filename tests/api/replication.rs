@@ -28,8 +28,8 @@ async fn a_write_waits_for_its_replica_and_says_so_when_none_confirms() {
     )
     .await;
     let mut settings = backends.settings();
-    settings.redis_replica_acks = 1;
-    settings.redis_replica_ack_timeout_ms = 700;
+    settings.redis.replica_acks = 1;
+    settings.redis.replica_ack_timeout = std::time::Duration::from_millis(700);
     let app = TestApp::spawn(&settings).await;
 
     for i in 0..20 {

@@ -8,7 +8,7 @@ use crate::helpers::*;
 async fn round_trips_keep_the_exact_bytes_at_every_size(kind: S3Kind) {
     let backends = Backends::start_on(kind).await;
     let mut settings = backends.settings();
-    settings.max_blob_bytes = 4 * 1024 * 1024;
+    settings.server.max_blob_bytes = 4 * 1024 * 1024;
     let app = TestApp::spawn(&settings).await;
     // Both sides of 16 KiB: smaller blobs go into Redis inside the PUT script, larger ones are
     // staged first and moved into place.

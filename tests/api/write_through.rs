@@ -12,8 +12,8 @@ const MIB: usize = 1024 * 1024;
 
 fn large_blob_settings(backends: &Backends) -> blobproxy::config::Settings {
     let mut settings = backends.settings();
-    settings.max_blob_bytes = 32 * MIB;
-    settings.write_through_bytes = MIB;
+    settings.server.max_blob_bytes = 32 * MIB;
+    settings.server.write_through_bytes = MIB;
     settings
 }
 
@@ -160,7 +160,7 @@ async fn a_small_write_during_a_slow_large_upload_is_the_one_that_stays() {
     let backends = Backends::start().await;
     let proxy = S3Proxy::start(backends.s3.port).await;
     let mut settings = large_blob_settings(&backends);
-    settings.s3_endpoint = Some(proxy.endpoint());
+    settings.s3.endpoint = Some(proxy.endpoint());
     let app = Arc::new(TestApp::spawn(&settings).await);
     let worker = TestWorker::spawn(&settings).await;
     proxy.set_delay(Duration::from_millis(700)); // every S3 request of the large write is slow
@@ -230,7 +230,7 @@ async fn a_large_write_that_loses_its_lease_mid_upload_answers_upload_interrupte
     let backends = Backends::start().await;
     let proxy = S3Proxy::start(backends.s3.port).await;
     let mut settings = large_blob_settings(&backends);
-    settings.s3_endpoint = Some(proxy.endpoint());
+    settings.s3.endpoint = Some(proxy.endpoint());
     let app = Arc::new(TestApp::spawn(&settings).await);
     // Slow enough that the lease is renewed (every ~3.3 s) while the upload still runs.
     proxy.set_delay(Duration::from_millis(2000));

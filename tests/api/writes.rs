@@ -83,7 +83,7 @@ async fn a_pending_upload_never_brings_a_deleted_key_back() {
     let proxy = S3Proxy::start(backends.s3.port).await;
     proxy.set_delay(Duration::from_millis(500));
     let mut settings = backends.settings();
-    settings.s3_endpoint = Some(proxy.endpoint());
+    settings.s3.endpoint = Some(proxy.endpoint());
     let app = TestApp::spawn(&settings).await;
     let _workers = [
         TestWorker::spawn(&settings).await,
@@ -170,7 +170,7 @@ async fn write_concern_1_answers_once_the_version_is_in_s3() {
 async fn write_concern_1_times_out_with_504_when_s3_is_down_and_the_write_still_stands() {
     let mut backends = Backends::start().await;
     let mut settings = backends.settings();
-    settings.wc_timeout_secs = 1;
+    settings.server.wc_timeout = std::time::Duration::from_secs(1);
     let app = TestApp::spawn(&settings).await;
     let _worker = TestWorker::spawn(&settings).await;
     backends.s3.stop();

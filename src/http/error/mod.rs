@@ -233,11 +233,23 @@ impl From<ServiceError> for ApiError {
             Some(sentence) => Self::hiding(
                 code,
                 format!("{sentence}; retry later (request id in the log)"),
-                e.to_string(),
+                error_chain(&e),
             ),
             None => Self::new(code, e.to_string()),
         }
     }
+}
+
+/// `e` and each of its sources, outermost first: what the log gets of a dependency's failure.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut chain = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        chain.push_str(": ");
+        chain.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    chain
 }
 
 #[cfg(test)]
@@ -255,6 +267,14 @@ mod tests {
         assert_eq!((e.code(), e.status_code().as_u16()), (IncompleteBody, 400));
         let e: ApiError = ServiceError::RedisFull("OOM".into()).into();
         assert_eq!((e.code(), e.status_code().as_u16()), (CacheFull, 503));
+    }
+
+    #[test]
+    fn the_log_gets_each_layers_words_of_a_failure_and_the_client_one_sentence() {
+        let e: ApiError = ServiceError::RedisUnavailable("refused".into()).into();
+        assert_eq!(e.code(), RedisUnavailable);
+        assert_eq!(e.detail(), Some("Redis is unavailable: refused"));
+        assert!(!e.to_string().contains("refused"), "{e}");
     }
 
     #[test]

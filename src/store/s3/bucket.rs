@@ -8,15 +8,15 @@ use aws_sdk_s3::error::ProvideErrorMetadata as _;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 
 use super::S3Store;
-use crate::config::{Settings, Versioning};
+use crate::config::{S3Settings, Versioning};
 use crate::store::classify::classify;
 use crate::store::{BlobStore as _, StoreResult};
 
 impl S3Store {
     /// Makes sure the bucket exists, retrying for a while (under Compose or Swarm, S3 may start
     /// after us), then settles versioning; returns whether the history is on.
-    pub async fn open_bucket(&mut self, settings: &Settings) -> anyhow::Result<bool> {
-        let create_versioned = settings.s3_versioning == Versioning::On;
+    pub async fn open_bucket(&mut self, settings: &S3Settings) -> anyhow::Result<bool> {
+        let create_versioned = settings.versioning == Versioning::On;
         let mut attempt = 0;
         loop {
             match self.ensure_bucket(create_versioned).await {
@@ -69,10 +69,10 @@ impl S3Store {
 
     /// Decides whether the history is on (`BLOBPROXY_S3_VERSIONING`: as set, or as the bucket
     /// says), and from then on lets deletes leave their mark when it is.
-    async fn settle_versioning(&mut self, settings: &Settings) -> bool {
+    async fn settle_versioning(&mut self, settings: &S3Settings) -> bool {
         let enabled = self.versioning_enabled().await;
-        let bucket = &settings.s3_bucket;
-        self.versioned = match (settings.s3_versioning, enabled) {
+        let bucket = &settings.bucket;
+        self.versioned = match (settings.versioning, enabled) {
             (Versioning::Off, _) => false,
             (Versioning::Auto, Ok(enabled)) => {
                 tracing::info!(%bucket, versioning = enabled, "history follows the bucket's versioning");

@@ -11,13 +11,26 @@ use std::time::Duration;
 use aws_sdk_s3::primitives::ByteStream;
 use futures::StreamExt as _;
 
-use crate::config::Settings;
+use crate::config::{S3Keys, S3Settings};
 use crate::domain::{Blob, BlobKey};
 use crate::store::classify::{NotFound, classify};
 use crate::store::metadata::{self, is_tombstone, object_info};
 use crate::store::{
     BlobStore, Listing, ObjectInfo, StoreError, StoreResult, StoredObject, VersionPage,
 };
+
+/// Keys from secret files (`AWS_*_FILE`), in place of the standard AWS credential chain.
+impl From<S3Keys> for aws_sdk_s3::config::Credentials {
+    fn from(keys: S3Keys) -> Self {
+        Self::new(
+            keys.access_key_id,
+            keys.secret_access_key,
+            None,
+            None,
+            "secret-files",
+        )
+    }
+}
 
 /// The bucket the blobs live in.
 #[derive(Clone)]
@@ -34,7 +47,7 @@ impl S3Store {
     /// Builds a client from the standard AWS credential chain (env, profile, IMDS) plus our
     /// endpoint. `credentials` replaces the chain (tests pass the S3 server's keys this way).
     pub async fn connect(
-        settings: &Settings,
+        settings: &S3Settings,
         credentials: Option<aws_sdk_s3::config::Credentials>,
     ) -> anyhow::Result<Self> {
         let timeouts = aws_config::timeout::TimeoutConfig::builder()
@@ -42,7 +55,7 @@ impl S3Store {
             .operation_attempt_timeout(Duration::from_secs(20))
             .build();
         let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new(settings.s3_region.clone()))
+            .region(aws_config::Region::new(settings.region.clone()))
             .timeout_config(timeouts);
         if let Some(credentials) = credentials {
             loader = loader.credentials_provider(credentials);
@@ -54,12 +67,12 @@ impl S3Store {
         let mut config = aws_sdk_s3::config::Builder::from(&shared).request_checksum_calculation(
             aws_sdk_s3::config::RequestChecksumCalculation::WhenRequired,
         );
-        if let Some(endpoint) = &settings.s3_endpoint {
+        if let Some(endpoint) = &settings.endpoint {
             config = config.endpoint_url(endpoint).force_path_style(true);
         }
         Ok(Self {
             client: aws_sdk_s3::Client::from_conf(config.build()),
-            bucket: settings.s3_bucket.clone(),
+            bucket: settings.bucket.clone(),
             versioned: false,
         })
     }
