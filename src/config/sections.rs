@@ -35,31 +35,31 @@ pub struct ServerSettings {
 
     /// Largest blob accepted, decoded (bytes, or `16MiB`).
     #[arg(long = "max-blob-bytes", env = "BLOBPROXY_MAX_BLOB_BYTES", default_value = "16MiB",
-          value_parser = units::bytes)]
+          value_name = "SIZE", value_parser = units::bytes)]
     pub max_blob_bytes: usize,
 
     /// Blobs larger than this skip Redis and stream straight to S3 (multipart upload, memory
     /// bounded by two 8 MiB parts); the PUT answers once S3 has them (bytes, or `8MiB`).
     #[arg(long = "write-through-bytes", env = "BLOBPROXY_WRITE_THROUGH_BYTES",
-          default_value = "8MiB", value_parser = units::bytes)]
+          default_value = "8MiB", value_name = "SIZE", value_parser = units::bytes)]
     pub write_through_bytes: usize,
 
     /// With `?wc=1`, how long a write waits for S3 before answering 504 (it is still stored);
     /// seconds, or `10s`.
     #[arg(long = "wc-timeout-secs", env = "BLOBPROXY_WC_TIMEOUT_SECS", default_value = "10s",
-          value_parser = units::seconds)]
+          value_name = "DURATION", value_parser = units::seconds)]
     pub wc_timeout: Duration,
 
     /// How long a request body may take to arrive in full; then 408 `body_timeout`. The
     /// default lets a 16 MiB upload through a 1 Mbit/s link (seconds, or `5m`).
     #[arg(long = "body-timeout-secs", env = "BLOBPROXY_BODY_TIMEOUT_SECS", default_value = "5m",
-          value_parser = units::seconds)]
+          value_name = "DURATION", value_parser = units::seconds)]
     pub body_timeout: Duration,
 
     /// How long a request body may stall (no byte arriving) before it is cut with 408
     /// (seconds, or `15s`).
     #[arg(long = "body-idle-secs", env = "BLOBPROXY_BODY_IDLE_SECS", default_value = "15s",
-          value_parser = units::seconds)]
+          value_name = "DURATION", value_parser = units::seconds)]
     pub body_idle: Duration,
 
     /// How long a replica keeps serving after SIGTERM before it stops accepting connections:
@@ -67,7 +67,7 @@ pub struct ServerSettings {
     /// no request meets a closing connection. `/readyz` answers 503 meanwhile. `serve` only
     /// (`all` has no nginx in front and stops at once); seconds, or `6s`.
     #[arg(long = "shutdown-delay-secs", env = "BLOBPROXY_SHUTDOWN_DELAY_SECS",
-          default_value = "6s", value_parser = units::seconds)]
+          default_value = "6s", value_name = "DURATION", value_parser = units::seconds)]
     pub shutdown_delay: Duration,
 
     /// When set, every data endpoint needs `Authorization: Bearer <key>`.
@@ -112,12 +112,12 @@ pub struct RedisSettings {
     /// How long a write waits for those replicas; then it is answered 504
     /// `replica_ack_timeout` (it stands on the primary). Milliseconds, or `1s`.
     #[arg(long = "redis-replica-ack-timeout-ms", env = "BLOBPROXY_REDIS_REPLICA_ACK_TIMEOUT_MS",
-          default_value = "1s", value_parser = units::millis)]
+          default_value = "1s", value_name = "DURATION", value_parser = units::millis)]
     pub replica_ack_timeout: Duration,
 
     /// How long a blob already safe in S3 stays in the cache; seconds, or `1h`.
     #[arg(long = "cache-ttl-secs", env = "BLOBPROXY_CACHE_TTL_SECS", default_value = "1h",
-          value_parser = units::seconds)]
+          value_name = "DURATION", value_parser = units::seconds)]
     pub cache_ttl: Duration,
 }
 
@@ -180,7 +180,7 @@ pub struct WorkerSettings {
     /// Bytes of blobs one worker process holds at once (read from Redis, on their way to S3);
     /// bytes, or `64MiB`.
     #[arg(long = "worker-max-bytes", env = "BLOBPROXY_WORKER_MAX_BYTES", default_value = "64MiB",
-          value_parser = units::bytes)]
+          value_name = "SIZE", value_parser = units::bytes)]
     pub max_bytes: usize,
 
     /// Threads of `blobproxy worker` (1: everything on one thread, the least CPU per object).
@@ -203,7 +203,7 @@ pub struct WorkerSettings {
     /// How often an idle worker looks for new jobs (apalis-redis does not push); milliseconds,
     /// or `100ms`.
     #[arg(long = "worker-poll-ms", env = "BLOBPROXY_WORKER_POLL_MS", default_value = "100ms",
-          value_parser = units::millis)]
+          value_name = "DURATION", value_parser = units::millis)]
     pub poll: Duration,
 }
 
