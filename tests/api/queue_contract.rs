@@ -7,6 +7,8 @@
 //! upgrade of apalis that changes the format fails here, not in a deployment.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use apalis::prelude::*;
@@ -15,6 +17,7 @@ use blobproxy::config::Settings;
 use blobproxy::domain::BlobKey;
 use blobproxy::queue::{DrainJob, JobQueue, QueueKeys};
 use blobproxy::redis_link::{self, RedisLink};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::mpsc;
 
 use crate::cluster::Cluster;
@@ -264,4 +267,81 @@ async fn a_job_apalis_cannot_read_ends_its_whole_worker() {
         ran.try_recv().is_err(),
         "the worker ran a job before it ended"
     );
+}
+
+/// A TCP proxy to Redis at `redis_port` that holds Redis's replies while `hold` is set
+/// (requests still pass): a Redis, or a link to it, that stops answering without closing.
+async fn reply_holding_proxy(redis_port: u16, hold: Arc<AtomicBool>) -> u16 {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", redis_port)).await else {
+                return;
+            };
+            let ((mut from_client, mut to_client), (mut from_redis, mut to_redis)) =
+                (client.into_split(), server.into_split());
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut from_client, &mut to_redis).await;
+            });
+            let hold = hold.clone();
+            tokio::spawn(async move {
+                let mut reply = vec![0u8; 64 * 1024];
+                while let Ok(n @ 1..) = from_redis.read(&mut reply).await {
+                    while hold.load(Ordering::Relaxed) {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    if to_client.write_all(&reply[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// What the stall watchdog in `jobs::worker` looks for: while Redis's reply to its fetch does
+/// not come, apalis's worker has free slots, jobs wait, it starts none and reports nothing
+/// (it heart-beats only between fetches); it goes on once the reply comes, and only the
+/// connection's response timeout (30 s) would end it with an error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_that_does_not_come_stalls_apalis_worker_without_an_error() {
+    let backends = Backends::start().await;
+    let direct = backends.settings();
+    let hold = Arc::new(AtomicBool::new(false));
+    let mut proxied = direct.clone();
+    let port = reply_holding_proxy(backends.redis.port, hold.clone()).await;
+    proxied.redis.url = format!("redis://127.0.0.1:{port}");
+    let (queue, _, _) = connect(&proxied).await;
+    let (writer, _, _) = connect(&direct).await;
+    let (mut ran, running) = apalis_worker(&queue, 0);
+    writer
+        .push(DrainJob::one("stall/a".into(), 1))
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(30), ran.recv()).await;
+    assert!(
+        matches!(first, Ok(Some(_))),
+        "apalis's worker ran no job at all"
+    );
+
+    hold.store(true, Ordering::Relaxed);
+    let waiting = DrainJob::one("stall/b".into(), 2);
+    writer.push(waiting.clone()).await.unwrap();
+    let held = tokio::time::timeout(Duration::from_secs(12), ran.recv()).await;
+    assert!(
+        held.is_err(),
+        "the worker ran a job while its replies were held"
+    );
+    assert!(
+        !running.is_finished(),
+        "the worker ended: {:?}",
+        running.await
+    );
+
+    hold.store(false, Ordering::Relaxed);
+    let after = tokio::time::timeout(Duration::from_secs(30), ran.recv()).await;
+    assert_eq!(after.ok().flatten(), Some(waiting));
+    running.abort();
 }
