@@ -43,11 +43,18 @@ pub struct S3Keys {
 impl Settings {
     /// Every setting at its default, whatever the environment holds (tests start from here).
     pub fn defaults() -> Self {
+        Self::from_flags(&[]).expect("the defaults are valid settings")
+    }
+
+    /// Settings from `flags` alone, the environment ignored.
+    fn from_flags(flags: &[&str]) -> Result<Self, String> {
         use clap::{Args as _, FromArgMatches as _};
         let command =
             Self::augment_args(clap::Command::new("blobproxy")).mut_args(|arg| arg.env(None));
-        let matches = command.get_matches_from(["blobproxy"]);
-        Self::from_arg_matches(&matches).expect("the defaults are valid settings")
+        let matches = command
+            .try_get_matches_from(std::iter::once("blobproxy").chain(flags.iter().copied()))
+            .map_err(|e| e.to_string())?;
+        Self::from_arg_matches(&matches).map_err(|e| e.to_string())
     }
 
     /// Checks what clap's types cannot, naming the variable at fault.
@@ -234,18 +241,11 @@ pub enum RedisTarget {
 mod tests {
     use std::time::Duration;
 
-    use clap::{Args as _, FromArgMatches as _};
-
     use super::Settings;
 
     /// Settings from flags alone (the environment ignored), as `blobproxy serve` reads them.
     fn parse(flags: &[&str]) -> Result<Settings, String> {
-        let command =
-            Settings::augment_args(clap::Command::new("blobproxy")).mut_args(|arg| arg.env(None));
-        let matches = command
-            .try_get_matches_from(std::iter::once("blobproxy").chain(flags.iter().copied()))
-            .map_err(|e| e.to_string())?;
-        Settings::from_arg_matches(&matches).map_err(|e| e.to_string())
+        Settings::from_flags(flags)
     }
 
     #[test]
