@@ -37,6 +37,14 @@ enum Command {
     },
     /// Queue every dead-lettered key for another drain (after fixing what made S3 refuse it).
     ReplayDeadLetters(Settings),
+    /// Read one dead-lettered blob out, or move it under a valid key (keys written under an
+    /// earlier version's rules: see the README's upgrade notes).
+    DeadLetters {
+        #[command(flatten)]
+        settings: Settings,
+        #[command(subcommand)]
+        action: blobproxy::ops::DeadLetterAction,
+    },
     /// Exit 0 when the local replica answers GET /healthz with 200 (Docker HEALTHCHECK).
     Healthcheck(blobproxy::ops::healthcheck::HealthcheckArgs),
 }
@@ -48,6 +56,7 @@ fn main() -> anyhow::Result<()> {
     | Command::Worker(settings)
     | Command::All(settings)
     | Command::ReplayDeadLetters(settings)
+    | Command::DeadLetters { settings, .. }
     | Command::Flush { settings, .. } = &cli.command
     {
         settings.validate()?;
@@ -84,7 +93,12 @@ async fn run(cli: Cli, niced: Option<std::io::Result<i32>>) -> anyhow::Result<()
         Command::Loadgen(args) => return blobproxy::ops::loadgen::run(args.clone()).await,
         _ => {}
     }
-    let _flush_logs_at_exit = blobproxy::telemetry::init();
+    use blobproxy::telemetry::LogTo;
+    let log_to = match &cli.command {
+        Command::DeadLetters { .. } => LogTo::Stderr,
+        _ => LogTo::Stdout,
+    };
+    let _flush_logs_at_exit = blobproxy::telemetry::init(log_to);
     match niced {
         Some(Ok(nice)) => {
             tracing::info!(nice, "draining at a lower CPU priority than the replicas")
@@ -106,6 +120,11 @@ async fn run(cli: Cli, niced: Option<std::io::Result<i32>>) -> anyhow::Result<()
         Command::ReplayDeadLetters(s) => {
             let queued = blobproxy::ops::replay_dead_letters(s).await?;
             println!("re-queued {queued} dead-lettered key(s)");
+            Ok(())
+        }
+        Command::DeadLetters { settings, action } => {
+            let done = blobproxy::ops::settle_dead_letter(settings, action).await?;
+            eprintln!("{done}");
             Ok(())
         }
         Command::Healthcheck(_) | Command::Loadgen(_) => unreachable!("handled above"),

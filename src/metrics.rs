@@ -61,6 +61,8 @@ pub struct DeploymentFigures {
     pub dirty: u64,
     pub oldest_dirty_age_secs: Option<f64>,
     pub dead_letters: u64,
+    pub failing_keys: u64,
+    pub failing_for_secs: Option<f64>,
     pub uploads: u64,
     pub upload_failures: u64,
 }
@@ -101,6 +103,18 @@ pub fn render(shared: Option<DeploymentFigures>) -> String {
         "Keys S3 refused permanently.",
         "gauge",
         shared.dead_letters as f64,
+    );
+    gauge(
+        "blobproxy_failing_keys",
+        "Keys S3 keeps failing for, each waiting for its next attempt.",
+        "gauge",
+        shared.failing_keys as f64,
+    );
+    gauge(
+        "blobproxy_oldest_failing_key_age_seconds",
+        "How long the longest-failing key has failed (0: none is failing).",
+        "gauge",
+        shared.failing_for_secs.unwrap_or(0.0),
     );
     gauge(
         "blobproxy_uploads_total",

@@ -13,7 +13,7 @@ use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, web};
 use anyhow::Context as _;
 
-use crate::cache::BlobCache;
+use crate::cache::{Backoff, BlobCache};
 use crate::config::Settings;
 use crate::jobs::{self, Drainer};
 use crate::queue::JobQueue;
@@ -28,8 +28,9 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 /// How long a replica keeps an idle client connection open.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(75);
 
-/// Longest pause between upload retries while S3 is down.
-const MAX_UPLOAD_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a key S3 failed for first waits for its next turn (then twice that, up to
+/// `BLOBPROXY_WORKER_RETRY_MAX_SECS`).
+const FIRST_RETRY: Duration = Duration::from_secs(1);
 
 /// Connections to what the service depends on; cheap to clone.
 #[derive(Clone)]
@@ -92,7 +93,10 @@ impl Dependencies {
             self.store.clone(),
             self.queue.clone(),
             settings.redis.cache_ttl,
-            MAX_UPLOAD_BACKOFF,
+            Backoff {
+                first: FIRST_RETRY,
+                cap: settings.worker.retry_max,
+            },
             settings.worker.max_bytes,
             settings.worker.concurrency,
         )

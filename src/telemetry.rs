@@ -8,9 +8,20 @@ use std::io::IsTerminal as _;
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::EnvFilter;
 
+/// Where log lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTo {
+    Stdout,
+    /// For a command whose standard output is its result (`dead-letters export`).
+    Stderr,
+}
+
 /// Starts logging; keep the guard until the process ends (dropping it flushes the buffer).
-pub fn init() -> WorkerGuard {
-    let (writer, guard) = tracing_appender::non_blocking(std::io::stdout());
+pub fn init(to: LogTo) -> WorkerGuard {
+    let (writer, guard) = match to {
+        LogTo::Stdout => tracing_appender::non_blocking(std::io::stdout()),
+        LogTo::Stderr => tracing_appender::non_blocking(std::io::stderr()),
+    };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

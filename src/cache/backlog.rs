@@ -87,27 +87,49 @@ impl BlobCache {
         }
     }
 
-    /// Keys of `shard` dirty since before `cutoff` (ms) that nobody drains, of its first
-    /// `limit` such dirty keys: the dirty keys first, then their leases and dead letters, in
-    /// one script that names them all.
+    /// Up to `limit` keys of `shard` dirty since before `cutoff` (ms) that nobody drains: a
+    /// page of the oldest dirty keys, then which of them have no lease, no dead letter and no
+    /// retry waiting (one script that names their leases), page after page, so that many dead
+    /// letters or failing keys (the oldest dirty keys, often) cannot hide an orphan behind
+    /// them. At most `ORPHAN_PAGES` pages a call.
     async fn orphans_of(
         &self,
         shard: &ShardKeys,
         cutoff: u64,
         limit: usize,
     ) -> Result<Vec<String>, CacheError> {
+        const ORPHAN_PAGES: usize = 16;
         let mut conn = self.conn();
-        let dirty: Vec<String> = conn
-            .zrangebyscore_limit(&shard.dirty, "-inf", cutoff, 0, limit as isize)
-            .await?;
-        if dirty.is_empty() {
-            return Ok(dirty);
+        let mut orphans = Vec::new();
+        for page in 0..ORPHAN_PAGES {
+            let dirty: Vec<String> = conn
+                .zrangebyscore_limit(
+                    &shard.dirty,
+                    "-inf",
+                    cutoff,
+                    (page * limit) as isize,
+                    limit as isize,
+                )
+                .await?;
+            if dirty.is_empty() {
+                break;
+            }
+            let mut invocation = Orphans {
+                dead: &shard.dead,
+                retry: &shard.retry,
+            }
+            .invocation();
+            for key in &dirty {
+                invocation.key(shard.lease(key)).arg(key);
+            }
+            let found: Vec<String> = invocation.invoke_async(&mut conn).await?;
+            orphans.extend(found);
+            if orphans.len() >= limit || dirty.len() < limit {
+                break;
+            }
         }
-        let mut invocation = Orphans { dead: &shard.dead }.invocation();
-        for key in &dirty {
-            invocation.key(shard.lease(key)).arg(key);
-        }
-        Ok(invocation.invoke_async(&mut conn).await?)
+        orphans.truncate(limit);
+        Ok(orphans)
     }
 }
 

@@ -27,6 +27,28 @@ impl BlobCache {
         version: u64,
         error: &str,
     ) -> Result<(), CacheError> {
+        self.park(key.as_str(), lease.token(), version, error).await
+    }
+
+    /// Parks a key that this version's key rules refuse (written under an older version's),
+    /// which no lease was taken for: it cannot be drained until an operator decides.
+    pub async fn dead_letter_invalid_key(
+        &self,
+        key: &str,
+        version: u64,
+        error: &str,
+    ) -> Result<(), CacheError> {
+        // No token is ever empty, so this releases no one's lease.
+        self.park(key, "", version, error).await
+    }
+
+    async fn park(
+        &self,
+        key: &str,
+        token: &str,
+        version: u64,
+        error: &str,
+    ) -> Result<(), CacheError> {
         let record = DeadLetter {
             key: key.to_string(),
             version,
@@ -35,14 +57,17 @@ impl BlobCache {
         };
         let json =
             serde_json::to_string(&record).map_err(|e| CacheError::Protocol(e.to_string()))?;
-        let keys = self.keys_of(key.as_str());
-        let lease_key = keys.lease(key.as_str());
+        let keys = self.keys_of(key);
+        let lease_key = keys.lease(key);
         let _: i64 = scripts::DeadLetter {
             dead: &keys.dead,
             lease: &lease_key,
-            key: key.as_str(),
+            retry: &keys.retry,
+            failing: &keys.failing,
+            failures: &keys.failures,
+            key,
             reason: &json,
-            token: lease.token(),
+            token,
         }
         .invocation()
         .invoke_async(&mut self.conn())
@@ -72,6 +97,33 @@ impl BlobCache {
         letters.sort_by_key(|l| l.failed_at_ms);
         letters.truncate(limit);
         Ok((count, letters))
+    }
+
+    /// Drops the dead-lettered `key` from the cache altogether, if its record is still at
+    /// `version` (an operator moved its blob under another key); true if it was dropped.
+    pub async fn drop_dead_letter(&self, key: &str, version: u64) -> Result<bool, CacheError> {
+        let keys = self.keys_of(key);
+        let record = keys.record(key);
+        let dropped: i64 = scripts::DropDeadLetter {
+            record: &record,
+            dirty: &keys.dirty,
+            dirty_by_key: &keys.dirty_by_key,
+            dead: &keys.dead,
+            retry: &keys.retry,
+            failing: &keys.failing,
+            failures: &keys.failures,
+            key,
+            version,
+        }
+        .invocation()
+        .invoke_async(&mut self.conn())
+        .await?;
+        Ok(dropped == 1)
+    }
+
+    /// Whether `key` is a dead letter.
+    pub async fn is_dead_letter(&self, key: &str) -> Result<bool, CacheError> {
+        Ok(self.conn().hexists(&self.keys_of(key).dead, key).await?)
     }
 
     /// Removes `key` from the dead letters; true if it was there.

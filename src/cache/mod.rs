@@ -13,6 +13,7 @@
 //!   holds too), marking a version clean, the drain counters.
 //! - [`backlog`]: the dirty keys (counts, ages, in key order for listings, those nobody drains
 //!   for the sweep).
+//! - [`retries`]: keys S3 keeps failing for, each waiting for its next attempt on a backoff.
 //! - [`dead_letters`]: keys the worker gave up on.
 //!
 //! Operations on one key go to its shard; those on the whole cache (backlog, listing, dead
@@ -24,6 +25,7 @@ mod draining;
 mod group_commit;
 pub mod layout;
 mod reads;
+mod retries;
 #[cfg(test)]
 mod test_redis;
 #[cfg(test)]
@@ -38,6 +40,7 @@ use std::time::Duration;
 pub use dead_letters::DeadLetter;
 pub use draining::{DrainStats, Finish, UploadLease};
 pub use reads::{Cached, Summary};
+pub use retries::{Backoff, Failing, FailingKey};
 pub use writes::{WriteThrough, Written};
 
 use crate::redis_link::{self, Keyspace, RedisLink, Shard};

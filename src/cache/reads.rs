@@ -33,8 +33,14 @@ pub struct Summary {
 }
 
 impl BlobCache {
-    #[tracing::instrument(skip_all, fields(%key))]
     pub async fn get(&self, key: &BlobKey) -> Result<Option<Cached>, CacheError> {
+        self.get_by_name(key.as_str()).await
+    }
+
+    /// The record of a key named by any string: also one this version's key rules refuse,
+    /// written under an earlier version's (a dead letter an operator reads or moves).
+    #[tracing::instrument(skip_all, fields(%key))]
+    pub async fn get_by_name(&self, key: &str) -> Result<Option<Cached>, CacheError> {
         type Fields = (
             Option<String>,
             Option<Vec<u8>>,
@@ -46,7 +52,7 @@ impl BlobCache {
         let (kind, data, ext, content_type, version, state): Fields = self
             .conn()
             .hmget(
-                self.keys_of(key.as_str()).record(key.as_str()),
+                self.keys_of(key).record(key),
                 &[
                     record::KIND,
                     record::DATA,

@@ -205,6 +205,13 @@ pub struct WorkerSettings {
     #[arg(long = "worker-poll-ms", env = "BLOBPROXY_WORKER_POLL_MS", default_value = "100ms",
           value_name = "DURATION", value_parser = units::millis)]
     pub poll: Duration,
+
+    /// Longest wait between the turns of a key S3 keeps failing for (a few attempts each; the
+    /// wait starts at 1 s and doubles). Shorter: such keys reach S3 sooner once it takes them
+    /// again; longer: they cost S3 fewer requests meanwhile (seconds, or `1m`).
+    #[arg(long = "worker-retry-max-secs", env = "BLOBPROXY_WORKER_RETRY_MAX_SECS",
+          default_value = "30s", value_name = "DURATION", value_parser = units::seconds)]
+    pub retry_max: Duration,
 }
 
 /// How a process presents itself to its operators.

@@ -26,6 +26,8 @@ pub async fn metrics(service: web::Data<BlobService>) -> HttpResponse {
             dirty: status.dirty,
             oldest_dirty_age_secs: status.oldest_dirty_age_secs,
             dead_letters: status.dead_letters,
+            failing_keys: status.failing_keys,
+            failing_for_secs: status.failing_for_secs,
             uploads: stats.uploads,
             upload_failures: stats.upload_failures,
         })

@@ -13,35 +13,33 @@
 //!   because our late upload may have overwritten a newer object.
 //! - A key left dirty with no job (a crash between the cache write and the enqueue, a dead
 //!   lease holder, a full Redis refusing the job) is drained by the worker's sweep.
-//! - Transient S3 failures are retried without limit (exponential backoff with jitter, capped,
-//!   honouring `Retry-After`); permanent ones a few times, then the key is dead-lettered: it
-//!   stays dirty in the cache and is never dropped.
+//! - A drain tries S3 a few times in a row (a short backoff, honouring `Retry-After`), then
+//!   gives its slot back: after transient failures the key waits for its next turn on a
+//!   backoff kept in Redis (`BlobCache::retry_later`; the sweep drains it when due), after
+//!   permanent ones it is dead-lettered. Either way it stays dirty in the cache and is never
+//!   dropped, and a key S3 fails for costs only its own retries, never another key's slot.
+//! - A key this version's rules refuse (written under an older version's) is dead-lettered
+//!   with the reason, for an operator to decide about; it is never retried in a loop.
 //! - Draining is idempotent: a job delivered twice finds the key clean and does nothing.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable as _};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::cache::{BlobCache, CacheError, Finish, UploadLease};
-use crate::domain::{Blob, BlobKey};
+use super::turn::{Refused, write_to_s3};
+use crate::cache::{Backoff, BlobCache, CacheError, Finish, UploadLease};
+use crate::domain::BlobKey;
 use crate::queue::{DrainJob, JobQueue};
 use crate::store::{BlobStore, StoreError};
 
 /// How long a lease lives without renewal; renewed every third of it while uploading.
 const LEASE_TTL: Duration = Duration::from_secs(10);
 
-/// Attempts for a failure S3 calls permanent (403, a missing bucket...) before the key is
-/// dead-lettered.
-const PERMANENT_ATTEMPTS: usize = 4;
-
 #[derive(Debug, thiserror::Error)]
 pub enum DrainError {
     #[error(transparent)]
     Cache(#[from] CacheError),
-    #[error("job names an invalid key: {0}")]
-    BadKey(String),
 }
 
 /// What a drain did.
@@ -51,8 +49,11 @@ pub enum Drained {
     Done,
     /// Another worker holds the key's lease and will finish it.
     Busy,
-    /// S3 refused permanently; the key is in the dead letters and still dirty in the cache.
+    /// S3 refused permanently, or the key breaks this version's rules; the key is in the dead
+    /// letters and still dirty in the cache.
     DeadLettered,
+    /// S3 failed several times in a row; the key waits for its next turn, still dirty.
+    RetryLater,
 }
 
 /// Everything a drain needs; shared by all jobs of a worker process.
@@ -62,8 +63,8 @@ pub struct Drainer {
     store: Arc<dyn BlobStore>,
     queue: JobQueue,
     cache_ttl: Duration,
-    /// Longest pause between upload retries.
-    max_backoff: Duration,
+    /// When a key S3 failed for gets its next turn.
+    retry: Backoff,
     /// Bytes of blobs this process may hold at once (read from Redis, not yet in S3), one
     /// permit per byte: many small uploads in flight hide S3's latency, and a few large ones
     /// cannot exhaust memory.
@@ -79,7 +80,7 @@ impl Drainer {
         store: Arc<dyn BlobStore>,
         queue: JobQueue,
         cache_ttl: Duration,
-        max_backoff: Duration,
+        retry: Backoff,
         max_bytes_in_flight: usize,
         concurrency: usize,
     ) -> Self {
@@ -88,7 +89,7 @@ impl Drainer {
             store,
             queue,
             cache_ttl,
-            max_backoff,
+            retry,
             bytes_in_flight: Arc::new(Semaphore::new(max_bytes_in_flight)),
             max_bytes_in_flight,
             uploads: Arc::new(Semaphore::new(concurrency)),
@@ -111,7 +112,20 @@ impl Drainer {
     /// never loses a write.
     #[tracing::instrument(skip_all, fields(%key, version = version))]
     pub async fn drain(&self, key: &str, version: u64) -> Result<Drained, DrainError> {
-        let key = BlobKey::parse(key.to_owned()).map_err(|e| DrainError::BadKey(e.to_string()))?;
+        let key = match BlobKey::parse(key.to_owned()) {
+            Ok(key) => key,
+            Err(e) => {
+                let error = format!(
+                    "the key breaks this version's key rules ({e}); it was written under an \
+                     earlier version's"
+                );
+                tracing::error!(%error, "dead-lettering a key this version cannot store");
+                self.cache
+                    .dead_letter_invalid_key(key, version, &error)
+                    .await?;
+                return Ok(Drained::DeadLettered);
+            }
+        };
         // At most the process's number of uploads at once, however many keys its jobs name.
         let _slot = self.uploads.acquire().await.expect("never closed");
         let Some(lease) = UploadLease::claim(&self.cache, &key, LEASE_TTL).await? else {
@@ -133,6 +147,11 @@ impl Drainer {
     /// Dirty keys nobody has drained for `age` (see [`BlobCache::orphaned_dirty_keys`]).
     pub async fn orphans(&self, age: Duration, limit: usize) -> Result<Vec<String>, CacheError> {
         self.cache.orphaned_dirty_keys(age, limit).await
+    }
+
+    /// Keys S3 failed for whose next turn is due (see [`BlobCache::due_retries`]).
+    pub async fn due_retries(&self, limit: usize) -> Result<Vec<String>, CacheError> {
+        self.cache.due_retries(limit).await
     }
 
     async fn store_until_clean(
@@ -157,16 +176,30 @@ impl Drainer {
                     return Ok(Drained::Done);
                 }
             };
-            if let Err(e) = self
-                .write_to_s3(key, cached.blob.as_ref(), cached.version)
-                .await
-            {
-                let error = e.to_string();
-                tracing::error!(%error, "S3 refused the key permanently; dead-lettering it");
-                self.cache
-                    .dead_letter(key, lease, cached.version, &error)
-                    .await?;
-                return Ok(Drained::DeadLettered);
+            let blob = cached.blob.as_ref();
+            match write_to_s3(self.store.as_ref(), &self.cache, key, blob, cached.version).await {
+                Ok(()) => {}
+                Err(Refused::Permanent(e)) => {
+                    let error = e.to_string();
+                    tracing::error!(%error, "S3 refused the key permanently; dead-lettering it");
+                    self.cache
+                        .dead_letter(key, lease, cached.version, &error)
+                        .await?;
+                    return Ok(Drained::DeadLettered);
+                }
+                Err(Refused::Transient(e)) => {
+                    let asked = match &e {
+                        StoreError::Transient { retry_after, .. } => *retry_after,
+                        StoreError::Permanent(_) => None,
+                    };
+                    let error = e.to_string();
+                    let (turns, delay) = self
+                        .cache
+                        .retry_later(key, lease, &error, self.retry, asked)
+                        .await?;
+                    tracing::warn!(%error, turns, ?delay, "S3 keeps failing for the key; retrying it later");
+                    return Ok(Drained::RetryLater);
+                }
             }
             match self
                 .cache
@@ -184,71 +217,5 @@ impl Drainer {
                 }
             }
         }
-    }
-
-    /// Stores the blob, or deletes the object for a delete marker (`None`). Transient failures
-    /// are retried until they succeed; returns the error once a failure proved permanent.
-    async fn write_to_s3(
-        &self,
-        key: &BlobKey,
-        blob: Option<&Blob>,
-        version: u64,
-    ) -> Result<(), StoreError> {
-        let attempt = || async {
-            match blob {
-                Some(blob) => self.store.put(key, blob).await,
-                None => self.store.delete(key, version).await,
-            }
-        };
-        let mut permanent_failures = 0;
-        attempt
-            .retry(
-                ExponentialBuilder::default()
-                    .with_min_delay(Duration::from_millis(50))
-                    .with_max_delay(self.max_backoff)
-                    .with_jitter()
-                    .without_max_times(),
-            )
-            .when(|e| match e {
-                StoreError::Permanent(_) => {
-                    permanent_failures += 1;
-                    permanent_failures < PERMANENT_ATTEMPTS
-                }
-                StoreError::Transient { .. } => true,
-            })
-            .adjust(|e, delay| {
-                let asked = match e {
-                    StoreError::Transient { retry_after, .. } => *retry_after,
-                    StoreError::Permanent(_) => None,
-                };
-                delay.map(|d| pause(d, asked, self.max_backoff))
-            })
-            .notify(|e, pause| {
-                tracing::warn!(error = %e, ?pause, "S3 write failed; retrying");
-                let (cache, key) = (self.cache.clone(), key.clone());
-                tokio::spawn(async move { cache.count_upload_failure(&key).await });
-            })
-            .await
-    }
-}
-
-/// The pause before the next attempt: the backoff's (jitter included) capped at `cap`, but
-/// never shorter than what the server asked for: it knows best how long it needs.
-fn pause(backoff: Duration, asked: Option<Duration>, cap: Duration) -> Duration {
-    backoff.min(cap).max(asked.unwrap_or_default())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::pause;
-    use std::time::Duration;
-
-    #[test]
-    fn pauses_stay_under_the_cap_unless_the_server_asks_for_longer() {
-        let s = Duration::from_secs;
-        assert_eq!(pause(Duration::from_millis(9_900), None, s(5)), s(5));
-        assert_eq!(pause(s(1), None, s(5)), s(1));
-        assert_eq!(pause(s(1), Some(s(3)), s(5)), s(3));
-        assert_eq!(pause(s(9), Some(s(30)), s(5)), s(30));
     }
 }

@@ -1,9 +1,11 @@
 //! The drain: workers that move dirty blobs from Redis into S3.
 //!
 //! - [`drain`]: what one job does for one key (and why that never loses a write).
+//! - [`turn`]: one turn of attempts at S3 for a key.
 //! - [`worker`]: the apalis worker process around it, the sweep and the vacuum.
 
 pub mod drain;
+mod turn;
 pub mod worker;
 
 pub use drain::Drainer;

@@ -201,13 +201,22 @@ async fn vacuum_finished_jobs(queue: JobQueue) {
     }
 }
 
-/// Drains dirty keys that have waited past `ORPHAN_AGE` with nobody draining them (every dirty
-/// key nobody drains, while the queue is down). This does not go through the queue, so it
-/// also works when the queue cannot (Redis full, a job lost).
+/// Drains the keys S3 failed for whose next turn is due, and dirty keys that have waited past
+/// `ORPHAN_AGE` with nobody draining them (every dirty key nobody drains, while the queue is
+/// down). This does not go through the queue, so it also works when the queue cannot (Redis
+/// full, a job lost).
 async fn sweep_orphaned_keys(drainer: Arc<Drainer>, concurrency: usize, activity: Arc<Activity>) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     loop {
         tick.tick().await;
+        match drainer.due_retries(256).await {
+            Ok(due) if !due.is_empty() => {
+                let drained = drain_all(&drainer, due, concurrency).await;
+                tracing::info!(drained, "retried failing keys whose turn was due");
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot look for failing keys to retry"),
+        }
         let age = if activity.queue_down.load(Ordering::Relaxed) {
             Duration::ZERO
         } else {
@@ -223,21 +232,24 @@ async fn sweep_orphaned_keys(drainer: Arc<Drainer>, concurrency: usize, activity
         if orphans.is_empty() {
             continue;
         }
-        tracing::warn!(count = orphans.len(), "draining dirty keys that had no job");
-        let drained: Vec<_> = futures::stream::iter(orphans)
-            .map(|key| {
-                let drainer = drainer.clone();
-                async move { drainer.drain(&key, 0).await }
-            })
-            .buffer_unordered(concurrency)
-            .collect()
-            .await;
-        let done = drained
-            .iter()
-            .filter(|r| matches!(r, Ok(Drained::Done)))
-            .count();
-        tracing::info!(done, of = drained.len(), "sweep finished");
+        let count = orphans.len();
+        tracing::warn!(count, "draining dirty keys that had no job");
+        let done = drain_all(&drainer, orphans, concurrency).await;
+        tracing::info!(done, of = count, "sweep finished");
     }
+}
+
+/// Drains `keys`, `concurrency` at a time; returns how many S3 now reflects.
+async fn drain_all(drainer: &Arc<Drainer>, keys: Vec<String>, concurrency: usize) -> usize {
+    futures::stream::iter(keys)
+        .map(|key| {
+            let drainer = drainer.clone();
+            async move { drainer.drain(&key, 0).await }
+        })
+        .buffer_unordered(concurrency)
+        .filter(|r| std::future::ready(matches!(r, Ok(Drained::Done))))
+        .count()
+        .await
 }
 
 /// Lowers the calling thread's CPU priority to `nice` (threads it starts afterwards inherit it;

@@ -3,6 +3,7 @@
 //!
 //! - [`flush`]: wait until every write is in S3.
 //! - [`replay_dead_letters`]: give every dead-lettered key another drain.
+//! - [`settle_dead_letter`]: read one dead-lettered blob out, or move it under a valid key.
 //! - [`loadgen`]: write (and read back) random blobs against a running deployment.
 //! - [`healthcheck`]: the Docker `HEALTHCHECK` probe of an image without curl.
 
@@ -13,6 +14,7 @@ pub mod loadgen;
 pub use flush::flush;
 
 use crate::config::Settings;
+use crate::domain::BlobKey;
 use crate::startup::Dependencies;
 
 /// `blobproxy replay-dead-letters`: gives every dead-lettered key another drain. Returns how
@@ -20,4 +22,56 @@ use crate::startup::Dependencies;
 pub async fn replay_dead_letters(settings: Settings) -> anyhow::Result<u64> {
     let deps = Dependencies::connect(&settings).await?;
     Ok(deps.service(&settings).replay_dead_letters().await?)
+}
+
+/// `blobproxy dead-letters ...`: what an operator decides about one dead-lettered key.
+#[derive(clap::Subcommand, Debug)]
+pub enum DeadLetterAction {
+    /// Write the key's blob (still in Redis) to standard output, or to a file with `--to`;
+    /// also a key this version's rules refuse.
+    Export {
+        key: String,
+        #[arg(long)]
+        to: Option<std::path::PathBuf>,
+    },
+    /// Store the key's blob as a new write of NEW_KEY (which must be valid), drained to S3 as
+    /// any other write, then drop KEY from the cache: how a key written under an earlier
+    /// version's rules reaches S3.
+    Move { key: String, new_key: String },
+}
+
+/// Carries out `action`; returns what to tell the operator.
+pub async fn settle_dead_letter(
+    settings: Settings,
+    action: DeadLetterAction,
+) -> anyhow::Result<String> {
+    let deps = Dependencies::connect(&settings).await?;
+    let service = deps.service(&settings);
+    match action {
+        DeadLetterAction::Export { key, to } => {
+            let (blob, version) = service.dead_letter_blob(&key).await?;
+            let Some(blob) = blob else {
+                anyhow::bail!("{key:?} is a dead-lettered delete (version {version}): no bytes");
+            };
+            match &to {
+                Some(path) => std::fs::write(path, &blob.data)?,
+                None => std::io::Write::write_all(&mut std::io::stdout(), &blob.data)?,
+            }
+            Ok(format!(
+                "exported {key:?} version {version}: {} bytes",
+                blob.data.len()
+            ))
+        }
+        DeadLetterAction::Move { key, new_key } => {
+            let new_key = BlobKey::parse(new_key)?;
+            match service.move_dead_letter(&key, new_key).await? {
+                Some(stored) => Ok(format!(
+                    "moved {key:?} to {:?} as version {}; {key:?} left the cache",
+                    stored.key.as_str(),
+                    stored.version
+                )),
+                None => Ok(format!("{key:?} was a delete; it left the cache")),
+            }
+        }
+    }
 }

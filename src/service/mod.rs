@@ -9,26 +9,28 @@
 //! GET: cache (a delete marker answers 404), else S3 and re-cache as clean (never over a newer
 //! record). Blobs over the write-through size skip the cache ([`write_through`]).
 //! Listing merges the cache's dirty keys with S3's listing ([`merged_listing`]).
+//! Operators: the backlog and the dead letters ([`operations`]).
 
 mod failure;
 mod merged_listing;
+mod operations;
 mod version_history;
 mod write_through;
 
 pub use failure::ServiceError;
 use failure::confirmed;
 pub use merged_listing::{DEFAULT_LIMIT, Item, MAX_LIMIT, Page, decode_cursor};
+pub use operations::Status;
 pub use version_history::{History, HistoryEntry, HistoryStart};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use serde::Serialize;
 
-use crate::cache::{BlobCache, DeadLetter, DrainStats};
+use crate::cache::BlobCache;
 use crate::domain::{Blob, BlobKey, Extension};
-use crate::queue::{DrainJob, JobQueue};
+use crate::queue::JobQueue;
 use crate::store::{BlobStore, StoredObject};
 
 /// A blob being read: whole, or streaming from S3 (see [`BlobService::open`]).
@@ -45,20 +47,6 @@ pub struct Stored {
     pub version: u64,
     /// S3 already has this version (a write-through).
     pub persisted: bool,
-}
-
-/// The backlog, for `/status` and `flush`.
-#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
-pub struct Status {
-    /// Drain jobs waiting to run (queued, or scheduled for a retry).
-    pub queued_jobs: u64,
-    /// Records (blobs and deletes) not yet reflected in S3.
-    pub dirty: u64,
-    /// How long the oldest dirty record has waited, in seconds.
-    pub oldest_dirty_age_secs: Option<f64>,
-    pub dead_letters: u64,
-    /// The first dead letters (up to 100).
-    pub dead_letter_sample: Vec<DeadLetter>,
 }
 
 /// Sizes the service enforces, and whether the bucket keeps history.
@@ -225,28 +213,6 @@ impl BlobService {
         Ok(Opened::Whole(blob))
     }
 
-    /// The drain backlog and the dead letters.
-    pub async fn status(&self) -> Result<Status, ServiceError> {
-        let (queued, dirty, oldest, (dead, sample)) = tokio::try_join!(
-            async { Ok::<_, ServiceError>(self.queue.pending().await?) },
-            async { Ok(self.cache.dirty_count().await?) },
-            async { Ok(self.cache.oldest_dirty_age().await?) },
-            async { Ok(self.cache.dead_letters(100).await?) },
-        )?;
-        Ok(Status {
-            queued_jobs: queued,
-            dirty,
-            oldest_dirty_age_secs: oldest.map(|d| d.as_secs_f64()),
-            dead_letters: dead,
-            dead_letter_sample: sample,
-        })
-    }
-
-    /// Counters of every worker's uploads.
-    pub async fn drain_stats(&self) -> Result<DrainStats, ServiceError> {
-        Ok(self.cache.stats().await?)
-    }
-
     /// What is down: (`"Redis"` or `"S3"`, its error); empty when both answer.
     pub async fn unready_dependencies(&self) -> Vec<(&'static str, String)> {
         let (redis, s3) = tokio::join!(self.cache.ping(), self.store.ping());
@@ -257,25 +223,5 @@ impl BlobService {
         .into_iter()
         .filter_map(|(name, err)| err.map(|e| (name, e)))
         .collect()
-    }
-
-    /// Gives every dead-lettered key another drain; returns how many were queued.
-    pub async fn replay_dead_letters(&self) -> Result<u64, ServiceError> {
-        let mut queued = 0;
-        loop {
-            let (_, letters) = self.cache.dead_letters(500).await?;
-            if letters.is_empty() {
-                return Ok(queued);
-            }
-            for letter in letters {
-                // Forget first: a job that fails again will dead-letter the key anew.
-                if self.cache.forget_dead_letter(&letter.key).await? {
-                    let job = DrainJob::one(letter.key.clone(), letter.version);
-                    self.queue.push(job).await?;
-                    tracing::info!(key = %letter.key, error = %letter.error, "re-queued");
-                    queued += 1;
-                }
-            }
-        }
     }
 }

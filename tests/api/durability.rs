@@ -88,7 +88,7 @@ pub fn keys(prefix: &str, n: usize) -> Vec<String> {
 }
 
 /// Waits for an empty backlog (nothing dirty, nothing queued), then checks the ledger.
-async fn settle_and_verify(
+pub async fn settle_and_verify(
     app: &TestApp,
     backends: &Backends,
     ledger: &Ledger,

@@ -20,6 +20,7 @@ mod operators;
 mod queue_contract;
 mod raw;
 mod reconnect;
+mod reliability;
 mod replication;
 mod round_trip;
 mod s3_proxy;

@@ -8,6 +8,7 @@ local holder = lease_holder(lease)
 local current = redis.call('HGET', record, VERSION)
 if not current then
   if holder == token then redis.call('DEL', lease) end
+  forget_failures(retry, failing, failures, key)
   redis.call('ZREM', dirty, key)
   redis.call('ZREM', dirty_by_key, key)
   return 'gone'
@@ -23,6 +24,7 @@ if current == version then
   redis.call('ZREM', dirty, key)
   redis.call('ZREM', dirty_by_key, key)
   redis.call('DEL', lease)
+  forget_failures(retry, failing, failures, key)
   return CLEAN
 end
 return 'newer'

@@ -18,6 +18,10 @@
 //! - `<prefix>lease:<key>`: `<token> <deadline ms>` of the worker (or write-through) uploading
 //!   that key; no TTL, so eviction cannot drop it (see `upload_lease.lua`).
 //! - `<prefix>dead`: hash of keys the worker gave up on (key -> JSON reason).
+//! - `<prefix>retry`: sorted set of the keys S3 failed for, scored by when the next attempt is
+//!   due (ms); the sweep drains them then (see `retry_later.lua`).
+//! - `<prefix>failing`: the same keys, scored by when they first failed (ms).
+//! - `<prefix>failures`: hash of the same keys -> JSON `{attempts, error}` (the last error).
 //! - `<prefix>stats`: counters of all workers ([`stats`]).
 //! - `<prefix>stage:<id>`: the bytes of a large write between its two commands (see `put.lua`).
 //! - the shard's drain queue ([`QueueKeys`]: apalis-redis's keys, named after the queue).
@@ -92,6 +96,12 @@ pub struct ShardKeys {
     /// not yet in S3 with S3's own (sorted) listing.
     pub dirty_by_key: String,
     pub dead: String,
+    /// Keys S3 failed for, by when their next attempt is due (ms).
+    pub retry: String,
+    /// The same keys, by when they first failed (ms).
+    pub failing: String,
+    /// The same keys -> JSON `{attempts, error}`.
+    pub failures: String,
     pub stats: String,
     pub queue: QueueKeys,
     record_prefix: String,
@@ -107,6 +117,9 @@ impl ShardKeys {
             dirty: shard.key("dirty"),
             dirty_by_key: shard.key("dirty-by-key"),
             dead: shard.key("dead"),
+            retry: shard.key("retry"),
+            failing: shard.key("failing"),
+            failures: shard.key("failures"),
             stats: shard.key("stats"),
             queue: QueueKeys::of(shard),
             record_prefix: shard.key("blob:"),

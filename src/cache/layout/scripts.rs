@@ -14,6 +14,7 @@ const ALLOW_OOM: &str = "#!lua flags=allow-oom\n";
 const UPLOAD_LEASE_LUA: &str = include_str!("upload_lease.lua");
 const MARK_DIRTY_LUA: &str = include_str!("mark_dirty.lua");
 const NEXT_VERSION_LUA: &str = include_str!("next_version.lua");
+const FAILURES_LUA: &str = include_str!("failures.lua");
 
 lua_script! {
     /// A new version of a key, dirty, with its drain job if nobody drains the key yet.
@@ -58,18 +59,19 @@ lua_script! {
 lua_script! {
     /// Marks a version clean once S3 has it, if it is still the newest.
     pub(in crate::cache) struct FinishUpload<'a> = LAYOUT_LUA,
-        [ALLOW_OOM, UPLOAD_LEASE_LUA, MARK_DIRTY_LUA, include_str!("finish_upload.lua")] {
-        keys { record, lease, dirty, stats, dirty_by_key }
+        [ALLOW_OOM, UPLOAD_LEASE_LUA, MARK_DIRTY_LUA, FAILURES_LUA,
+         include_str!("finish_upload.lua")] {
+        keys { record, lease, dirty, stats, dirty_by_key, retry, failing, failures }
         args { token: &'a str, version: u64, ttl_secs: u64, key: &'a str }
     }
 }
 
 lua_script! {
-    /// Of some dirty keys, those nobody holds a lease on and that are not dead letters. Then
-    /// per key: its lease in KEYS, the key in ARGV.
+    /// Of some dirty keys, those nobody holds a lease on and that are neither dead letters nor
+    /// waiting for a retry. Then per key: its lease in KEYS, the key in ARGV.
     pub(in crate::cache) struct Orphans<'a> = LAYOUT_LUA,
         [UPLOAD_LEASE_LUA, include_str!("orphans.lua")] {
-        keys { dead }
+        keys { dead, retry }
         args { }
     }
 }
@@ -77,9 +79,28 @@ lua_script! {
 lua_script! {
     /// Parks a key the worker gave up on, and releases its lease.
     pub(in crate::cache) struct DeadLetter<'a> = LAYOUT_LUA,
-        [ALLOW_OOM, UPLOAD_LEASE_LUA, include_str!("dead_letter.lua")] {
-        keys { dead, lease }
+        [ALLOW_OOM, UPLOAD_LEASE_LUA, FAILURES_LUA, include_str!("dead_letter.lua")] {
+        keys { dead, lease, retry, failing, failures }
         args { key: &'a str, reason: &'a str, token: &'a str }
+    }
+}
+
+lua_script! {
+    /// Drops a dead-lettered key's record and every trace of it, if still at `version`.
+    pub(in crate::cache) struct DropDeadLetter<'a> = LAYOUT_LUA,
+        [ALLOW_OOM, FAILURES_LUA, include_str!("drop_dead_letter.lua")] {
+        keys { record, dirty, dirty_by_key, dead, retry, failing, failures }
+        args { key: &'a str, version: u64 }
+    }
+}
+
+lua_script! {
+    /// Schedules the next attempt of a key S3 failed for, and releases its lease.
+    pub(in crate::cache) struct RetryLater<'a> = LAYOUT_LUA,
+        [ALLOW_OOM, UPLOAD_LEASE_LUA, include_str!("retry_later.lua")] {
+        keys { retry, failing, failures, lease }
+        args { key: &'a str, error: &'a str, token: &'a str, first_ms: u64, cap_ms: u64,
+               jitter: u32, asked_ms: u64 }
     }
 }
 
@@ -95,9 +116,10 @@ lua_script! {
 lua_script! {
     /// A write-through's last step: settles the cache once S3 holds the version.
     pub(in crate::cache) struct WriteThroughFinish<'a> = LAYOUT_LUA,
-        [ALLOW_OOM, QUEUE_JOB_LUA, UPLOAD_LEASE_LUA, MARK_DIRTY_LUA,
+        [ALLOW_OOM, QUEUE_JOB_LUA, UPLOAD_LEASE_LUA, MARK_DIRTY_LUA, FAILURES_LUA,
          include_str!("write_through_finish.lua")] {
-        keys { record, lease, dirty, dirty_by_key, dead, queue_data, queue_meta, queue_active }
+        keys { record, lease, dirty, dirty_by_key, dead, queue_data, queue_meta, queue_active,
+               retry, failing, failures }
         args { token: &'a str, version: u64, key: &'a str, job_id: &'a str }
     }
 }
@@ -113,6 +135,8 @@ pub(super) fn all() -> Vec<&'static crate::redis_link::LuaScript> {
         FinishUpload::lua(),
         Orphans::lua(),
         DeadLetter::lua(),
+        RetryLater::lua(),
+        DropDeadLetter::lua(),
         WriteThroughBegin::lua(),
         WriteThroughFinish::lua(),
     ]

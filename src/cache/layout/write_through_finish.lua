@@ -22,4 +22,5 @@ redis.call('DEL', record)
 redis.call('ZREM', dirty, key)
 redis.call('ZREM', dirty_by_key, key)
 redis.call('HDEL', dead, key)
+forget_failures(retry, failing, failures, key)
 return 'stored'
