@@ -65,6 +65,7 @@ pub struct DeploymentFigures {
     pub failing_for_secs: Option<f64>,
     pub uploads: u64,
     pub upload_failures: u64,
+    pub orphans: u64,
 }
 
 /// The text exposition: this process's metrics, then the deployment-wide gauges and counters
@@ -127,6 +128,12 @@ pub fn render(shared: Option<DeploymentFigures>) -> String {
         "Failed S3 writes (each retried) by all workers.",
         "counter",
         shared.upload_failures as f64,
+    );
+    gauge(
+        "blobproxy_orphaned_keys_total",
+        "Dirty keys the workers' sweep found with no job on its way (a lost job, a dead worker) and drained itself.",
+        "counter",
+        shared.orphans as f64,
     );
     out
 }

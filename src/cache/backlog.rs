@@ -8,6 +8,16 @@ use redis::AsyncCommands as _;
 use super::layout::ShardKeys;
 use super::layout::scripts::Orphans;
 use super::{BlobCache, CacheError, now_ms};
+use crate::queue::oldest_unfinished_job;
+
+/// What the sweep knows of the job queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueHealth {
+    /// Jobs waiting in the queue will be delivered: their keys are no orphans.
+    Delivering,
+    /// The queue failed and delivers nothing: a job waiting there is as good as lost.
+    Down,
+}
 
 impl BlobCache {
     /// Up to `limit` dirty keys starting with `prefix`, after `after`, in key order (every
@@ -63,20 +73,22 @@ impl BlobCache {
         Ok(oldest.map(|since| Duration::from_millis((now - since).max(0.0) as u64)))
     }
 
-    /// Keys dirty for longer than `age` that no worker is uploading and that are not
-    /// dead-lettered: their job was lost (a crash between the cache write and the enqueue, a
-    /// full Redis refusing the job) or their worker died. Up to `limit` from each shard.
+    /// Keys dirty for longer than `age` that no worker is uploading, that are not
+    /// dead-lettered or waiting for a retry, and whose job is not still on its way (unless the
+    /// `queue` is down): their job was lost (a crash between the cache write and the enqueue,
+    /// a full Redis refusing the job) or their worker died. Up to `limit` from each shard.
     pub async fn orphaned_dirty_keys(
         &self,
         age: Duration,
         limit: usize,
+        queue: QueueHealth,
     ) -> Result<Vec<String>, CacheError> {
         let cutoff = now_ms().saturating_sub(age.as_millis() as u64);
         let (mut orphans, mut failed) = (Vec::new(), None);
         for shard in self.every_shard() {
             // A shard whose master is down (failing over) must not keep the sweep from the
             // others.
-            match self.orphans_of(shard, cutoff, limit).await {
+            match self.orphans_of(shard, cutoff, limit, queue).await {
                 Ok(found) => orphans.extend(found),
                 Err(e) => failed = Some(e),
             }
@@ -92,14 +104,40 @@ impl BlobCache {
     /// retry waiting (one script that names their leases), page after page, so that many dead
     /// letters or failing keys (the oldest dirty keys, often) cannot hide an orphan behind
     /// them. At most `ORPHAN_PAGES` pages a call.
+    ///
+    /// A key whose job still waits in a long queue (or in a live worker's hands, for a free
+    /// slot) is no orphan however long it waited: a key became dirty when its job was queued,
+    /// and the queue is first in, first out, so only keys dirty since before the oldest
+    /// unfinished job was queued can have lost theirs.
     async fn orphans_of(
         &self,
         shard: &ShardKeys,
         cutoff: u64,
         limit: usize,
+        queue: QueueHealth,
     ) -> Result<Vec<String>, CacheError> {
         const ORPHAN_PAGES: usize = 16;
+        // A worker is declared dead after this long without a heartbeat (queue/mod.rs).
+        const WORKER_ALIVE: Duration = Duration::from_secs(10);
+        // Job ids carry a replica's clock, dirty scores Redis's.
+        const CLOCK_SKEW_MS: u64 = 1_000;
         let mut conn = self.conn();
+        let oldest_dirty: Vec<(String, f64)> = conn.zrange_withscores(&shard.dirty, 0, 0).await?;
+        if oldest_dirty
+            .first()
+            .is_none_or(|(_, since)| *since as u64 >= cutoff)
+        {
+            return Ok(Vec::new());
+        }
+        let cutoff = match queue {
+            QueueHealth::Delivering => {
+                match oldest_unfinished_job(&mut conn, &shard.queue, WORKER_ALIVE).await? {
+                    Some(queued) => cutoff.min(queued.saturating_sub(CLOCK_SKEW_MS)),
+                    None => cutoff,
+                }
+            }
+            QueueHealth::Down => cutoff,
+        };
         let mut orphans = Vec::new();
         for page in 0..ORPHAN_PAGES {
             let dirty: Vec<String> = conn

@@ -122,6 +122,8 @@ pub struct DrainStats {
     pub uploads: u64,
     /// S3 writes that failed (and were retried or dead-lettered).
     pub upload_failures: u64,
+    /// Dirty keys the sweep found with no job on its way, and drained itself.
+    pub orphans: u64,
 }
 
 impl BlobCache {
@@ -194,21 +196,30 @@ impl BlobCache {
         let _: Result<i64, _> = self.conn().hincr(counters, stats::UPLOAD_FAILURES, 1).await;
     }
 
+    /// Counts dirty keys the sweep found with no job on its way; best effort.
+    pub async fn count_orphans(&self, keys: &[String]) {
+        for key in keys {
+            let counters = &self.keys_of(key).stats;
+            let _: Result<i64, _> = self.conn().hincr(counters, stats::ORPHANS, 1).await;
+        }
+    }
+
     /// Drain counters shared by all workers (every shard's, added up).
     pub async fn stats(&self) -> Result<DrainStats, CacheError> {
         let counters = self
             .ask_every_shard(async |mut conn, shard| {
-                conn.hmget::<_, _, (Option<u64>, Option<u64>)>(
+                conn.hmget::<_, _, (Option<u64>, Option<u64>, Option<u64>)>(
                     &shard.stats,
-                    &[stats::UPLOADS, stats::UPLOAD_FAILURES],
+                    &[stats::UPLOADS, stats::UPLOAD_FAILURES, stats::ORPHANS],
                 )
                 .await
             })
             .await?;
         let mut total = DrainStats::default();
-        for (uploads, upload_failures) in counters {
+        for (uploads, upload_failures, orphans) in counters {
             total.uploads += uploads.unwrap_or(0);
             total.upload_failures += upload_failures.unwrap_or(0);
+            total.orphans += orphans.unwrap_or(0);
         }
         Ok(total)
     }

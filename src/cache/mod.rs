@@ -37,6 +37,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+pub use backlog::QueueHealth;
 pub use dead_letters::DeadLetter;
 pub use draining::{DrainStats, Finish, UploadLease};
 pub use reads::{Cached, Summary};

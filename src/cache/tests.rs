@@ -217,16 +217,23 @@ async fn dead_letters_keep_the_key_dirty_and_out_of_the_sweep() {
     );
     assert!(!cache.get(&bad).await.unwrap().unwrap().persisted);
     // Orphans: dirty, unleased and not dead-lettered; "bad" is leased now and dead-lettered.
-    assert_eq!(
-        cache.orphaned_dirty_keys(Duration::ZERO, 10).await.unwrap(),
-        ["lost"]
-    );
+    let orphans = async |age, queue| cache.orphaned_dirty_keys(age, 10, queue).await.unwrap();
+    assert_eq!(orphans(Duration::ZERO, QueueHealth::Down).await, ["lost"]);
     assert!(
-        cache
-            .orphaned_dirty_keys(Duration::from_secs(60), 10)
+        orphans(Duration::from_secs(60), QueueHealth::Down)
             .await
-            .unwrap()
             .is_empty()
+    );
+    // ...and whose job is not on its way: "lost"'s still waits in the queue, until it is lost.
+    assert!(
+        orphans(Duration::ZERO, QueueHealth::Delivering)
+            .await
+            .is_empty()
+    );
+    let _: () = redis.raw().await.del(&keys().queue.active).await.unwrap();
+    assert_eq!(
+        orphans(Duration::ZERO, QueueHealth::Delivering).await,
+        ["lost"]
     );
     assert!(cache.forget_dead_letter("bad").await.unwrap());
 }

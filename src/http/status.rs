@@ -30,6 +30,7 @@ pub async fn metrics(service: web::Data<BlobService>) -> HttpResponse {
             failing_for_secs: status.failing_for_secs,
             uploads: stats.uploads,
             upload_failures: stats.upload_failures,
+            orphans: stats.orphans,
         })
     };
     HttpResponse::Ok()

@@ -28,7 +28,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::turn::{Refused, write_to_s3};
-use crate::cache::{Backoff, BlobCache, CacheError, Finish, UploadLease};
+use crate::cache::{Backoff, BlobCache, CacheError, Finish, QueueHealth, UploadLease};
 use crate::domain::BlobKey;
 use crate::queue::{DrainJob, JobQueue};
 use crate::store::{BlobStore, StoreError};
@@ -145,8 +145,18 @@ impl Drainer {
     }
 
     /// Dirty keys nobody has drained for `age` (see [`BlobCache::orphaned_dirty_keys`]).
-    pub async fn orphans(&self, age: Duration, limit: usize) -> Result<Vec<String>, CacheError> {
-        self.cache.orphaned_dirty_keys(age, limit).await
+    pub async fn orphans(
+        &self,
+        age: Duration,
+        limit: usize,
+        queue: QueueHealth,
+    ) -> Result<Vec<String>, CacheError> {
+        self.cache.orphaned_dirty_keys(age, limit, queue).await
+    }
+
+    /// Counts keys the sweep drained because their job was lost (for `/metrics`).
+    pub async fn count_orphans(&self, keys: &[String]) {
+        self.cache.count_orphans(keys).await
     }
 
     /// Keys S3 failed for whose next turn is due (see [`BlobCache::due_retries`]).

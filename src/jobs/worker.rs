@@ -11,6 +11,7 @@ use futures::StreamExt as _;
 use rand::Rng as _;
 
 use super::drain::{Drained, Drainer};
+use crate::cache::QueueHealth;
 use crate::queue::{DrainJob, JobQueue};
 use crate::shutdown::Shutdown;
 
@@ -217,12 +218,12 @@ async fn sweep_orphaned_keys(drainer: Arc<Drainer>, concurrency: usize, activity
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "cannot look for failing keys to retry"),
         }
-        let age = if activity.queue_down.load(Ordering::Relaxed) {
-            Duration::ZERO
+        let (age, queue) = if activity.queue_down.load(Ordering::Relaxed) {
+            (Duration::ZERO, QueueHealth::Down)
         } else {
-            ORPHAN_AGE
+            (ORPHAN_AGE, QueueHealth::Delivering)
         };
-        let orphans = match drainer.orphans(age, 256).await {
+        let orphans = match drainer.orphans(age, 256, queue).await {
             Ok(keys) => keys,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot look for orphaned dirty keys");
@@ -233,7 +234,13 @@ async fn sweep_orphaned_keys(drainer: Arc<Drainer>, concurrency: usize, activity
             continue;
         }
         let count = orphans.len();
-        tracing::warn!(count, "draining dirty keys that had no job");
+        if queue == QueueHealth::Delivering {
+            // A job really went missing (or its worker died): worth an operator's attention.
+            tracing::warn!(count, "draining dirty keys whose job was lost");
+            drainer.count_orphans(&orphans).await;
+        } else {
+            tracing::info!(count, "draining dirty keys while the queue is down");
+        }
         let done = drain_all(&drainer, orphans, concurrency).await;
         tracing::info!(done, of = count, "sweep finished");
     }

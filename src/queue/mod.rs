@@ -76,6 +76,45 @@ pub fn new_job_id() -> String {
     ulid::Ulid::generate().to_string()
 }
 
+/// When (Unix ms, by the id's ULID) the oldest job of a shard's queue that has not finished was
+/// queued: the first waiting one (the queue is first in, first out), those scheduled for a
+/// retry, and those held by a live worker (heart-beating within `alive`), which may still be
+/// waiting for a free upload slot. `None` when no job is unfinished. A dead worker's jobs do
+/// not count: nobody is working on them.
+pub async fn oldest_unfinished_job(
+    conn: &mut RedisLink,
+    keys: &QueueKeys,
+    alive: Duration,
+) -> redis::RedisResult<Option<u64>> {
+    use redis::AsyncCommands as _;
+    let mut ids: Vec<String> = conn.lrange(&keys.active, 0, 0).await?;
+    ids.extend(
+        conn.zrange::<_, Vec<String>>(&keys.scheduled, 0, -1)
+            .await?,
+    );
+    let now_secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    // apalis-redis scores its workers by their last heartbeat, in seconds.
+    let live: Vec<String> = conn
+        .zrangebyscore(
+            &keys.workers,
+            now_secs.saturating_sub(alive.as_secs()),
+            "+inf",
+        )
+        .await?;
+    for worker in live {
+        let held: Vec<String> = conn.smembers(format!("{}:{worker}", keys.inflight)).await?;
+        ids.extend(held);
+    }
+    Ok(ids
+        .iter()
+        .filter_map(|id| ulid::Ulid::from_string(id).ok())
+        .map(|id| id.timestamp_ms())
+        .min())
+}
+
 /// A key to drain (the version that made it dirty is for the log), and, for a job queued by a
 /// group-committed batch of writes, the other keys of that batch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -296,3 +296,62 @@ async fn keys_an_earlier_version_allowed_are_dead_lettered_with_the_reason_and_c
     let lost = ledger.lost_writes(&backends.s3).await;
     assert!(lost.is_empty(), "{lost:?}");
 }
+
+/// `blobproxy_orphaned_keys_total` as `/metrics` shows it.
+async fn orphans_counted(app: &TestApp) -> u64 {
+    let metrics = app.metrics().await;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("blobproxy_orphaned_keys_total "))
+        .unwrap_or_else(|| panic!("no orphan counter in {metrics}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn keys_waiting_in_a_long_queue_are_not_taken_for_lost_jobs_but_a_lost_job_is() {
+    use redis::AsyncCommands as _;
+    let backends = Backends::start().await;
+    let proxy = S3Proxy::start(backends.s3.port).await;
+    // A drain slower than the writes: two uploads at a time, each 100 ms away.
+    proxy.set_delay(Duration::from_millis(100));
+    let mut settings = backends.settings();
+    settings.s3.endpoint = Some(proxy.endpoint());
+    settings.worker.concurrency = 2;
+    let app = TestApp::spawn(&settings).await;
+    let worker = TestWorker::spawn(&settings).await;
+    let ledger = Ledger::default();
+    put_many(&app, &ledger, "queued", 300).await;
+    let (mut longest_wait, deadline) = (0.0f64, Instant::now() + Duration::from_secs(120));
+    loop {
+        let status = app.status().await;
+        longest_wait = longest_wait.max(status["oldest_dirty_age_secs"].as_f64().unwrap_or(0.0));
+        if status["dirty"] == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not drained in 120 s: {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The case in question happened: keys waited longer than the sweep's 10 s...
+    assert!(
+        longest_wait > 11.0,
+        "the longest wait was only {longest_wait} s"
+    );
+    // ...and none was taken for a key whose job was lost.
+    assert_eq!(orphans_counted(&app).await, 0);
+
+    // A job that really goes missing (removed from the queue before any worker saw it) is
+    // found by the sweep, counted, and its key drained all the same.
+    worker.stop().await;
+    proxy.set_delay(Duration::ZERO);
+    put_many(&app, &ledger, "lost", 1).await;
+    let mut redis = backends.redis.client().await;
+    let _: () = redis.del(&redis_layout().queue.active).await.unwrap();
+    let _worker = TestWorker::spawn(&settings).await;
+    eventually(Duration::from_secs(30), "the lost job's key in S3", || {
+        backends.s3.object("lost/0")
+    })
+    .await;
+    assert_eq!(orphans_counted(&app).await, 1);
+    settle_and_verify(&app, &backends, &ledger, "a long queue, then a lost job", 1).await;
+}

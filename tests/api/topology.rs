@@ -541,3 +541,98 @@ async fn serve_and_worker_exit_cleanly_and_promptly_on_sigterm() {
         "healthcheck passed with the replica gone"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_write_in_flight_on_a_replica_that_dies_gets_503_replicas_unavailable_and_its_retry_is_safe()
+ {
+    let backends = Backends::start().await;
+    // S3 answers after 3 s, so a `?wc=1` write is still in flight at its replica a second in.
+    let proxy = crate::s3_proxy::S3Proxy::start(backends.s3.port).await;
+    proxy.set_delay(Duration::from_secs(3));
+    let dir = tempfile::tempdir().unwrap();
+    let web_port = free_port();
+    let spawn = |ip: &str, name: &str| {
+        BlobproxyProcess::spawn(
+            &["serve"],
+            &backends,
+            &[
+                ("BLOBPROXY_BIND", format!("{ip}:{web_port}")),
+                ("BLOBPROXY_REPLICA_NAME", name.to_owned()),
+                ("BLOBPROXY_S3_ENDPOINT", proxy.endpoint()),
+            ],
+            &dir.path().join(format!("{name}.log")),
+        )
+    };
+    let doomed = spawn("127.0.0.2", "doomed");
+    let _survivor = spawn("127.0.0.3", "survivor");
+    for ip in ["127.0.0.2", "127.0.0.3"] {
+        wait_for_addr(&format!("{ip}:{web_port}"), "replica").await;
+    }
+    let _worker = BlobproxyProcess::spawn(
+        &["worker"],
+        &backends,
+        &[("BLOBPROXY_S3_ENDPOINT", proxy.endpoint())],
+        &dir.path().join("worker.log"),
+    );
+    // Only the doomed replica in DNS: the write goes there.
+    let dns = Dns::start(dir.path(), &["127.0.0.2"]);
+    wait_for_addr(&format!("127.0.0.1:{}", dns.port), "dnsmasq").await;
+    let nginx_port = free_port();
+    let vars = HashMap::from([
+        ("NGINX_PORT", nginx_port.to_string()),
+        ("NGINX_RESOLVER", format!("127.0.0.1:{}", dns.port)),
+        ("NGINX_RESOLVER_VALID", "1s".to_owned()),
+        ("BLOBPROXY_UPSTREAM", format!("web:{web_port}")),
+        ("NGINX_CLIENT_MAX_BODY_SIZE", "22m".to_owned()),
+    ]);
+    let config = render_nginx(dir.path(), &vars);
+    let _nginx = Nginx::start(dir.path(), &config, nginx_port).await;
+    let base = format!("http://127.0.0.1:{nginx_port}");
+    let http = reqwest::Client::new();
+    eventually(
+        Duration::from_secs(20),
+        "nginx finding the replica",
+        || async {
+            let response = http.get(format!("{base}/healthz")).send().await.ok()?;
+            (response.status() == 200).then_some(())
+        },
+    )
+    .await;
+
+    let data = random_bytes(4000);
+    let write = || {
+        http.put(format!("{base}/blobs/in-flight?wc=1"))
+            .body(data.clone())
+            .send()
+    };
+    let in_flight = tokio::spawn(write());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    dns.set(&["127.0.0.3"]);
+    doomed.signal("KILL");
+    // What the client sees: nginx cannot resend a request it already sent.
+    let answer = in_flight.await.unwrap().unwrap();
+    assert_eq!(answer.status(), 503);
+    assert_eq!(answer.headers()["retry-after"], "1");
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(body["code"], "replicas_unavailable", "{body}");
+    // The retry, after Retry-After, lands on the survivor: a write by key is safe to repeat.
+    let retried = eventually(
+        Duration::from_secs(20),
+        "the retry acknowledged",
+        || async {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            let response = write().await.ok()?;
+            (response.status() == 201).then_some(response)
+        },
+    )
+    .await;
+    assert_eq!(retried.headers()["x-served-by"], "survivor");
+    let stored = backends.s3.object("in-flight").await.expect("in S3 (wc=1)");
+    assert_eq!(stored.data, data);
+    let read = http
+        .get(format!("{base}/blobs/in-flight"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read.bytes().await.unwrap(), data);
+}

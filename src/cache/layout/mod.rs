@@ -60,6 +60,8 @@ pub mod stats {
     pub const UPLOADS: &str = "uploads";
     /// S3 writes that failed (and were retried or dead-lettered).
     pub const UPLOAD_FAILURES: &str = "upload_failures";
+    /// Dirty keys the sweep found with no job on its way (lost, or its worker died).
+    pub const ORPHANS: &str = "orphans";
 }
 
 /// The names the scripts use for the fields and values above, as Lua sees them.
