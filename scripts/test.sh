@@ -11,6 +11,13 @@ mkdir -p target/tmp && rm -f "$report"
 log=$(mktemp)
 status=0
 cargo nextest run --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+summary=$(grep -E '^ +Summary ' "$log" | tail -n 1 || true)
+# The randomized fault runs (one short run per Redis topology, fixed seeds), one at a time
+# and after the rest, so no other test's load shifts their faults; scripts/chaos.sh runs
+# longer ones and other seeds.
+if [ $# -eq 0 ]; then
+  scripts/chaos.sh 2>&1 | tee -a "$log" || status=$?
+fi
 # The fault-injection tests record what they checked; show it in one place.
 if [ -s "$report" ]; then
   echo
@@ -19,7 +26,12 @@ if [ -s "$report" ]; then
   awk -F'writes acknowledged=| faults injected=| writes lost=' \
     '{ a += $2; f += $3; l += $4 } END { printf "total: writes acknowledged=%d faults injected=%d writes lost=%d\n", a, f, l }' "$report"
   echo
-  grep -E '^ +Summary ' "$log" | tail -n 1
+  echo "$summary"
+fi
+if grep -qE '^(seed .*Redis|anomalies: )' "$log"; then
+  echo
+  echo "== randomized fault runs =="
+  grep -E '^(seed .*Redis|anomalies: )' "$log"
 fi
 rm -f "$log"
 exit "$status"

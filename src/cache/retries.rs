@@ -151,3 +151,7 @@ impl BlobCache {
         Ok(total)
     }
 }
+
+#[cfg(test)]
+#[path = "retries_tests.rs"]
+mod tests;

@@ -104,6 +104,7 @@ impl BlobCache {
             queue_active: &keys.queue.active,
             dirty_by_key: &keys.dirty_by_key,
             stage: &stage,
+            retry: &keys.retry,
             data: if staged { &[][..] } else { data },
             extension,
             key: key.as_str(),
@@ -165,6 +166,7 @@ impl BlobCache {
             queue_meta: &keys.queue.meta,
             queue_active: &keys.queue.active,
             dirty_by_key: &keys.dirty_by_key,
+            retry: &keys.retry,
             job_id: &job_id,
         }
         .invocation();

@@ -94,7 +94,27 @@ impl Cluster {
         settings
     }
 
-    fn node(&mut self, port: u16) -> &mut RedisServer {
+    /// The S3 server the cluster's tests store into.
+    pub fn s3(&self) -> &S3Server {
+        &self.s3
+    }
+
+    pub fn s3_mut(&mut self) -> &mut S3Server {
+        &mut self.s3
+    }
+
+    /// `redis://` URLs of every node (`BLOBPROXY_REDIS_CLUSTER_NODES`).
+    pub fn node_urls(&self) -> Vec<String> {
+        self.nodes.iter().map(RedisServer::url).collect()
+    }
+
+    /// The ports of the masters that serve slots, as a live node sees them.
+    pub async fn master_ports(&self) -> Vec<u16> {
+        self.masters().await.iter().map(|m| m.port).collect()
+    }
+
+    /// The node on `port`.
+    pub fn node(&mut self, port: u16) -> &mut RedisServer {
         self.nodes.iter_mut().find(|n| n.port == port).unwrap()
     }
 

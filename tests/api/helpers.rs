@@ -173,6 +173,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
+    /// The server's process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.proc.as_ref().map(|p| p.0.id())
+    }
+
     /// SIGKILL: Redis gets no chance to write anything beyond what its AOF already has.
     pub fn stop(&mut self) {
         self.proc = None;
@@ -604,10 +609,15 @@ pub fn encode_key(key: &str) -> String {
 /// The real binary with the settings that point it at `backends` (add or override with
 /// `.env`); for one-shot commands like `flush` or `replay-dead-letters`.
 pub fn blobproxy_command(backends: &Backends) -> Command {
+    blobproxy_command_for(&backends.redis.url(), &backends.s3.endpoint())
+}
+
+/// The real binary pointed at the Redis at `redis_url` and the S3 at `s3_endpoint`.
+pub fn blobproxy_command_for(redis_url: &str, s3_endpoint: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_blobproxy"));
     command
-        .env("BLOBPROXY_REDIS_URL", backends.redis.url())
-        .env("BLOBPROXY_S3_ENDPOINT", backends.s3.endpoint())
+        .env("BLOBPROXY_REDIS_URL", redis_url)
+        .env("BLOBPROXY_S3_ENDPOINT", s3_endpoint)
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
     command
@@ -621,8 +631,23 @@ pub struct BlobproxyProcess {
 
 impl BlobproxyProcess {
     pub fn spawn(args: &[&str], backends: &Backends, env: &[(&str, String)], log: &Path) -> Self {
-        let log = std::fs::File::create(log).unwrap();
-        let child = blobproxy_command(backends)
+        Self::spawn_from(blobproxy_command(backends), args, env, log)
+    }
+
+    /// Like [`BlobproxyProcess::spawn`], from a command already pointed at its Redis and S3;
+    /// appends to `log` (a restarted process keeps its predecessor's lines).
+    pub fn spawn_from(
+        mut command: Command,
+        args: &[&str],
+        env: &[(&str, String)],
+        log: &Path,
+    ) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = command
             .args(args)
             .env("BLOBPROXY_WORKER_POLL_MS", "50")
             .env("RUST_LOG", "warn")

@@ -6,6 +6,7 @@ mod hostile;
 mod keys;
 
 mod bad_input;
+mod chaos;
 mod cli;
 mod cluster;
 mod deploy_files;

@@ -13,6 +13,8 @@ struct Faults {
     /// Object paths (`/bucket/key`) refused, with the status and S3 error code they get.
     refused: Vec<(String, u16, String)>,
     refused_count: u64,
+    /// Every request gets this status and S3 error code, until `allow_all`.
+    failing: Option<(u16, String)>,
     /// The next this-many object writes get 503 SlowDown with this `Retry-After` (seconds).
     slow_downs: (u32, u64),
     /// When each object write arrived.
@@ -80,8 +82,15 @@ impl S3Proxy {
         ));
     }
 
+    /// Every request gets `status` with the S3 error `code` until `allow_all`.
+    pub fn fail_every_request(&self, status: u16, code: &str) {
+        self.faults.lock().unwrap().failing = Some((status, code.to_owned()));
+    }
+
     pub fn allow_all(&self) {
-        self.faults.lock().unwrap().refused.clear();
+        let mut faults = self.faults.lock().unwrap();
+        faults.refused.clear();
+        faults.failing = None;
     }
 
     /// The next `count` object writes get 503 SlowDown asking to retry after `secs`.
@@ -113,7 +122,8 @@ async fn forward(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
             .refused
             .iter()
             .find(|(refused, _, _)| *refused == path)
-            .map(|(_, status, code)| (*status, code.clone()));
+            .map(|(_, status, code)| (*status, code.clone()))
+            .or_else(|| faults.failing.clone());
         if refused.is_some() {
             faults.refused_count += 1;
         }

@@ -15,14 +15,14 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use crate::helpers::*;
 
 /// dnsmasq answering `web` with one A record per replica, like Docker's DNS for a service.
-struct Dns {
+pub struct Dns {
     child: Child,
     hosts: PathBuf,
-    port: u16,
+    pub port: u16,
 }
 
 impl Dns {
-    fn start(dir: &Path, replicas: &[&str]) -> Self {
+    pub fn start(dir: &Path, replicas: &[&str]) -> Self {
         let hosts = dir.join("hosts");
         // Written before the start: a SIGHUP that arrives before dnsmasq installs its handler
         // would kill it.
@@ -52,7 +52,7 @@ impl Dns {
     }
 
     /// Replaces the replica list and makes dnsmasq re-read it.
-    fn set(&self, replicas: &[&str]) {
+    pub fn set(&self, replicas: &[&str]) {
         let lines = hosts_file(replicas);
         // Atomically, so dnsmasq never reads a half-written file.
         let tmp = self.hosts.with_extension("tmp");

@@ -32,6 +32,10 @@ local needs_job = redis.call('ZADD', dirty, 'NX', math.floor(now_us / 1000), key
 redis.call('ZADD', dirty_by_key, 0, key)
 -- A new write gives a dead-lettered key a fresh start.
 if redis.call('HDEL', dead, key) == 1 then needs_job = 1 end
+-- A new version of a key S3 has been failing for gets its next turn now (the sweep takes it
+-- within seconds), not after the key's backoff: S3 may take it again, and a `wc=1` write
+-- waits for it.
+if needs_job == 0 then redis.call('ZADD', retry, 'XX', 'LT', math.floor(now_us / 1000), key) end
 if needs_job == 1 then
   queue_job({queue_data, queue_meta, queue_active}, job_id, key, vs)
 end

@@ -11,6 +11,8 @@ local first, now_us = next_versions(version_counter, n)
 local now_ms = math.floor(now_us / 1000)
 -- Dead letters are rare: look them up per write only when there are some.
 local any_dead = redis.call('HLEN', dead) > 0
+-- Keys S3 has been failing for get their next turn now, as in put.lua.
+local any_failing = redis.call('ZCARD', retry) > 0
 local versions, queued, job_keys = {}, {}, {}
 for i = 1, n do
   local record, a = KEYS[FIRST_MORE_KEY + i - 1], FIRST_MORE_ARG + (i - 1) * 5
@@ -32,7 +34,11 @@ for i = 1, n do
   redis.call('ZADD', dirty_by_key, 0, key)
   -- A new write gives a dead-lettered key a fresh start.
   if any_dead and redis.call('HDEL', dead, key) == 1 then needs_job = 1 end
-  if needs_job == 1 then job_keys[#job_keys + 1] = key end
+  if needs_job == 1 then
+    job_keys[#job_keys + 1] = key
+  elseif any_failing then
+    redis.call('ZADD', retry, 'XX', 'LT', now_ms, key)
+  end
   versions[i] = vs
   queued[i] = needs_job
 end

@@ -21,7 +21,7 @@ lua_script! {
     pub(in crate::cache) struct Put<'a> = LAYOUT_LUA,
         [NEXT_VERSION_LUA, QUEUE_JOB_LUA, include_str!("put.lua")] {
         keys { record, version_counter, dirty, dead, queue_data, queue_meta, queue_active,
-               dirty_by_key, stage }
+               dirty_by_key, stage, retry }
         args { data: &'a [u8], extension: &'a str, key: &'a str, kind: &'a str,
                content_type: &'a str, job_id: &'a str, staged: bool }
     }
@@ -33,7 +33,8 @@ lua_script! {
     /// content type).
     pub(in crate::cache) struct PutBatch<'a> = LAYOUT_LUA,
         [NEXT_VERSION_LUA, QUEUE_JOB_LUA, include_str!("put_batch.lua")] {
-        keys { version_counter, dirty, dead, queue_data, queue_meta, queue_active, dirty_by_key }
+        keys { version_counter, dirty, dead, queue_data, queue_meta, queue_active, dirty_by_key,
+               retry }
         args { job_id: &'a str }
     }
 }
