@@ -69,3 +69,36 @@ impl Drop for TcpCut {
         self.generation.send_modify(|g| *g += 1);
     }
 }
+
+/// The fault the nemesis uses does cut a process off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_replica_cut_off_from_redis_answers_503_until_healed() {
+    use crate::helpers::*;
+    use std::time::Duration;
+    let backends = Backends::start().await;
+    let cut = TcpCut::start(backends.redis.port).await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let _replica = BlobproxyProcess::spawn_from(
+        blobproxy_command_for(
+            &format!("redis://127.0.0.1:{}", cut.port),
+            &backends.s3.endpoint(),
+        ),
+        &["serve"],
+        &[("BLOBPROXY_BIND", format!("127.0.0.1:{port}"))],
+        &dir.path().join("serve.log"),
+    );
+    wait_for_addr(&format!("127.0.0.1:{port}"), "replica").await;
+    let http = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/blobs/cut/a");
+    assert_eq!(http.put(&url).body("x").send().await.unwrap().status(), 201);
+    cut.cut();
+    // Cut off, the replica answers 503 (after its 2 s wait for a new connection).
+    assert_eq!(http.get(&url).send().await.unwrap().status(), 503);
+    assert_eq!(http.put(&url).body("y").send().await.unwrap().status(), 503);
+    cut.heal();
+    eventually(Duration::from_secs(10), "answers again", || async {
+        (http.get(&url).send().await.ok()?.status() == 200).then_some(())
+    })
+    .await;
+}
