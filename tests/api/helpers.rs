@@ -518,6 +518,21 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Polls `/status` until `ready` holds of it; returns it, or panics after `within`.
+    pub async fn status_when(
+        &self,
+        within: Duration,
+        what: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let ready = &ready;
+        eventually(within, what, || async move {
+            let status = self.status().await;
+            ready(&status).then_some(status)
+        })
+        .await
+    }
+
     /// GETs `path` (with its query) and returns the JSON body, whatever the status.
     pub async fn get_json(&self, path: &str) -> serde_json::Value {
         let url = format!("{}{path}", self.address);
@@ -621,6 +636,18 @@ pub fn blobproxy_command_for(redis_url: &str, s3_endpoint: &str) -> Command {
         .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
         .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
     command
+}
+
+/// Runs a one-shot `blobproxy` command to its end; panics with what it said on stderr unless
+/// it succeeded.
+pub fn succeeds(command: &mut Command) -> std::process::Output {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// A `blobproxy` child process; killed when dropped.

@@ -52,15 +52,13 @@ async fn keys_s3_keeps_failing_for_cost_only_their_own_retries_and_drain_once_it
 
     let started = Instant::now();
     put_many(&app, &ledger, "healthy", 1000).await;
-    let status = eventually(
-        Duration::from_secs(60),
-        "every healthy write in S3, only the poisoned keys dirty",
-        || async {
-            let status = app.status().await;
-            (status["dirty"] == 4 && status["failing_keys"] == 4).then_some(status)
-        },
-    )
-    .await;
+    let status = app
+        .status_when(
+            Duration::from_secs(60),
+            "every healthy write in S3, only the poisoned keys dirty",
+            |status| status["dirty"] == 4 && status["failing_keys"] == 4,
+        )
+        .await;
     println!(
         "1000 healthy writes put and drained past 4 failing keys in {:?}",
         started.elapsed()
@@ -196,15 +194,13 @@ async fn keys_an_earlier_version_allowed_are_dead_lettered_with_the_reason_and_c
 
     let app = TestApp::spawn(&settings).await;
     let _worker = TestWorker::spawn(&settings).await;
-    let status = eventually(
-        Duration::from_secs(30),
-        "the valid keys drained, the refused ones dead-lettered",
-        || async {
-            let status = app.status().await;
-            (status["dead_letters"] == 3 && status["dirty"] == 3).then_some(status)
-        },
-    )
-    .await;
+    let status = app
+        .status_when(
+            Duration::from_secs(30),
+            "the valid keys drained, the refused ones dead-lettered",
+            |status| status["dead_letters"] == 3 && status["dirty"] == 3,
+        )
+        .await;
     for (key, why) in &refused {
         let letter = status["dead_letter_sample"]
             .as_array()
@@ -231,26 +227,16 @@ async fn keys_an_earlier_version_allowed_are_dead_lettered_with_the_reason_and_c
 
     // The operator reads one out...
     let bytes_of = |key: &str| written.iter().find(|(k, _)| *k == key).unwrap().1.clone();
-    let out = blobproxy_command(&backends)
-        .args(["dead-letters", "export", "   "])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(blobproxy_command(&backends).args(["dead-letters", "export", "   "]));
     assert_eq!(out.stdout, bytes_of("   "));
     // ...moves another under a valid key, where it drains as any write...
-    let out = blobproxy_command(&backends)
-        .args(["dead-letters", "move", "old/\u{FFFE}", "old/renamed"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(blobproxy_command(&backends).args([
+        "dead-letters",
+        "move",
+        "old/\u{FFFE}",
+        "old/renamed",
+    ]));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("moved"));
     let renamed = eventually(Duration::from_secs(20), "old/renamed in S3", || {
         backends.s3.object("old/renamed")
     })
@@ -267,29 +253,18 @@ async fn keys_an_earlier_version_allowed_are_dead_lettered_with_the_reason_and_c
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let status = eventually(Duration::from_secs(10), "two dead letters left", || async {
-        let status = app.status().await;
-        (status["dead_letters"] == 2 && status["dirty"] == 2).then_some(status)
-    })
-    .await;
+    let status = app
+        .status_when(Duration::from_secs(10), "two dead letters left", |status| {
+            status["dead_letters"] == 2 && status["dirty"] == 2
+        })
+        .await;
     // A replay gives the two left another drain, which parks them again: never dropped.
-    let out = blobproxy_command(&backends)
-        .arg("replay-dead-letters")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(blobproxy_command(&backends).arg("replay-dead-letters"));
     assert!(String::from_utf8_lossy(&out.stdout).contains("re-queued 2"));
-    eventually(
+    app.status_when(
         Duration::from_secs(20),
         "parked again after the replay",
-        || async {
-            let status = app.status().await;
-            (status["dead_letters"] == 2 && status["dirty"] == 2).then_some(())
-        },
+        |status| status["dead_letters"] == 2 && status["dirty"] == 2,
     )
     .await;
     assert_eq!(status["dirty"], 2);

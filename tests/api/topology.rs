@@ -141,6 +141,22 @@ fn nginx_binary() -> PathBuf {
 
 pub struct Nginx(Child);
 
+/// nginx running the project's config on a free port, in front of the replicas that `dns`
+/// names `web` on `web_port` (trusting a DNS answer for 1 s); and its base URL.
+pub async fn nginx_in_front(dir: &Path, dns: &Dns, web_port: u16) -> (Nginx, String) {
+    let nginx_port = free_port();
+    let vars = HashMap::from([
+        ("NGINX_PORT", nginx_port.to_string()),
+        ("NGINX_RESOLVER", format!("127.0.0.1:{}", dns.port)),
+        ("NGINX_RESOLVER_VALID", "1s".to_owned()),
+        ("BLOBPROXY_UPSTREAM", format!("web:{web_port}")),
+        ("NGINX_CLIENT_MAX_BODY_SIZE", "22m".to_owned()),
+    ]);
+    let config = render_nginx(dir, &vars);
+    let nginx = Nginx::start(dir, &config, nginx_port).await;
+    (nginx, format!("http://127.0.0.1:{nginx_port}"))
+}
+
 impl Nginx {
     pub async fn start(dir: &Path, config: &Path, port: u16) -> Self {
         let child = Command::new(nginx_binary())
@@ -309,17 +325,7 @@ async fn nginx_round_robins_over_replicas_and_follows_them_as_they_come_and_go()
     }
     let dns = Dns::start(dir.path(), &ips);
     wait_for_addr(&format!("127.0.0.1:{}", dns.port), "dnsmasq").await;
-    let nginx_port = free_port();
-    let vars = HashMap::from([
-        ("NGINX_PORT", nginx_port.to_string()),
-        ("NGINX_RESOLVER", format!("127.0.0.1:{}", dns.port)),
-        ("NGINX_RESOLVER_VALID", "1s".to_owned()),
-        ("BLOBPROXY_UPSTREAM", format!("web:{web_port}")),
-        ("NGINX_CLIENT_MAX_BODY_SIZE", "22m".to_owned()),
-    ]);
-    let config = render_nginx(dir.path(), &vars);
-    let _nginx = Nginx::start(dir.path(), &config, nginx_port).await;
-    let base = format!("http://127.0.0.1:{nginx_port}");
+    let (_nginx, base) = nginx_in_front(dir.path(), &dns, web_port).await;
     // No connection reuse on our side, like many independent clients.
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
@@ -435,7 +441,7 @@ async fn nginx_round_robins_over_replicas_and_follows_them_as_they_come_and_go()
 
     // nginx's own errors are JSON like the API's. A body over NGINX_CLIENT_MAX_BODY_SIZE is
     // refused from its Content-Length alone (so the test sends no body):
-    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", nginx_port))
+    let mut stream = tokio::net::TcpStream::connect(base.trim_start_matches("http://"))
         .await
         .unwrap();
     stream
@@ -577,17 +583,7 @@ async fn a_write_in_flight_on_a_replica_that_dies_gets_503_replicas_unavailable_
     // Only the doomed replica in DNS: the write goes there.
     let dns = Dns::start(dir.path(), &["127.0.0.2"]);
     wait_for_addr(&format!("127.0.0.1:{}", dns.port), "dnsmasq").await;
-    let nginx_port = free_port();
-    let vars = HashMap::from([
-        ("NGINX_PORT", nginx_port.to_string()),
-        ("NGINX_RESOLVER", format!("127.0.0.1:{}", dns.port)),
-        ("NGINX_RESOLVER_VALID", "1s".to_owned()),
-        ("BLOBPROXY_UPSTREAM", format!("web:{web_port}")),
-        ("NGINX_CLIENT_MAX_BODY_SIZE", "22m".to_owned()),
-    ]);
-    let config = render_nginx(dir.path(), &vars);
-    let _nginx = Nginx::start(dir.path(), &config, nginx_port).await;
-    let base = format!("http://127.0.0.1:{nginx_port}");
+    let (_nginx, base) = nginx_in_front(dir.path(), &dns, web_port).await;
     let http = reqwest::Client::new();
     eventually(
         Duration::from_secs(20),

@@ -4,7 +4,6 @@
 //! cut off; or a 3-master cluster with a replica each and `BLOBPROXY_REDIS_REPLICA_ACKS=1`),
 //! and s3s-fs behind the fault proxy. And how each fault of the nemesis is done and undone.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
@@ -14,7 +13,7 @@ use super::tcp_cut::TcpCut;
 use crate::cluster::Cluster;
 use crate::helpers::*;
 use crate::s3_proxy::S3Proxy;
-use crate::topology::{Dns, Nginx, render_nginx};
+use crate::topology::{Dns, Nginx, nginx_in_front};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Topology {
@@ -102,17 +101,8 @@ impl Cast {
         for ip in REPLICA_IPS {
             wait_for_addr(&format!("{ip}:{web_port}"), "replica").await;
         }
-        let nginx_port = free_port();
-        let vars = HashMap::from([
-            ("NGINX_PORT", nginx_port.to_string()),
-            ("NGINX_RESOLVER", format!("127.0.0.1:{}", cast.dns.port)),
-            ("NGINX_RESOLVER_VALID", "1s".to_owned()),
-            ("BLOBPROXY_UPSTREAM", format!("web:{web_port}")),
-            ("NGINX_CLIENT_MAX_BODY_SIZE", "22m".to_owned()),
-        ]);
-        let config = render_nginx(cast.dir.path(), &vars);
-        cast._nginx = Some(Nginx::start(cast.dir.path(), &config, nginx_port).await);
-        cast.nginx_url = format!("http://127.0.0.1:{nginx_port}");
+        let (nginx, url) = nginx_in_front(cast.dir.path(), &cast.dns, web_port).await;
+        (cast._nginx, cast.nginx_url) = (Some(nginx), url);
         let http = reqwest::Client::new();
         eventually(
             Duration::from_secs(30),
