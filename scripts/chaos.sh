@@ -5,10 +5,13 @@
 # reads the whole history and ends its report with `anomalies: N` (exit 1 when N > 0).
 #
 #   scripts/chaos.sh [--seed N] [--duration SECONDS] [--topology single|cluster|both]
+#                    [--replica-acks N]
 #
 # Defaults: the fixed seeds scripts/test.sh runs (22 for the single Redis, 12 for the cluster: each meets most kinds of fault),
 # 50 s, both topologies. An hour: scripts/chaos.sh --seed 42 --duration 3600. Reports go to
-# target/tmp/chaos-<topology>-<seed>.log.
+# target/tmp/chaos-<topology>-<seed>.log. --replica-acks sets the cluster's
+# BLOBPROXY_REDIS_REPLICA_ACKS (default 1); with 0 a failover may lose acknowledged writes by
+# design, and what the checker finds is counted and shown instead of failing the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -18,6 +21,7 @@ while [ $# -gt 0 ]; do
     --seed) export CHAOS_SEED="$2"; shift 2 ;;
     --duration) export CHAOS_SECS="$2"; shift 2 ;;
     --topology) topology="$2"; shift 2 ;;
+    --replica-acks) export CHAOS_REPLICA_ACKS="$2"; shift 2 ;;
     *) echo "unknown argument: $1 (see the top of $0)" >&2; exit 2 ;;
   esac
 done

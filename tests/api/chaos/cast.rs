@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use super::nemesis::{Fault, Member};
+use super::nemesis::{Fault, Member, Side};
 use super::tcp_cut::TcpCut;
 use crate::cluster::Cluster;
 use crate::helpers::*;
@@ -33,10 +33,13 @@ struct Player {
     env: Vec<(&'static str, String)>,
     /// Its own way to Redis (single Redis only).
     cut: Option<TcpCut>,
+    /// Its own way to S3 (to the fault proxy).
+    s3_cut: TcpCut,
     running: Option<BlobproxyProcess>,
 }
 
 pub struct Cast {
+    replica_acks: u32,
     dir: tempfile::TempDir,
     redis: Redis,
     proxy: S3Proxy,
@@ -53,7 +56,8 @@ pub struct Cast {
 const REPLICA_IPS: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
 
 impl Cast {
-    pub async fn start(topology: Topology) -> Self {
+    /// `replica_acks`: `BLOBPROXY_REDIS_REPLICA_ACKS` of a cluster.
+    pub async fn start(topology: Topology, replica_acks: u32) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let redis = match topology {
             Topology::Single => {
@@ -72,6 +76,7 @@ impl Cast {
         let proxy = S3Proxy::start(s3_port).await;
         let web_port = free_port();
         let mut cast = Cast {
+            replica_acks,
             redis,
             proxy,
             replicas: Vec::new(),
@@ -130,7 +135,10 @@ impl Cast {
                     "BLOBPROXY_REDIS_CLUSTER_NODES",
                     cluster.node_urls().join(","),
                 ));
-                env.push(("BLOBPROXY_REDIS_REPLICA_ACKS", "1".to_owned()));
+                env.push((
+                    "BLOBPROXY_REDIS_REPLICA_ACKS",
+                    self.replica_acks.to_string(),
+                ));
                 None
             }
         };
@@ -139,6 +147,7 @@ impl Cast {
             name,
             env,
             cut,
+            s3_cut: TcpCut::start(self.proxy.port).await,
             running: None,
         };
         player.running = Some(self.launch(&player));
@@ -148,7 +157,9 @@ impl Cast {
     /// Starts `player`'s process, logging to `<name>.log` (appended across restarts).
     fn launch(&self, player: &Player) -> BlobproxyProcess {
         let log = self.dir.path().join(format!("{}.log", player.name));
-        let command = self.command(player.cut.as_ref());
+        let mut command = self.command(player.cut.as_ref());
+        let s3 = format!("http://127.0.0.1:{}", player.s3_cut.port);
+        command.env("BLOBPROXY_S3_ENDPOINT", s3);
         BlobproxyProcess::spawn_from(command, &[player.args], &player.env, &log)
     }
 
@@ -231,9 +242,11 @@ impl Cast {
                 writes,
                 retry_after,
             } => self.proxy.slow_down(*writes, *retry_after),
-            Fault::Partition(member) => {
-                if let Some(cut) = &self.member(*member).cut {
-                    cut.cut();
+            Fault::Partition(member, side) => {
+                let player = self.member_ref(*member);
+                match side {
+                    Side::Redis => player.cut.as_ref().expect("single Redis").cut(),
+                    Side::S3 => player.s3_cut.cut(),
                 }
             }
             Fault::RedisFull => self.set_maxmemory(true).await,
@@ -254,9 +267,11 @@ impl Cast {
             Fault::S3Slow(_) => self.proxy.set_delay(Duration::ZERO),
             Fault::S3Errors(..) => self.proxy.allow_all(),
             Fault::S3SlowDown { .. } => self.proxy.slow_down(0, 0),
-            Fault::Partition(member) => {
-                if let Some(cut) = &self.member(*member).cut {
-                    cut.heal();
+            Fault::Partition(member, side) => {
+                let player = self.member_ref(*member);
+                match side {
+                    Side::Redis => player.cut.as_ref().expect("single Redis").heal(),
+                    Side::S3 => player.s3_cut.heal(),
                 }
             }
             Fault::RedisFull => self.set_maxmemory(false).await,

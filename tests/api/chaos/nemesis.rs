@@ -13,6 +13,13 @@ pub enum Member {
     Worker(usize),
 }
 
+/// What a partition cuts a process off from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Redis,
+    S3,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
     /// SIGKILL, restarted when the fault ends.
@@ -32,8 +39,9 @@ pub enum Fault {
     S3Errors(u16, &'static str),
     /// The next object writes answered 503 SlowDown with `Retry-After` seconds.
     S3SlowDown { writes: u32, retry_after: u64 },
-    /// The process's connections to Redis dropped and refused (single Redis only).
-    Partition(Member),
+    /// The process's connections to Redis or S3 dropped and refused (to Redis: single Redis
+    /// only).
+    Partition(Member, Side),
     /// Redis's `maxmemory` lowered to what it already holds: writes answer `cache_full`.
     RedisFull,
 }
@@ -47,14 +55,14 @@ pub struct Planned {
 }
 
 /// The faults of a run of `length` with `replicas` and `workers`, one at a time with gaps, in
-/// the last part of it none (the run ends with faults healed). `partitions`: whether the
-/// topology can cut one process off from Redis.
+/// the last part of it none (the run ends with faults healed). `redis_partitions`: whether
+/// the topology can cut one process off from Redis.
 pub fn schedule(
     seed: u64,
     length: Duration,
     replicas: usize,
     workers: usize,
-    partitions: bool,
+    redis_partitions: bool,
 ) -> Vec<Planned> {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x6e656d65_73697321);
     let mut planned = Vec::new();
@@ -88,8 +96,9 @@ pub fn schedule(
                 writes: rng.random_range(1..20),
                 retry_after: rng.random_range(1..4),
             },
-            8 | 9 if partitions => Fault::Partition(member(&mut rng)),
-            8 | 9 => Fault::Kill(member(&mut rng)),
+            8 => Fault::Partition(member(&mut rng), Side::S3),
+            9 if redis_partitions => Fault::Partition(member(&mut rng), Side::Redis),
+            9 => Fault::Kill(member(&mut rng)),
             _ => Fault::RedisFull,
         };
         planned.push(Planned { at, lasts, fault });
@@ -113,6 +122,6 @@ fn one_seed_gives_one_schedule_and_the_run_ends_healed() {
     assert!(
         schedule(7, length, 3, 2, false)
             .iter()
-            .all(|p| !matches!(p.fault, Fault::Partition(_)))
+            .all(|p| !matches!(p.fault, Fault::Partition(_, Side::Redis)))
     );
 }
