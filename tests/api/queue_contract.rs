@@ -329,7 +329,11 @@ async fn a_reply_that_does_not_come_stalls_apalis_worker_without_an_error() {
     hold.store(true, Ordering::Relaxed);
     let waiting = DrainJob::one("stall/b".into(), 2);
     writer.push(waiting.clone()).await.unwrap();
-    let held = tokio::time::timeout(Duration::from_secs(12), ran.recv()).await;
+    // Held for 5 s: long enough to show the stall (a healthy worker fetches within a poll),
+    // and shorter than the ~10 s after which a worker that misses its heartbeats counts as
+    // dead and leaves the queue's worker set, which would end it with an error once the
+    // replies come (seen once in CI with a 12 s hold on a loaded machine).
+    let held = tokio::time::timeout(Duration::from_secs(5), ran.recv()).await;
     assert!(
         held.is_err(),
         "the worker ran a job while its replies were held"
