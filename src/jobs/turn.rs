@@ -14,8 +14,9 @@ use crate::store::{BlobStore, StoreError};
 /// is dead-lettered.
 const PERMANENT_ATTEMPTS: usize = 4;
 
-/// Attempts in a row for transient failures (each one the SDK's own few) before the drain
-/// gives its slot back and the key waits for its next turn.
+/// Attempts in a row for transient failures before the drain gives its slot back and the key
+/// waits for its next turn. Each is one request (the store does not retry these itself), so
+/// a turn against a server answering 500 holds a slot for three requests and two short pauses.
 const TRANSIENT_ATTEMPTS: usize = 3;
 
 /// Longest pause between attempts in a row; S3 asking for longer ends the turn instead.

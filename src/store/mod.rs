@@ -110,11 +110,12 @@ pub struct Upload {
 /// own lifecycle rules remove.
 #[async_trait::async_trait]
 pub trait BlobStore: MultipartUpload + Send + Sync + 'static {
-    /// Stores a whole blob as the object of `key`, with its version and extension.
+    /// Stores a whole blob as the object of `key`, with its version and extension. One attempt:
+    /// the drain, its only caller, retries.
     async fn put(&self, key: &BlobKey, blob: &Blob) -> Result<(), StoreError>;
 
     /// Removes the object, as the delete numbered `version`; a missing object is not an error
-    /// (deletes are idempotent).
+    /// (deletes are idempotent). One attempt: the drain, its only caller, retries.
     async fn delete(&self, key: &BlobKey, version: u64) -> Result<(), StoreError>;
 
     /// Starts reading an object: its metadata now, its bytes as they arrive.

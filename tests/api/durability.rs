@@ -514,8 +514,7 @@ async fn slow_down_answers_are_retried_no_sooner_than_retry_after() {
     settings.s3.endpoint = Some(proxy.endpoint());
     let app = TestApp::spawn(&settings).await;
     let _worker = TestWorker::spawn(&settings).await;
-    // The SDK retries a 503 itself (3 attempts); then our backoff takes over and must wait
-    // at least the 3 s S3 asked for.
+    // Each answer asks for 3 s; the drain's next attempt must wait at least that.
     proxy.slow_down(3, 3);
     let response = app.put("throttled", "", b"patience").await;
     assert_eq!(response.status(), 201);

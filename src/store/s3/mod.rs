@@ -146,6 +146,14 @@ impl S3Store {
     }
 }
 
+/// One attempt, no retry of the SDK's own, for the drain's stores and deletes: the drain
+/// retries them itself (`jobs/turn.rs`), a short turn at a time, so that a key S3 keeps
+/// failing for holds a worker slot for one request, not for the SDK's backoff (seconds).
+fn drain_attempt() -> aws_sdk_s3::config::Builder {
+    aws_sdk_s3::config::Builder::default()
+        .retry_config(aws_sdk_s3::config::retry::RetryConfig::standard().with_max_attempts(1))
+}
+
 #[async_trait::async_trait]
 impl BlobStore for S3Store {
     #[tracing::instrument(skip_all, fields(%key, version = blob.version, size = blob.data.len()))]
@@ -158,6 +166,7 @@ impl BlobStore for S3Store {
             .content_type(&blob.content_type)
             .set_metadata(Some(metadata::of_blob(&blob.extension, blob.version)))
             .customize()
+            .config_override(drain_attempt())
             // The body is not part of the signature (UNSIGNED-PAYLOAD, as presigned uploads
             // are): the headers still are. Saves a SHA-256 pass over every blob.
             .disable_payload_signing()
@@ -177,6 +186,8 @@ impl BlobStore for S3Store {
             .delete_object()
             .bucket(&self.bucket)
             .key(key.as_str())
+            .customize()
+            .config_override(drain_attempt())
             .send()
             .await
         {
