@@ -62,6 +62,12 @@ async fn drain_job(
     activity: Data<Arc<Activity>>,
 ) -> Result<(), BoxDynError> {
     let _running = Running::start(&activity);
+    if let Some(why) = &job.unreadable {
+        // Another version's job: done with, so it cannot come back; its keys stay dirty, and
+        // the sweep drains them once they are seen to have no job.
+        tracing::error!(%why, "set aside a drain job this version cannot read");
+        return Ok(());
+    }
     // The keys of one job (a batch of writes) drain side by side; a failure of any has the
     // whole job delivered again, which finds the drained ones clean.
     let drains = job.keys().map(|key| drainer.drain(key, job.version));

@@ -269,6 +269,51 @@ async fn a_job_apalis_cannot_read_ends_its_whole_worker() {
     );
 }
 
+/// A job in another version's shape (JSON, but not ours) decodes as set aside, not as an
+/// error: apalis's worker runs it (ours acknowledges it) and goes on with the next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_in_another_versions_shape_is_set_aside_and_the_worker_goes_on() {
+    let backends = Backends::start().await;
+    let (queue, _, mut link) = connect(&backends.settings()).await;
+    let (keys, shard) = shard_of(&link, "contract/other");
+    queue
+        .push(DrainJob::one("contract/other".into(), 1))
+        .await
+        .unwrap();
+    let other: Vec<String> = redis::cmd("LRANGE")
+        .arg(&keys.active)
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut link)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&keys.data)
+        .arg(&other[0])
+        .arg(r#"{"keys":["contract/other"],"v":7}"#)
+        .query_async(&mut link)
+        .await
+        .unwrap();
+    let next = DrainJob::one("contract/other".into(), 2);
+    queue.push(next.clone()).await.unwrap();
+
+    let (mut ran, running) = apalis_worker(&queue, shard);
+    let first = tokio::time::timeout(Duration::from_secs(30), ran.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let why = first.unreadable.clone().expect("decoded as set aside");
+    assert!(
+        why.contains("missing field `key`") && why.contains(r#""v":7"#),
+        "{why}"
+    );
+    assert_eq!(first.keys().filter(|k| !k.is_empty()).count(), 0);
+    let second = tokio::time::timeout(Duration::from_secs(30), ran.recv()).await;
+    assert_eq!(second.unwrap().unwrap(), next);
+    assert!(!running.is_finished());
+    running.abort();
+}
+
 /// A TCP proxy to Redis at `redis_port` that holds Redis's replies while `hold` is set
 /// (requests still pass): a Redis, or a link to it, that stops answering without closing.
 async fn reply_holding_proxy(redis_port: u16, hold: Arc<AtomicBool>) -> u16 {

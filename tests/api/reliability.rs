@@ -331,3 +331,48 @@ async fn keys_waiting_in_a_long_queue_are_not_taken_for_lost_jobs_but_a_lost_job
     assert_eq!(orphans_counted(&app).await, 1);
     settle_and_verify(&app, &backends, &ledger, "a long queue, then a lost job", 1).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_another_version_wrote_is_set_aside_and_its_key_drained_by_the_sweep() {
+    use redis::AsyncCommands as _;
+    let backends = Backends::start().await;
+    let settings = backends.settings();
+    let app = TestApp::spawn(&settings).await;
+    let data = random_bytes(300);
+    let written: serde_json::Value = app
+        .put("upgrade/job", "", &data)
+        .await
+        .json()
+        .await
+        .unwrap();
+    // The write's job, rewritten as a later version might write it.
+    let layout = redis_layout();
+    let mut redis = backends.redis.client().await;
+    let jobs: Vec<String> = redis.lrange(&layout.queue.active, 0, -1).await.unwrap();
+    assert_eq!(jobs.len(), 1);
+    let _: () = redis
+        .hset(
+            &layout.queue.data,
+            &jobs[0],
+            r#"{"keys":["upgrade/job"],"v":9}"#,
+        )
+        .await
+        .unwrap();
+    let _worker = TestWorker::spawn(&settings).await;
+    let version = written["version"].as_u64().unwrap();
+    let stored = eventually(Duration::from_secs(40), "upgrade/job in S3", || {
+        backends.s3.object_at("upgrade/job", version)
+    })
+    .await;
+    assert_eq!(stored.data, data);
+    // Drained by the sweep, as a key whose job was lost; the worker kept draining.
+    assert_eq!(orphans_counted(&app).await, 1);
+    let response = app.put("upgrade/after", "", b"next").await;
+    let version = response.json::<serde_json::Value>().await.unwrap()["version"]
+        .as_u64()
+        .unwrap();
+    eventually(Duration::from_secs(20), "upgrade/after in S3", || {
+        backends.s3.object_at("upgrade/after", version)
+    })
+    .await;
+}
