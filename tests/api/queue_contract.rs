@@ -224,6 +224,28 @@ async fn apalis_runs_the_jobs_our_scripts_write_on_a_cluster() {
     apalis_runs_our_jobs_and_records_them_done(&cluster.settings()).await;
 }
 
+/// Queues a job for `key` (into an empty queue) and overwrites what is stored of it with
+/// `stored`; returns the shard of its queue.
+async fn queue_stored_as(queue: &JobQueue, link: &mut RedisLink, key: &str, stored: &str) -> usize {
+    let (keys, shard) = shard_of(link, key);
+    queue.push(DrainJob::one(key.into(), 1)).await.unwrap();
+    let ids: Vec<String> = redis::cmd("LRANGE")
+        .arg(&keys.active)
+        .arg(0)
+        .arg(-1)
+        .query_async(link)
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(&keys.data)
+        .arg(&ids[0])
+        .arg(stored)
+        .query_async(link)
+        .await
+        .unwrap();
+    shard
+}
+
 /// What `blobproxy worker`'s restart loop (`jobs::worker::run`) works around: one job apalis
 /// cannot read (here a job whose data is not JSON) ends apalis's whole worker with an error,
 /// not that job alone, and the jobs it fetched with it run nowhere until apalis re-queues a
@@ -232,25 +254,7 @@ async fn apalis_runs_the_jobs_our_scripts_write_on_a_cluster() {
 async fn a_job_apalis_cannot_read_ends_its_whole_worker() {
     let backends = Backends::start().await;
     let (queue, _, mut link) = connect(&backends.settings()).await;
-    let (keys, shard) = shard_of(&link, "contract/poison");
-    queue
-        .push(DrainJob::one("contract/poison".into(), 1))
-        .await
-        .unwrap();
-    let poison: Vec<String> = redis::cmd("LRANGE")
-        .arg(&keys.active)
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut link)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg(&keys.data)
-        .arg(&poison[0])
-        .arg("not json")
-        .query_async(&mut link)
-        .await
-        .unwrap();
+    let shard = queue_stored_as(&queue, &mut link, "contract/poison", "not json").await;
     queue
         .push(DrainJob::one("contract/poison".into(), 2))
         .await
@@ -275,25 +279,8 @@ async fn a_job_apalis_cannot_read_ends_its_whole_worker() {
 async fn a_job_in_another_versions_shape_is_set_aside_and_the_worker_goes_on() {
     let backends = Backends::start().await;
     let (queue, _, mut link) = connect(&backends.settings()).await;
-    let (keys, shard) = shard_of(&link, "contract/other");
-    queue
-        .push(DrainJob::one("contract/other".into(), 1))
-        .await
-        .unwrap();
-    let other: Vec<String> = redis::cmd("LRANGE")
-        .arg(&keys.active)
-        .arg(0)
-        .arg(-1)
-        .query_async(&mut link)
-        .await
-        .unwrap();
-    let _: () = redis::cmd("HSET")
-        .arg(&keys.data)
-        .arg(&other[0])
-        .arg(r#"{"keys":["contract/other"],"v":7}"#)
-        .query_async(&mut link)
-        .await
-        .unwrap();
+    let other = r#"{"keys":["contract/other"],"v":7}"#;
+    let shard = queue_stored_as(&queue, &mut link, "contract/other", other).await;
     let next = DrainJob::one("contract/other".into(), 2);
     queue.push(next.clone()).await.unwrap();
 
