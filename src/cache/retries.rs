@@ -39,8 +39,8 @@ pub struct FailingKey {
 #[derive(Debug, Clone, Default)]
 pub struct Failing {
     pub count: u64,
-    /// Unix time in milliseconds of the oldest first failure.
-    pub oldest_since_ms: Option<u64>,
+    /// How long the longest-failing key has failed.
+    pub failing_for: Option<Duration>,
     pub sample: Vec<FailingKey>,
 }
 
@@ -108,7 +108,7 @@ impl BlobCache {
     /// How many keys are failing, since when, and up to `limit` of the longest-failing.
     pub async fn failing(&self, limit: usize) -> Result<Failing, CacheError> {
         let mut conn = self.conn();
-        let mut total = Failing::default();
+        let (mut total, mut oldest) = (Failing::default(), None);
         for shard in self.every_shard() {
             total.count += conn.zcard::<_, u64>(&shard.failing).await?;
             let since: Vec<(String, f64)> = conn
@@ -136,7 +136,7 @@ impl BlobCache {
                         error: String::new(),
                     });
                 let since = since as u64;
-                total.oldest_since_ms = Some(total.oldest_since_ms.map_or(since, |o| o.min(since)));
+                oldest = Some(oldest.map_or(since, |o: u64| o.min(since)));
                 total.sample.push(FailingKey {
                     key,
                     attempts,
@@ -146,6 +146,8 @@ impl BlobCache {
                 });
             }
         }
+        total.failing_for =
+            oldest.map(|since| Duration::from_millis(now_ms().saturating_sub(since)));
         total.sample.sort_by_key(|f| f.failing_since_ms);
         total.sample.truncate(limit);
         Ok(total)

@@ -38,10 +38,6 @@ impl BlobService {
             async { Ok(self.cache.dead_letters(100).await?) },
             async { Ok(self.cache.failing(100).await?) },
         )?;
-        let now_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_millis() as u64;
         Ok(Status {
             queued_jobs: queued,
             dirty,
@@ -49,9 +45,7 @@ impl BlobService {
             dead_letters: dead,
             dead_letter_sample: sample,
             failing_keys: failing.count,
-            failing_for_secs: failing
-                .oldest_since_ms
-                .map(|since| now_ms.saturating_sub(since) as f64 / 1000.0),
+            failing_for_secs: failing.failing_for.map(|d| d.as_secs_f64()),
             failing_sample: failing.sample,
         })
     }

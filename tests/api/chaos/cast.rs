@@ -204,6 +204,15 @@ impl Cast {
         }
     }
 
+    /// The proxy between `member` and `side` (to Redis: single Redis only).
+    fn cut_of(&self, member: Member, side: Side) -> &TcpCut {
+        let player = self.member_ref(member);
+        match side {
+            Side::Redis => player.cut.as_ref().expect("single Redis"),
+            Side::S3 => &player.s3_cut,
+        }
+    }
+
     fn member_ref(&self, member: Member) -> &Player {
         match member {
             Member::Replica(i) => &self.replicas[i],
@@ -242,13 +251,7 @@ impl Cast {
                 writes,
                 retry_after,
             } => self.proxy.slow_down(*writes, *retry_after),
-            Fault::Partition(member, side) => {
-                let player = self.member_ref(*member);
-                match side {
-                    Side::Redis => player.cut.as_ref().expect("single Redis").cut(),
-                    Side::S3 => player.s3_cut.cut(),
-                }
-            }
+            Fault::Partition(member, side) => self.cut_of(*member, *side).cut(),
             Fault::RedisFull => self.set_maxmemory(true).await,
         }
     }
@@ -267,13 +270,7 @@ impl Cast {
             Fault::S3Slow(_) => self.proxy.set_delay(Duration::ZERO),
             Fault::S3Errors(..) => self.proxy.allow_all(),
             Fault::S3SlowDown { .. } => self.proxy.slow_down(0, 0),
-            Fault::Partition(member, side) => {
-                let player = self.member_ref(*member);
-                match side {
-                    Side::Redis => player.cut.as_ref().expect("single Redis").heal(),
-                    Side::S3 => player.s3_cut.heal(),
-                }
-            }
+            Fault::Partition(member, side) => self.cut_of(*member, *side).heal(),
             Fault::RedisFull => self.set_maxmemory(false).await,
         }
     }
