@@ -80,7 +80,10 @@ async fn main() {
     reset(&mut link).await;
     let started = Instant::now();
     for i in 0..writes {
-        let written = cache.put(&key("new", i), "", "x/y", &data).await.unwrap();
+        let written = cache
+            .put(&key("new", i), "", "x/y", &data, None)
+            .await
+            .unwrap();
         assert!(written.queued);
     }
     let (usec, _) = script_usec(&mut link).await;
@@ -96,7 +99,10 @@ async fn main() {
     reset(&mut link).await;
     let started = Instant::now();
     for i in 0..writes {
-        let written = cache.put(&key("new", i), "", "x/y", &data).await.unwrap();
+        let written = cache
+            .put(&key("new", i), "", "x/y", &data, None)
+            .await
+            .unwrap();
         assert!(!written.queued);
     }
     let (usec, _) = script_usec(&mut link).await;
@@ -113,7 +119,10 @@ async fn main() {
     reset(&mut link).await;
     let started = Instant::now();
     for i in 0..writes {
-        let written = cache.put(&key("new", i), "", "x/y", &data).await.unwrap();
+        let written = cache
+            .put(&key("new", i), "", "x/y", &data, None)
+            .await
+            .unwrap();
         storage
             .push(DrainJob::one(key("new", i).to_string(), written.version))
             .await

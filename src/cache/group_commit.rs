@@ -11,6 +11,7 @@ use std::rc::Rc;
 
 use tokio::sync::oneshot;
 
+use super::requests::Request;
 use super::{BlobCache, CacheError, Written};
 use crate::redis_link::RedisLink;
 
@@ -26,6 +27,7 @@ pub(super) struct Queued {
     pub extension: String,
     pub content_type: String,
     pub data: Vec<u8>,
+    pub request: Request,
 }
 
 struct Waiting {
@@ -88,7 +90,7 @@ impl Batcher {
                 match written {
                     Ok(written) => {
                         for (waiting, written) in batch.into_iter().zip(written) {
-                            let _ = waiting.answer.send(Ok(written));
+                            let _ = waiting.answer.send(written);
                         }
                     }
                     Err(e) => {

@@ -7,7 +7,8 @@
 //! state lives, each key's name, the record's fields and each script's KEYS and ARGV: the
 //! [`layout`]. What [`BlobCache`] does, by concept:
 //! - [`writes`]: a new version (`put`, `delete`), one at a time or a group-committed batch
-//!   ([`group_commit`] gathers them), and the two steps of a write-through.
+//!   ([`group_commit`] gathers them), and the two steps of a write-through. A write that
+//!   names its request is applied once ([`requests`]).
 //! - [`reads`]: a record, re-caching a blob read from S3, summaries for a listing.
 //! - [`draining`]: the drain's side: upload leases ([`UploadLease`], which the write-through
 //!   holds too), marking a version clean, the drain counters.
@@ -25,6 +26,7 @@ mod draining;
 mod group_commit;
 pub mod layout;
 mod reads;
+mod requests;
 mod retries;
 #[cfg(test)]
 mod test_redis;
@@ -41,6 +43,7 @@ pub use backlog::QueueHealth;
 pub use dead_letters::DeadLetter;
 pub use draining::{DrainStats, Finish, UploadLease};
 pub use reads::{Cached, Summary};
+pub use requests::REPEAT_WINDOW;
 pub use retries::{Backoff, Failing, FailingKey};
 pub use writes::{WriteThrough, Written};
 
@@ -223,6 +226,10 @@ pub enum CacheError {
     /// Redis answered something no script of ours returns: a bug, or a foreign writer.
     #[error("unexpected reply from Redis: {0}")]
     Protocol(String),
+    /// The write named a request (`Idempotency-Key`) that wrote something else (another key or
+    /// other bytes) within [`REPEAT_WINDOW`]; nothing was written.
+    #[error("the Idempotency-Key was used for another write")]
+    RequestReused,
 }
 
 impl From<redis::RedisError> for CacheError {

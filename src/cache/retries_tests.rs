@@ -21,7 +21,7 @@ async fn a_failing_key_waits_its_backoff_which_a_new_write_cuts_short_and_an_upl
     let redis = TestRedis::start().await;
     let cache = redis.cache().await;
     let key = BlobKey::parse("k").unwrap();
-    cache.put(&key, "", "x/y", b"1").await.unwrap();
+    cache.put(&key, "", "x/y", b"1", None).await.unwrap();
     let lease = UploadLease::claim(&cache, &key, TTL)
         .await
         .unwrap()
@@ -53,7 +53,7 @@ async fn a_failing_key_waits_its_backoff_which_a_new_write_cuts_short_and_an_upl
         .unwrap();
     assert_eq!((turns, delay.as_secs()), (2, 500));
     // A new version of the key is due at once...
-    cache.put(&key, "", "x/y", b"2").await.unwrap();
+    cache.put(&key, "", "x/y", b"2", None).await.unwrap();
     assert_eq!(cache.due_retries(10).await.unwrap(), ["k"]);
     // ...and reaching S3 ends its failures.
     let lease = UploadLease::claim(&cache, &key, TTL)

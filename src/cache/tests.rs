@@ -25,12 +25,12 @@ async fn put_writes_a_dirty_record_and_one_job_until_the_key_is_clean() {
     let redis = TestRedis::start().await;
     let (cache, mut raw) = (redis.cache().await, redis.raw().await);
     let first = cache
-        .put(&key("a"), "txt", "text/plain", b"hi")
+        .put(&key("a"), "txt", "text/plain", b"hi", None)
         .await
         .unwrap();
     assert!(first.queued);
     let second = cache
-        .put(&key("a"), "txt", "text/plain", b"ho")
+        .put(&key("a"), "txt", "text/plain", b"ho", None)
         .await
         .unwrap();
     assert!(
@@ -56,7 +56,10 @@ async fn put_writes_a_dirty_record_and_one_job_until_the_key_is_clean() {
     );
     // A large blob goes through the staging hash and leaves none behind.
     let large = vec![7u8; 64 * 1024];
-    cache.put(&key("big"), "", "x/y", &large).await.unwrap();
+    cache
+        .put(&key("big"), "", "x/y", &large, None)
+        .await
+        .unwrap();
     assert_eq!(
         cache
             .get(&key("big"))
@@ -75,7 +78,7 @@ async fn put_writes_a_dirty_record_and_one_job_until_the_key_is_clean() {
             .is_empty()
     );
     // A delete is a new dirty version without bytes.
-    cache.delete(&key("a")).await.unwrap();
+    cache.delete(&key("a"), None).await.unwrap();
     let cached = cache.get(&key("a")).await.unwrap().unwrap();
     assert!(cached.blob.is_none() && !cached.persisted);
 }
@@ -91,7 +94,7 @@ async fn put_on_a_full_redis_is_refused_and_writes_nothing() {
         .query_async(&mut raw)
         .await
         .unwrap();
-    let refused = cache.put(&key("a"), "", "x/y", b"hi").await;
+    let refused = cache.put(&key("a"), "", "x/y", b"hi", None).await;
     assert!(
         matches!(refused, Err(CacheError::OutOfMemory(_))),
         "{refused:?}"
@@ -120,7 +123,7 @@ async fn recache_stores_a_clean_copy_with_a_ttl_but_never_over_a_record() {
     assert!(cache.recache(&key("r"), &blob(1), TTL).await.unwrap());
     assert!(cache.get(&key("r")).await.unwrap().unwrap().persisted);
     assert!(raw.ttl::<_, i64>(keys().record("r")).await.unwrap() > 0);
-    let newer = cache.put(&key("w"), "", "x/y", b"new").await.unwrap();
+    let newer = cache.put(&key("w"), "", "x/y", b"new", None).await.unwrap();
     assert!(!cache.recache(&key("w"), &blob(1), TTL).await.unwrap());
     assert_eq!(
         cache.get(&key("w")).await.unwrap().unwrap().version,
@@ -162,14 +165,14 @@ async fn finish_upload_marks_clean_only_the_version_stored_by_the_holder() {
     let redis = TestRedis::start().await;
     let (cache, mut raw) = (redis.cache().await, redis.raw().await);
     let k = key("f");
-    let v1 = cache.put(&k, "", "x/y", b"1").await.unwrap().version;
+    let v1 = cache.put(&k, "", "x/y", b"1", None).await.unwrap().version;
     let lease = UploadLease::claim(&cache, &k, TTL).await.unwrap().unwrap();
     assert_eq!(
         lease.claimed_size(),
         1,
         "the claim reads the size of the bytes"
     );
-    let v2 = cache.put(&k, "", "x/y", b"2").await.unwrap().version;
+    let v2 = cache.put(&k, "", "x/y", b"2", None).await.unwrap().version;
     assert_eq!(
         cache.finish_upload(&k, &lease, v1, TTL).await.unwrap(),
         Finish::Newer
@@ -196,8 +199,8 @@ async fn dead_letters_keep_the_key_dirty_and_out_of_the_sweep() {
     let redis = TestRedis::start().await;
     let cache = redis.cache().await;
     let (bad, lost) = (key("bad"), key("lost"));
-    cache.put(&bad, "", "x/y", b"1").await.unwrap();
-    cache.put(&lost, "", "x/y", b"1").await.unwrap();
+    cache.put(&bad, "", "x/y", b"1", None).await.unwrap();
+    cache.put(&lost, "", "x/y", b"1", None).await.unwrap();
     let lease = UploadLease::claim(&cache, &bad, TTL)
         .await
         .unwrap()
@@ -243,7 +246,7 @@ async fn a_write_through_takes_the_lease_and_settles_the_cache() {
     let redis = TestRedis::start().await;
     let (cache, mut raw) = (redis.cache().await, redis.raw().await);
     let k = key("wt");
-    cache.put(&k, "", "x/y", b"older").await.unwrap();
+    cache.put(&k, "", "x/y", b"older", None).await.unwrap();
     let (lease, version) = cache.begin_write_through(&k, TTL).await.unwrap().unwrap();
     assert!(
         cache.begin_write_through(&k, TTL).await.unwrap().is_none(),
@@ -263,7 +266,7 @@ async fn a_write_through_takes_the_lease_and_settles_the_cache() {
     assert_eq!(cache.dirty_count().await.unwrap(), 0);
     // A write during the upload is newer: it stays, and gets a job of its own.
     let (lease, version) = cache.begin_write_through(&k, TTL).await.unwrap().unwrap();
-    let newer = cache.put(&k, "", "x/y", b"newer").await.unwrap();
+    let newer = cache.put(&k, "", "x/y", b"newer", None).await.unwrap();
     let jobs_before: u64 = raw.llen(keys().queue.active).await.unwrap();
     assert_eq!(
         cache

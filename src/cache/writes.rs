@@ -12,8 +12,9 @@ use redis::FromRedisValue as _;
 use super::group_commit::Queued;
 use super::layout::record;
 use super::layout::scripts::{Put, PutBatch, WriteThroughBegin, WriteThroughFinish};
+use super::requests::{REPEAT_WINDOW, Request, written};
 use super::{BlobCache, CacheError, UploadLease, parse_version};
-use crate::domain::BlobKey;
+use crate::domain::{BlobKey, IdempotencyKey};
 use crate::queue::new_job_id;
 use crate::redis_link::RedisLink;
 
@@ -32,6 +33,8 @@ pub struct Written {
     /// A drain job was queued: nobody was draining the key (it was clean, absent or
     /// dead-lettered). Otherwise the worker draining it will pick this version up.
     pub queued: bool,
+    /// Nothing was written: the write repeated the request that wrote `version`.
+    pub repeated: bool,
 }
 
 /// A new version of a key: its bytes, or the marker of its delete.
@@ -45,7 +48,8 @@ enum NewVersion<'a> {
 }
 
 impl BlobCache {
-    /// Stores a new version of `key` as dirty (never expires until it is in S3).
+    /// Stores a new version of `key` as dirty (never expires until it is in S3). A write that
+    /// names its request (`request`) is applied once: a repeat is answered, not written.
     #[tracing::instrument(skip_all, fields(%key, size = data.len()))]
     pub async fn put(
         &self,
@@ -53,23 +57,33 @@ impl BlobCache {
         extension: &str,
         content_type: &str,
         data: &[u8],
+        request: Option<&IdempotencyKey>,
     ) -> Result<Written, CacheError> {
         let version = NewVersion::Blob {
             extension,
             content_type,
             data,
         };
-        self.write(key, version).await
+        self.write(key, version, request).await
     }
 
     /// Records the delete of `key` as a new, dirty version: reads answer 404 at once, and the
     /// worker removes the S3 object; an older pending upload can never bring the key back.
     #[tracing::instrument(skip_all, fields(%key))]
-    pub async fn delete(&self, key: &BlobKey) -> Result<Written, CacheError> {
-        self.write(key, NewVersion::Delete).await
+    pub async fn delete(
+        &self,
+        key: &BlobKey,
+        request: Option<&IdempotencyKey>,
+    ) -> Result<Written, CacheError> {
+        self.write(key, NewVersion::Delete, request).await
     }
 
-    async fn write(&self, key: &BlobKey, new: NewVersion<'_>) -> Result<Written, CacheError> {
+    async fn write(
+        &self,
+        key: &BlobKey,
+        new: NewVersion<'_>,
+        request: Option<&IdempotencyKey>,
+    ) -> Result<Written, CacheError> {
         let (kind, extension, content_type, data) = match new {
             NewVersion::Blob {
                 extension,
@@ -78,6 +92,7 @@ impl BlobCache {
             } => (record::BLOB, extension, content_type, data),
             NewVersion::Delete => (record::TOMB, "", "", &[][..]),
         };
+        let request = Request::of(request, key, kind, extension, content_type, data);
         let staged = data.len() >= STAGE_FROM_BYTES;
         // A small write on an HTTP thread goes with the others that thread has waiting.
         if !staged && let Some(batcher) = self.batcher() {
@@ -87,6 +102,7 @@ impl BlobCache {
                 extension: extension.to_owned(),
                 content_type: content_type.to_owned(),
                 data: data.to_vec(),
+                request,
             };
             return batcher.write(self, write).await;
         }
@@ -94,6 +110,7 @@ impl BlobCache {
         let job_id = new_job_id();
         let stage = keys.stage(&job_id);
         let record = keys.record(key.as_str());
+        let request_key = keys.request(&request.id);
         let put = Put {
             record: &record,
             version_counter: &keys.version,
@@ -105,6 +122,7 @@ impl BlobCache {
             dirty_by_key: &keys.dirty_by_key,
             stage: &stage,
             retry: &keys.retry,
+            request: &request_key,
             data: if staged { &[][..] } else { data },
             extension,
             key: key.as_str(),
@@ -112,10 +130,12 @@ impl BlobCache {
             content_type,
             job_id: &job_id,
             staged,
+            fingerprint: &request.fingerprint,
+            window_secs: REPEAT_WINDOW.as_secs(),
         };
         let invocation = put.invocation();
         let mut conn = self.conn();
-        let (version, queued): (String, i64) = if staged {
+        let (version, outcome): (String, String) = if staged {
             // One round trip: the bytes go to a staging hash with plain commands, and the
             // script moves it into place (see put.lua for why the bytes stay out of Lua).
             // MULTI/EXEC, because a full Redis evicts volatile keys before every command it
@@ -127,7 +147,7 @@ impl BlobCache {
                 .pexpire(&stage, STAGE_TTL.as_millis() as i64)
                 .ignore()
                 .invoke_script(&invocation);
-            match pipe.query_async::<((String, i64),)>(&mut conn).await {
+            match pipe.query_async::<((String, String),)>(&mut conn).await {
                 Ok((written,)) => written,
                 // Redis lost its script cache (restart, SCRIPT FLUSH): the staged bytes are
                 // still there, so loading the script and running it again completes the write.
@@ -142,20 +162,16 @@ impl BlobCache {
             invocation.invoke_async(&mut conn).await?
         };
         let replicated = self.confirm(&mut conn, keys.shard).await?;
-        Ok(Written {
-            version: parse_version(&version)?,
-            replicated,
-            queued: queued == 1,
-        })
+        written(&version, &outcome, replicated)
     }
 
     /// Runs `put_batch.lua` for `writes` (all of one shard) on `conn`, then waits for
-    /// the replicas it asks for.
+    /// the replicas it asks for. Each write's answer, or the batch's error.
     pub(super) async fn write_batch(
         &self,
         mut conn: RedisLink,
         writes: &[&Queued],
-    ) -> Result<Vec<Written>, CacheError> {
+    ) -> Result<Vec<Result<Written, CacheError>>, CacheError> {
         let keys = self.keys_of(&writes[0].key);
         let job_id = new_job_id();
         let mut invocation = PutBatch {
@@ -168,16 +184,19 @@ impl BlobCache {
             dirty_by_key: &keys.dirty_by_key,
             retry: &keys.retry,
             job_id: &job_id,
+            window_secs: REPEAT_WINDOW.as_secs(),
         }
         .invocation();
         for write in writes {
             invocation
                 .key(keys.record(&write.key))
+                .key(keys.request(&write.request.id))
                 .arg(&write.data[..])
                 .arg(&write.extension)
                 .arg(&write.key)
                 .arg(write.kind)
-                .arg(&write.content_type);
+                .arg(&write.content_type)
+                .arg(&write.request.fingerprint);
         }
         let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await?;
         let replicated = self.confirm(&mut conn, keys.shard).await?;
@@ -189,18 +208,14 @@ impl BlobCache {
                 reply.len()
             )));
         }
-        let (versions, queued) = reply.split_at(n);
+        let (versions, outcomes) = reply.split_at(n);
         versions
             .iter()
-            .zip(queued)
-            .map(|(version, queued)| {
-                Ok(Written {
-                    version: parse_version(
-                        &String::from_redis_value(version.clone()).map_err(parse)?,
-                    )?,
-                    queued: i64::from_redis_value(queued.clone()).map_err(parse)? == 1,
-                    replicated,
-                })
+            .zip(outcomes)
+            .map(|(version, outcome)| {
+                let version = String::from_redis_value(version.clone()).map_err(parse)?;
+                let outcome = String::from_redis_value(outcome.clone()).map_err(parse)?;
+                Ok(written(&version, &outcome, replicated))
             })
             .collect()
     }

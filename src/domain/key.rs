@@ -14,6 +14,8 @@ pub enum InvalidInput {
     Base64(String),
     #[error("invalid Content-Type: {0}")]
     ContentType(&'static str),
+    #[error("invalid Idempotency-Key: {0}")]
+    IdempotencyKey(&'static str),
 }
 
 /// The media type to store for a blob: the one the client sent (raw PUT), else the one its

@@ -46,9 +46,54 @@ pub struct Blob {
     pub version: u64,
 }
 
+/// A client's name for one write (its `Idempotency-Key` header; nginx sends its own request
+/// id there): the cache applies a write that names a request once, and answers a repeat of it
+/// within a minute with the first one's version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub const MAX_BYTES: usize = 255;
+
+    /// The header's value: 1 to 255 visible ASCII characters, in double quotes or not (the
+    /// IETF draft sends a quoted string; most clients send the bare token).
+    pub fn parse(raw: &str) -> Result<Self, InvalidInput> {
+        let raw = raw.trim();
+        let bare = raw
+            .strip_prefix('"')
+            .and_then(|r| r.strip_suffix('"'))
+            .unwrap_or(raw);
+        if bare.is_empty() || bare.len() > Self::MAX_BYTES {
+            return Err(InvalidInput::IdempotencyKey(
+                "it must be 1 to 255 characters",
+            ));
+        }
+        if !bare.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(InvalidInput::IdempotencyKey(
+                "it may hold only visible ASCII characters",
+            ));
+        }
+        Ok(Self(bare.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn idempotency_keys_are_visible_ascii_quoted_or_not() {
+        let key = IdempotencyKey::parse("\"8e03978e-40d5\"").unwrap();
+        assert_eq!(key.as_str(), "8e03978e-40d5");
+        assert_eq!(IdempotencyKey::parse("abc").unwrap().as_str(), "abc");
+        for bad in ["", "\"\"", "a b", "caf\u{e9}", &"x".repeat(256)] {
+            assert!(IdempotencyKey::parse(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn base64_round_trips_with_and_without_padding() {

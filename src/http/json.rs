@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::body::{Body, TimedBody, read_up_to};
 use super::history::ReadParams;
-use super::write::{WriteParams, WriteResponse, apply_write_concern};
+use super::write::{
+    WriteHeaders, WriteParams, WriteResponse, apply_write_concern, idempotency_key, written_answer,
+};
 use super::{HttpSettings, KeyPath};
 use crate::domain::{BlobKey, Extension, base64_len, decode_base64, encode_base64};
 use crate::http::error::{ApiError, ErrorCode};
@@ -38,7 +40,7 @@ struct GetResponse<'a> {
 }
 
 /// Store a blob sent as JSON with base64 data.
-#[utoipa::path(post, path = "/put/", tag = "blobs", params(WriteParams), request_body = PutRequest,
+#[utoipa::path(post, path = "/put/", tag = "blobs", params(WriteParams, WriteHeaders), request_body = PutRequest,
     responses((status = 201, description = "Stored: readable at once from every replica", body = WriteResponse)),
     security(("api_key" = [])))]
 #[tracing::instrument(skip_all, fields(key))]
@@ -50,14 +52,18 @@ pub async fn put_json(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let concern = params.concern()?;
+    let request = idempotency_key(&req)?;
     let body = read_json(&req, payload, &settings).await?;
     let (key, extension, bytes) = parse_put(&body, service.limits().max_blob_bytes)?;
     drop(body);
     tracing::Span::current().record("key", key.as_str());
     let content_type = extension.content_type();
-    let stored = service.put(key, &extension, &content_type, &bytes).await?;
+    let stored = service
+        .put(key, &extension, &content_type, &bytes, request.as_ref())
+        .await?;
     let persisted = apply_write_concern(&service, &settings, concern, &stored).await?;
-    Ok(HttpResponse::Created().json(WriteResponse::stored(&stored, &extension, persisted)))
+    let body = WriteResponse::stored(&stored, &extension, persisted);
+    Ok(written_answer(HttpResponse::Created(), &stored, &body))
 }
 
 /// The key, extension and bytes of a JSON write's body, or why it is refused. Pure: the
@@ -163,7 +169,7 @@ pub async fn get_json(
 
 /// Delete a blob: every replica answers 404 at once; a worker removes the S3 object.
 #[utoipa::path(delete, path = "/blobs/{key}", tag = "blobs",
-    params(("key" = String, Path, description = "The key; may contain /"), WriteParams),
+    params(("key" = String, Path, description = "The key; may contain /"), WriteParams, WriteHeaders),
     responses((status = 200, description = "Deleted", body = WriteResponse)),
     security(("api_key" = [])))]
 #[tracing::instrument(skip_all, fields(key = %key.0))]
@@ -172,16 +178,19 @@ pub async fn delete(
     settings: web::Data<HttpSettings>,
     params: web::Query<WriteParams>,
     key: KeyPath,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let concern = params.concern()?;
-    let stored = service.delete(key.0).await?;
+    let request = idempotency_key(&req)?;
+    let stored = service.delete(key.0, request.as_ref()).await?;
     let persisted = apply_write_concern(&service, &settings, concern, &stored).await?;
-    Ok(HttpResponse::Ok().json(WriteResponse::deleted(&stored, persisted)))
+    let body = WriteResponse::deleted(&stored, persisted);
+    Ok(written_answer(HttpResponse::Ok(), &stored, &body))
 }
 
 /// The seed service's delete: same as `DELETE /blobs/{key}`.
 #[utoipa::path(get, path = "/remove/{key}", tag = "blobs",
-    params(("key" = String, Path, description = "The key; may contain /"), WriteParams),
+    params(("key" = String, Path, description = "The key; may contain /"), WriteParams, WriteHeaders),
     responses((status = 200, description = "Deleted", body = WriteResponse)),
     security(("api_key" = [])))]
 pub async fn remove(
@@ -189,6 +198,7 @@ pub async fn remove(
     settings: web::Data<HttpSettings>,
     params: web::Query<WriteParams>,
     key: KeyPath,
+    req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    delete(service, settings, params, key).await
+    delete(service, settings, params, key, req).await
 }

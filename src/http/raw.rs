@@ -9,7 +9,9 @@ use serde::Deserialize;
 use super::body::{Body, TimedBody, read_up_to};
 use super::history::ReadParams;
 use super::range::{RangeAnswer, byte_range, etag, matches_etag, requested_range};
-use super::write::{WriteParams, WriteResponse, apply_write_concern};
+use super::write::{
+    WriteHeaders, WriteParams, WriteResponse, apply_write_concern, idempotency_key, written_answer,
+};
 use super::{HttpSettings, KeyPath};
 use crate::domain::{Extension, content_type};
 use crate::http::error::{ApiError, ErrorCode};
@@ -30,7 +32,7 @@ pub struct RawPutParams {
 
 /// Store a blob sent as the raw body; its Content-Type is kept.
 #[utoipa::path(put, path = "/blobs/{key}", tag = "raw",
-    params(("key" = String, Path, description = "The key; may contain /"), RawPutParams),
+    params(("key" = String, Path, description = "The key; may contain /"), RawPutParams, WriteHeaders),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, description = "Stored (ETag header: the version)", body = WriteResponse)),
     security(("api_key" = [])))]
@@ -44,6 +46,7 @@ pub async fn put(
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let concern = WriteParams { wc: params.wc }.concern()?;
+    let request = idempotency_key(&req)?;
     let extension = Extension::parse(params.ext.clone().unwrap_or_default())?;
     let sent_type = req
         .headers()
@@ -66,7 +69,11 @@ pub async fn put(
     )
     .await?;
     let stored = match body {
-        Body::Whole(data) => service.put(key, &extension, &content_type, &data).await?,
+        Body::Whole(data) => {
+            service
+                .put(key, &extension, &content_type, &data, request.as_ref())
+                .await?
+        }
         Body::Large { head, rest } => {
             service
                 .write_through(key, &extension, &content_type, head, rest.into_stream())
@@ -74,9 +81,10 @@ pub async fn put(
         }
     };
     let persisted = apply_write_concern(&service, &settings, concern, &stored).await?;
-    Ok(HttpResponse::Created()
-        .insert_header((header::ETAG, etag(stored.version)))
-        .json(WriteResponse::stored(&stored, &extension, persisted)))
+    let mut created = HttpResponse::Created();
+    created.insert_header((header::ETAG, etag(stored.version)));
+    let body = WriteResponse::stored(&stored, &extension, persisted);
+    Ok(written_answer(created, &stored, &body))
 }
 
 /// Read a blob's bytes, with its Content-Type, ETag (If-None-Match), and single Range requests.

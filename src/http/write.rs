@@ -1,9 +1,10 @@
 //! What the JSON and raw writes (and deletes) share: the write concern and the answer.
 
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
 use serde::{Deserialize, Serialize};
 
 use super::HttpSettings;
-use crate::domain::Extension;
+use crate::domain::{Extension, IdempotencyKey};
 use crate::http::error::{ApiError, ErrorCode};
 use crate::service::{BlobService, Stored};
 
@@ -74,6 +75,52 @@ impl<'a> WriteResponse<'a> {
             persisted,
         }
     }
+}
+
+/// The headers a write takes, for the OpenAPI document ([`idempotency_key`] reads them).
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)]
+pub struct WriteHeaders {
+    /// Names this write (1 to 255 visible ASCII characters; nginx sends its request id when
+    /// the client sends none). The write is applied once: a repeat within a minute is
+    /// answered with the first one's version and `Idempotent-Replayed: true`; the key reused
+    /// for another write (another blob key or other bytes) answers 422.
+    #[param(
+        rename = "Idempotency-Key",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[!-~]+$"
+    )]
+    idempotency_key: Option<String>,
+}
+
+/// The write's `Idempotency-Key`, if it sent one (nginx sends its request id there): a write
+/// is applied once per key, and a repeat within a minute gets the first one's answer.
+pub fn idempotency_key(req: &HttpRequest) -> Result<Option<IdempotencyKey>, ApiError> {
+    let Some(value) = req.headers().get("idempotency-key") else {
+        return Ok(None);
+    };
+    let value = value.to_str().map_err(|_| {
+        ApiError::new(
+            ErrorCode::InvalidIdempotencyKey,
+            "invalid Idempotency-Key: it may hold only visible ASCII characters",
+        )
+    })?;
+    Ok(Some(IdempotencyKey::parse(value)?))
+}
+
+/// A write's answer: `status` and `body`, with `Idempotent-Replayed: true` when the write
+/// repeated an earlier request (nothing was written again).
+pub fn written_answer(
+    mut status: HttpResponseBuilder,
+    stored: &Stored,
+    body: &WriteResponse<'_>,
+) -> HttpResponse {
+    if stored.repeated {
+        status.insert_header(("Idempotent-Replayed", "true"));
+    }
+    status.json(body)
 }
 
 /// Applies the write concern: with `wc=1`, waits for S3 or answers 504 (the write stands).

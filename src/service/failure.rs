@@ -46,6 +46,11 @@ pub enum ServiceError {
         "stored on the Redis primary as version {version}, but not confirmed by enough replicas in time; it stands"
     )]
     ReplicaAckTimeout { key: String, version: u64 },
+    /// The write's `Idempotency-Key` named another write (other key or bytes) a moment ago.
+    #[error(
+        "this Idempotency-Key was used for another write (another key or other bytes) within the last minute; nothing was written: use a new key for a new write"
+    )]
+    IdempotencyKeyReused,
     // A dependency failed: the layer's own error (CacheError, QueueError, StoreError) is the
     // source, and the edge logs the whole chain but tells the client one sentence.
     #[error("Redis is out of memory; retry later")]
@@ -68,6 +73,7 @@ impl From<CacheError> for ServiceError {
             CacheError::OutOfMemory(_) => ServiceError::RedisFull(e.into()),
             CacheError::Unavailable(_) => ServiceError::RedisUnavailable(e.into()),
             CacheError::Protocol(_) => ServiceError::RedisProtocol(e.into()),
+            CacheError::RequestReused => ServiceError::IdempotencyKeyReused,
         }
     }
 }

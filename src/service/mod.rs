@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::cache::BlobCache;
-use crate::domain::{Blob, BlobKey, Extension};
+use crate::cache::{BlobCache, Written};
+use crate::domain::{Blob, BlobKey, Extension, IdempotencyKey};
 use crate::queue::JobQueue;
 use crate::store::{BlobStore, StoredObject};
 
@@ -47,6 +47,8 @@ pub struct Stored {
     pub version: u64,
     /// S3 already has this version (a write-through).
     pub persisted: bool,
+    /// Nothing was written: the request (its `Idempotency-Key`) wrote `version` before.
+    pub repeated: bool,
 }
 
 /// Sizes the service enforces, and whether the bucket keeps history.
@@ -94,7 +96,9 @@ impl BlobService {
     }
 
     /// Stores a blob: once this returns, every replica reads it and a worker will copy it to S3
-    /// (blobs over `write_through_bytes` are in S3 already: see [`Self::write_through`]).
+    /// (blobs over `write_through_bytes` are in S3 already: see [`Self::write_through`]). A
+    /// write that names its request is applied once; a repeat gets the first one's answer
+    /// (not for write-throughs: nginx cannot resend a body it streamed).
     #[tracing::instrument(skip_all, fields(%key, size = data.len()))]
     pub async fn put(
         &self,
@@ -102,6 +106,7 @@ impl BlobService {
         extension: &Extension,
         content_type: &str,
         data: &[u8],
+        request: Option<&IdempotencyKey>,
     ) -> Result<Stored, ServiceError> {
         self.check_size(data.len())?;
         if data.len() > self.limits.write_through_bytes {
@@ -113,15 +118,21 @@ impl BlobService {
         }
         let written = self
             .cache
-            .put(&key, extension.as_str(), content_type, data)
+            .put(&key, extension.as_str(), content_type, data, request)
             .await?;
-        tracing::debug!(version = written.version, queued = written.queued, "cached");
+        tracing::debug!(
+            version = written.version,
+            queued = written.queued,
+            repeated = written.repeated,
+            "cached"
+        );
         confirmed(&key, &written)?;
         Ok(Stored {
             key,
             size: data.len(),
             version: written.version,
             persisted: false,
+            repeated: written.repeated,
         })
     }
 
@@ -134,22 +145,43 @@ impl BlobService {
     }
 
     /// Deletes a blob: reads answer 404 at once everywhere; a worker removes the S3 object.
+    /// A delete that names its request is applied once, as [`Self::put`].
     #[tracing::instrument(skip_all, fields(%key))]
-    pub async fn delete(&self, key: BlobKey) -> Result<Stored, ServiceError> {
+    pub async fn delete(
+        &self,
+        key: BlobKey,
+        request: Option<&IdempotencyKey>,
+    ) -> Result<Stored, ServiceError> {
         let exists = match self.cache.get(&key).await? {
             Some(cached) => cached.blob.is_some(),
             None => self.store.describe(&key).await?.is_some(),
         };
-        if !exists {
-            return Err(ServiceError::NotFound(key.to_string()));
-        }
-        let written = self.cache.delete(&key).await?;
+        let written = if exists {
+            self.cache.delete(&key, request).await?
+        } else {
+            // The key may be gone because this very request deleted it (nginx resent it to
+            // this replica after the first one died before answering): answer as it did.
+            let earlier = match request {
+                Some(id) => self.cache.earlier_delete(&key, id).await?,
+                None => None,
+            };
+            let Some(version) = earlier else {
+                return Err(ServiceError::NotFound(key.to_string()));
+            };
+            Written {
+                version,
+                replicated: true,
+                queued: false,
+                repeated: true,
+            }
+        };
         confirmed(&key, &written)?;
         Ok(Stored {
             key,
             size: 0,
             version: written.version,
             persisted: false,
+            repeated: written.repeated,
         })
     }
 

@@ -80,7 +80,7 @@ impl BlobService {
             Some(blob) => {
                 let extension = Extension::parse(blob.extension)?;
                 Some(
-                    self.put(to, &extension, &blob.content_type, &blob.data)
+                    self.put(to, &extension, &blob.content_type, &blob.data, None)
                         .await?,
                 )
             }

@@ -61,6 +61,7 @@ impl BlobService {
                 size,
                 version,
                 persisted: true,
+                repeated: false,
             }),
             WriteThrough::Lost => Err(ServiceError::UploadInterrupted(key.to_string())),
         }

@@ -208,7 +208,7 @@ async fn a_backlog_larger_than_lua_can_unpack_is_drained_through_the_queue() {
         async move {
             let key = blobproxy::domain::BlobKey::parse(format!("backlog/{i}")).unwrap();
             service
-                .put(key, &ext, "application/octet-stream", b"x")
+                .put(key, &ext, "application/octet-stream", b"x", None)
                 .await
                 .unwrap();
         }

@@ -15,6 +15,7 @@ mod drain;
 mod durability;
 mod fuzz_api;
 mod history;
+mod idempotency;
 mod layout;
 mod ledger;
 mod operators;

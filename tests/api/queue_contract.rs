@@ -125,6 +125,7 @@ async fn apalis_runs_our_jobs_and_records_them_done(settings: &Settings) {
             "txt",
             "text/plain",
             b"x",
+            None,
         )
         .await
         .unwrap();

@@ -24,6 +24,9 @@
 //! - `<prefix>failures`: hash of the same keys -> JSON `{attempts, error}` (the last error).
 //! - `<prefix>stats`: counters of all workers ([`stats`]).
 //! - `<prefix>stage:<id>`: the bytes of a large write between its two commands (see `put.lua`).
+//! - `<prefix>request:<id>`: `<fingerprint> <version>` of the write an `Idempotency-Key`
+//!   named, for a minute, so a repeat of it is answered instead of written again (see
+//!   `requests.lua`); in the shard of the key written.
 //! - the shard's drain queue ([`QueueKeys`]: apalis-redis's keys, named after the queue).
 
 #[cfg(test)]
@@ -64,6 +67,18 @@ pub mod stats {
     pub const ORPHANS: &str = "orphans";
 }
 
+/// What a write script answers for each write, beside its version.
+pub mod outcome {
+    /// Written, and a drain job queued: nobody was draining the key.
+    pub const QUEUED: &str = "queued";
+    /// Written; the drain already under way for the key takes it.
+    pub const DRAINING: &str = "draining";
+    /// Not written: a repeat of the request that wrote the version answered.
+    pub const REPEATED: &str = "repeated";
+    /// Not written: the request's key named another write (other key or bytes).
+    pub const REUSED: &str = "reused";
+}
+
 /// The names the scripts use for the fields and values above, as Lua sees them.
 const LUA_NAMES: &[(&str, &str)] = &[
     ("KIND", record::KIND),
@@ -78,6 +93,10 @@ const LUA_NAMES: &[(&str, &str)] = &[
     ("CLEAN", record::CLEAN),
     ("UPLOADS", stats::UPLOADS),
     ("UPLOAD_FAILURES", stats::UPLOAD_FAILURES),
+    ("QUEUED", outcome::QUEUED),
+    ("DRAINING", outcome::DRAINING),
+    ("REPEATED", outcome::REPEATED),
+    ("REUSED", outcome::REUSED),
 ];
 
 /// Lua that binds [`LUA_NAMES`], prepended to every script of the cache.
@@ -109,6 +128,7 @@ pub struct ShardKeys {
     record_prefix: String,
     lease_prefix: String,
     stage_prefix: String,
+    request_prefix: String,
 }
 
 impl ShardKeys {
@@ -127,6 +147,7 @@ impl ShardKeys {
             record_prefix: shard.key("blob:"),
             lease_prefix: shard.key("lease:"),
             stage_prefix: shard.key("stage:"),
+            request_prefix: shard.key("request:"),
         }
     }
 
@@ -158,5 +179,10 @@ impl ShardKeys {
     /// The staged bytes of the large write `id`.
     pub fn stage(&self, id: &str) -> String {
         format!("{}{id}", self.stage_prefix)
+    }
+
+    /// The answer to the write of request `id` (its `Idempotency-Key`).
+    pub fn request(&self, id: &str) -> String {
+        format!("{}{id}", self.request_prefix)
     }
 }

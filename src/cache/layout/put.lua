@@ -7,12 +7,19 @@
 -- Why staging: Redis hashes every byte of every string that enters Lua, so a 1 MiB ARGV costs
 -- more CPU than the rest of the write; a RENAME moves the staged hash into place without the
 -- bytes ever entering Lua.
--- Returns {version, 1 if a job was queued (the key was clean, absent or dead-lettered)}.
+-- A write that names its request (see requests.lua) and repeats it is answered as before.
+-- Returns {version, QUEUED (a job was queued: the key was clean, absent or dead-lettered) or
+-- DRAINING (the key's drain will take this version)}, or requests.lua's earlier answer.
 -- No allow-oom flag: when Redis is full the first write (SET) fails and nothing is written
 -- (the staging HSET before the script fails the same way).
 local is_staged = staged == '1'
 if is_staged and redis.call('EXISTS', stage) == 0 then
   return redis.error_reply('staged blob ' .. stage .. ' is gone')
+end
+local earlier = earlier_answer(request, fingerprint)
+if earlier then
+  if is_staged then redis.call('DEL', stage) end
+  return earlier
 end
 local vs, now_us = next_version(version_counter)
 if kind == TOMB then
@@ -36,7 +43,9 @@ if redis.call('HDEL', dead, key) == 1 then needs_job = 1 end
 -- within seconds), not after the key's backoff: S3 may take it again, and a `wc=1` write
 -- waits for it.
 if needs_job == 0 then redis.call('ZADD', retry, 'XX', 'LT', math.floor(now_us / 1000), key) end
+remember_answer(request, fingerprint, vs, window_secs)
 if needs_job == 1 then
   queue_job({queue_data, queue_meta, queue_active}, job_id, key, vs)
+  return {vs, QUEUED}
 end
-return {vs, needs_job}
+return {vs, DRAINING}

@@ -28,6 +28,8 @@ error_codes! {
     InvalidKey = "invalid_key", BAD_REQUEST, "the key breaks the key rules";
     InvalidExtension = "invalid_extension", BAD_REQUEST, "the extension breaks the extension rules";
     InvalidContentType = "invalid_content_type", BAD_REQUEST, "a raw PUT's `Content-Type` is not a media type";
+    InvalidIdempotencyKey = "invalid_idempotency_key", BAD_REQUEST, "`Idempotency-Key` is not 1 to 255 visible ASCII characters";
+    IdempotencyKeyReused = "idempotency_key_reused", UNPROCESSABLE_ENTITY, "the write's `Idempotency-Key` named another write (another key or other bytes) within the last minute; nothing was written";
     InvalidQuery = "invalid_query", BAD_REQUEST, "`wc` other than 0/1, a bad `limit`, `cursor` or `version`";
     IncompleteBody = "incomplete_body", BAD_REQUEST, "the body ended before its `Content-Length` (the client broke off)";
     BodyTimeout = "body_timeout", REQUEST_TIMEOUT, "the body did not arrive within `BLOBPROXY_BODY_TIMEOUT_SECS`, or stalled for `BLOBPROXY_BODY_IDLE_SECS`";

@@ -8,8 +8,11 @@ use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
 
 use crate::http::error::ErrorCode::{self, *};
 
-/// What a write can answer besides its own input errors.
+/// What a write can answer besides its own input errors: its `Idempotency-Key`'s, and its
+/// dependencies'.
 const WRITE_FAILURES: &[ErrorCode] = &[
+    InvalidIdempotencyKey,
+    IdempotencyKeyReused,
     Unauthorized,
     CacheFull,
     RedisUnavailable,
