@@ -68,7 +68,7 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let url = args.next().expect("usage: queue_cost <redis url> [writes]");
     let writes: usize = args.next().map_or(5000, |n| n.parse().unwrap());
-    let mut link = redis_link::connect(&RedisTarget::Single(url))
+    let mut link = redis_link::connect(&RedisTarget::single(url))
         .await
         .unwrap();
     let _: () = redis::cmd("FLUSHALL").query_async(&mut link).await.unwrap();

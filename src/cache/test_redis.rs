@@ -43,7 +43,7 @@ impl TestRedis {
     }
 
     pub async fn cache(&self) -> BlobCache {
-        let target = crate::redis_link::RedisTarget::Single(self.url.clone());
+        let target = crate::redis_link::RedisTarget::single(self.url.clone());
         BlobCache::new(connect(&target).await.unwrap())
     }
 

@@ -108,6 +108,28 @@ impl Settings {
         {
             bail!("each of BLOBPROXY_REDIS_CLUSTER_NODES must start with redis:// or rediss://");
         }
+        let tls_files = [
+            &redis.ca_file,
+            &redis.client_cert_file,
+            &redis.client_key_file,
+        ];
+        let urls: Vec<&String> = if redis.cluster_nodes.is_empty() {
+            vec![&redis.url]
+        } else {
+            redis.cluster_nodes.iter().collect()
+        };
+        if tls_files.iter().any(|f| f.is_some())
+            && urls.iter().any(|url| !url.starts_with("rediss://"))
+        {
+            bail!(
+                "BLOBPROXY_REDIS_CA_FILE and BLOBPROXY_REDIS_CLIENT_*_FILE take effect only with TLS: use rediss:// in BLOBPROXY_REDIS_URL or BLOBPROXY_REDIS_CLUSTER_NODES"
+            );
+        }
+        if redis.client_cert_file.is_some() != redis.client_key_file.is_some() {
+            bail!(
+                "BLOBPROXY_REDIS_CLIENT_CERT_FILE and BLOBPROXY_REDIS_CLIENT_KEY_FILE go together: set both or neither"
+            );
+        }
         if let Some(endpoint) = &s3.endpoint
             && !endpoint.starts_with("http://")
             && !endpoint.starts_with("https://")
@@ -197,12 +219,20 @@ impl Settings {
     }
 
     /// The Redis blobproxy runs against: the cluster when seed nodes are set, else the one
-    /// server at BLOBPROXY_REDIS_URL.
+    /// server at BLOBPROXY_REDIS_URL; and the files its TLS takes.
     pub fn redis_target(&self) -> RedisTarget {
-        if self.redis.cluster_nodes.is_empty() {
-            RedisTarget::Single(self.redis.url.clone())
+        let servers = if self.redis.cluster_nodes.is_empty() {
+            RedisServers::Single(self.redis.url.clone())
         } else {
-            RedisTarget::Cluster(self.redis.cluster_nodes.clone())
+            RedisServers::Cluster(self.redis.cluster_nodes.clone())
+        };
+        RedisTarget {
+            servers,
+            tls: RedisTls {
+                ca_file: self.redis.ca_file.clone(),
+                client_cert_file: self.redis.client_cert_file.clone(),
+                client_key_file: self.redis.client_key_file.clone(),
+            },
         }
     }
 
@@ -228,13 +258,39 @@ fn read_secret(path: &std::path::Path, var: &str) -> anyhow::Result<String> {
     Ok(text.trim().to_owned())
 }
 
-/// Where Redis is: one server, or a cluster's seed nodes.
+/// Where Redis is, and what its TLS takes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisTarget {
+pub struct RedisTarget {
+    pub servers: RedisServers,
+    pub tls: RedisTls,
+}
+
+impl RedisTarget {
+    /// One server at `url`, with no TLS files (`rediss://` then trusts the system's CAs).
+    pub fn single(url: impl Into<String>) -> Self {
+        Self {
+            servers: RedisServers::Single(url.into()),
+            tls: RedisTls::default(),
+        }
+    }
+}
+
+/// One server, or a cluster's seed nodes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedisServers {
     /// A Redis URL.
     Single(String),
     /// Seed nodes (`redis://host:port`); the client learns the rest of the cluster from them.
     Cluster(Vec<String>),
+}
+
+/// The PEM files of TLS to Redis (`rediss://`); none set: the system's CAs, no client
+/// certificate.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RedisTls {
+    pub ca_file: Option<std::path::PathBuf>,
+    pub client_cert_file: Option<std::path::PathBuf>,
+    pub client_key_file: Option<std::path::PathBuf>,
 }
 
 #[cfg(test)]

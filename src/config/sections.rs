@@ -100,6 +100,26 @@ pub struct RedisSettings {
     )]
     pub cluster_nodes: Vec<String>,
 
+    /// With `rediss://`: the CA certificate(s), PEM, that signed the Redis server's
+    /// certificate (a private CA); unset trusts the system's CAs.
+    #[arg(long = "redis-ca-file", env = "BLOBPROXY_REDIS_CA_FILE")]
+    pub ca_file: Option<PathBuf>,
+
+    /// With `rediss://` and a Redis that asks for client certificates (mutual TLS): this
+    /// client's certificate chain, PEM; with BLOBPROXY_REDIS_CLIENT_KEY_FILE.
+    #[arg(
+        long = "redis-client-cert-file",
+        env = "BLOBPROXY_REDIS_CLIENT_CERT_FILE"
+    )]
+    pub client_cert_file: Option<PathBuf>,
+
+    /// The private key, PEM, of BLOBPROXY_REDIS_CLIENT_CERT_FILE.
+    #[arg(
+        long = "redis-client-key-file",
+        env = "BLOBPROXY_REDIS_CLIENT_KEY_FILE"
+    )]
+    pub client_key_file: Option<PathBuf>,
+
     /// Replicas of the Redis primary that must confirm a write (Redis `WAIT`) before it is
     /// answered; 0 answers once the primary has it.
     #[arg(

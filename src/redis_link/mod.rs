@@ -3,7 +3,8 @@
 //! itself after a connection breaks). A cluster (`BLOBPROXY_REDIS_CLUSTER_NODES`): redis-rs's
 //! async cluster client, which routes each command to the master of its key's slot, follows
 //! MOVED/ASK, and waits and retries on TRYAGAIN, CLUSTERDOWN and a master that is gone, for up
-//! to [`CLUSTER_RETRY_BOUND`], while the cluster promotes a replica or moves slots.
+//! to [`CLUSTER_RETRY_BOUND`], while the cluster promotes a replica or moves slots. Either
+//! over TLS with `rediss://` ([`tls`]: a private CA, client certificates).
 //!
 //! What both leave to their caller: the command that found a connection broken fails. Here
 //! that command is sent once more, at once, on the new connection, so a Redis restart or
@@ -17,6 +18,7 @@
 
 mod script;
 mod shards;
+mod tls;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +30,7 @@ use redis::cluster_routing::{
 };
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
-pub use crate::config::RedisTarget;
+pub use crate::config::{RedisServers, RedisTarget, RedisTls};
 pub use script::LuaScript;
 pub(crate) use script::lua_script;
 pub use shards::{CLUSTER_SHARDS, Keyspace, Shard};
@@ -58,34 +60,43 @@ enum Conn {
 /// Connects to Redis; the connection then reconnects by itself.
 pub async fn connect(target: &RedisTarget) -> anyhow::Result<RedisLink> {
     use anyhow::Context as _;
-    let conn = match target {
-        RedisTarget::Single(url) => {
-            let client = redis::Client::open(url.as_str())
-                .context("BLOBPROXY_REDIS_URL is not a valid Redis URL")?;
+    let certificates = tls::certificates(&target.tls)?;
+    let conn = match &target.servers {
+        RedisServers::Single(url) => {
+            let client = match certificates {
+                Some(certificates) => redis::Client::build_with_tls(url.as_str(), certificates),
+                None => redis::Client::open(url.as_str()),
+            }
+            .context("BLOBPROXY_REDIS_URL is not a valid Redis URL")?;
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(5)))
                 .set_response_timeout(Some(Duration::from_secs(30)));
             let manager = client
                 .get_connection_manager_with_config(config)
                 .await
-                .with_context(|| format!("cannot connect to Redis at BLOBPROXY_REDIS_URL={url}"))?;
+                .map_err(|e| tls::explained(e, &format!("BLOBPROXY_REDIS_URL={url}")))?;
             Conn::Single(manager)
         }
-        RedisTarget::Cluster(nodes) => {
-            let client =
+        RedisServers::Cluster(nodes) => {
+            let mut builder =
                 redis::cluster::ClusterClientBuilder::new(nodes.iter().map(String::as_str))
                     .connection_timeout(Duration::from_secs(2))
                     .response_timeout(Duration::from_secs(30))
                     .retries(CLUSTER_RETRIES)
                     .min_retry_wait(100)
                     .max_retry_wait(500)
-                    .retry_wait_formula(100, 2)
-                    .build()
-                    .context("BLOBPROXY_REDIS_CLUSTER_NODES is not a list of valid Redis URLs")?;
-            let conn = client.get_async_connection().await.with_context(|| {
-                format!(
-                    "cannot connect to the Redis Cluster at BLOBPROXY_REDIS_CLUSTER_NODES={}",
-                    nodes.join(",")
+                    .retry_wait_formula(100, 2);
+            if let Some(certificates) = certificates {
+                builder = builder.certs(certificates);
+            }
+            let client = builder
+                .build()
+                .context("BLOBPROXY_REDIS_CLUSTER_NODES is not a list of valid Redis URLs")?;
+            let conn = client.get_async_connection().await.map_err(|e| {
+                let nodes = nodes.join(",");
+                tls::explained(
+                    e,
+                    &format!("the Redis Cluster at BLOBPROXY_REDIS_CLUSTER_NODES={nodes}"),
                 )
             })?;
             Conn::Cluster(conn)

@@ -139,6 +139,11 @@ impl RedisServer {
     /// (32768 and up) can take it before the node binds it (seen once in CI: "exited at
     /// start"). Bus ports come from 12000-20000, which nothing else here uses.
     pub async fn start_cluster_node() -> Self {
+        Self::start_cluster_node_with(&[]).await
+    }
+
+    /// A cluster node as [`RedisServer::start_cluster_node`], with extra arguments (TLS).
+    pub async fn start_cluster_node_with(more: &[&str]) -> Self {
         let port = free_port();
         let bus_port = loop {
             let bus_port = rand::random_range(12_000..20_000);
@@ -163,7 +168,7 @@ impl RedisServer {
             port,
             dir: tempfile::tempdir().unwrap(),
             proc: None,
-            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            extra_args: extra.iter().chain(more).map(|s| s.to_string()).collect(),
         };
         server.restart().await;
         server

@@ -22,6 +22,7 @@ mod operators;
 mod queue_contract;
 mod raw;
 mod reconnect;
+mod redis_tls;
 mod reliability;
 mod replication;
 mod round_trip;
