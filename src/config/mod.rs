@@ -7,6 +7,7 @@
 //! it, so a bad value stops the process with an error that names the variable instead of
 //! failing later.
 
+mod redis_target;
 mod sections;
 mod units;
 
@@ -14,6 +15,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
+pub use redis_target::{RedisServers, RedisTarget, RedisTls, Sentinels};
 pub use sections::{
     AccessLog, OpsSettings, RedisSettings, S3Settings, ServerSettings, Versioning, WorkerSettings,
 };
@@ -107,6 +109,11 @@ impl Settings {
             .any(|node| !node.starts_with("redis://") && !node.starts_with("rediss://"))
         {
             bail!("each of BLOBPROXY_REDIS_CLUSTER_NODES must start with redis:// or rediss://");
+        }
+        if !redis.sentinels.is_empty() && !redis.cluster_nodes.is_empty() {
+            bail!(
+                "BLOBPROXY_REDIS_SENTINELS and BLOBPROXY_REDIS_CLUSTER_NODES exclude each other: a Redis is either a cluster or watched by sentinels"
+            );
         }
         let tls_files = [
             &redis.ca_file,
@@ -221,10 +228,16 @@ impl Settings {
     /// The Redis blobproxy runs against: the cluster when seed nodes are set, else the one
     /// server at BLOBPROXY_REDIS_URL; and the files its TLS takes.
     pub fn redis_target(&self) -> RedisTarget {
-        let servers = if self.redis.cluster_nodes.is_empty() {
-            RedisServers::Single(self.redis.url.clone())
-        } else {
+        let servers = if !self.redis.cluster_nodes.is_empty() {
             RedisServers::Cluster(self.redis.cluster_nodes.clone())
+        } else if !self.redis.sentinels.is_empty() {
+            RedisServers::Sentinel(Sentinels {
+                addresses: self.redis.sentinels.clone(),
+                master: self.redis.sentinel_master.clone(),
+                template: self.redis.url.clone(),
+            })
+        } else {
+            RedisServers::Single(self.redis.url.clone())
         };
         RedisTarget {
             servers,
@@ -258,96 +271,6 @@ fn read_secret(path: &std::path::Path, var: &str) -> anyhow::Result<String> {
     Ok(text.trim().to_owned())
 }
 
-/// Where Redis is, and what its TLS takes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RedisTarget {
-    pub servers: RedisServers,
-    pub tls: RedisTls,
-}
-
-impl RedisTarget {
-    /// One server at `url`, with no TLS files (`rediss://` then trusts the system's CAs).
-    pub fn single(url: impl Into<String>) -> Self {
-        Self {
-            servers: RedisServers::Single(url.into()),
-            tls: RedisTls::default(),
-        }
-    }
-}
-
-/// One server, or a cluster's seed nodes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RedisServers {
-    /// A Redis URL.
-    Single(String),
-    /// Seed nodes (`redis://host:port`); the client learns the rest of the cluster from them.
-    Cluster(Vec<String>),
-}
-
-/// The PEM files of TLS to Redis (`rediss://`); none set: the system's CAs, no client
-/// certificate.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RedisTls {
-    pub ca_file: Option<std::path::PathBuf>,
-    pub client_cert_file: Option<std::path::PathBuf>,
-    pub client_key_file: Option<std::path::PathBuf>,
-}
-
 #[cfg(test)]
-mod tests {
-    use std::time::Duration;
-
-    use super::Settings;
-
-    /// Settings from flags alone (the environment ignored), as `blobproxy serve` reads them.
-    fn parse(flags: &[&str]) -> Result<Settings, String> {
-        Settings::from_flags(flags)
-    }
-
-    #[test]
-    fn the_defaults_are_valid_and_durations_and_sizes_take_units_or_bare_integers() {
-        Settings::defaults().validate().unwrap();
-        let settings = parse(&[
-            "--cache-ttl-secs",
-            "2h",
-            "--max-blob-bytes",
-            "32MiB",
-            "--redis-replica-ack-timeout-ms",
-            "1500",
-            "--worker-poll-ms",
-            "1s",
-            "--wc-timeout-secs",
-            "30",
-        ])
-        .unwrap();
-        settings.validate().unwrap();
-        assert_eq!(settings.redis.cache_ttl, Duration::from_secs(7200));
-        assert_eq!(settings.server.max_blob_bytes, 32 * 1024 * 1024);
-        assert_eq!(
-            settings.redis.replica_ack_timeout,
-            Duration::from_millis(1500)
-        );
-        assert_eq!(settings.worker.poll, Duration::from_secs(1));
-        assert_eq!(settings.server.wc_timeout, Duration::from_secs(30));
-    }
-
-    #[test]
-    fn bad_values_name_their_variable() {
-        assert!(parse(&["--cache-ttl-secs", "soon"]).is_err());
-        for (flags, variable) in [
-            (
-                &["--cache-ttl-secs", "1500ms"][..],
-                "BLOBPROXY_CACHE_TTL_SECS",
-            ),
-            (&["--worker-poll-ms", "5ms"][..], "BLOBPROXY_WORKER_POLL_MS"),
-            (&["--body-idle-secs", "10m"][..], "BLOBPROXY_BODY_IDLE_SECS"),
-            (
-                &["--max-blob-bytes", "1GiB"][..],
-                "BLOBPROXY_MAX_BLOB_BYTES",
-            ),
-        ] {
-            let error = parse(flags).unwrap().validate().unwrap_err().to_string();
-            assert!(error.contains(variable), "{flags:?}: {error}");
-        }
-    }
-}
+#[path = "settings_tests.rs"]
+mod tests;

@@ -100,6 +100,25 @@ pub struct RedisSettings {
     )]
     pub cluster_nodes: Vec<String>,
 
+    /// Redis Sentinel: the sentinels, comma-separated `host:port`. When set, blobproxy
+    /// connects to the master they name (BLOBPROXY_REDIS_SENTINEL_MASTER) and follows it
+    /// through failovers; BLOBPROXY_REDIS_URL then only gives the scheme (`rediss://` for TLS),
+    /// password and database of the connection to the master.
+    #[arg(
+        long = "redis-sentinels",
+        env = "BLOBPROXY_REDIS_SENTINELS",
+        value_delimiter = ','
+    )]
+    pub sentinels: Vec<String>,
+
+    /// The name the sentinels monitor the master under (`sentinel monitor <name> ...`).
+    #[arg(
+        long = "redis-sentinel-master",
+        env = "BLOBPROXY_REDIS_SENTINEL_MASTER",
+        default_value = "mymaster"
+    )]
+    pub sentinel_master: String,
+
     /// With `rediss://`: the CA certificate(s), PEM, that signed the Redis server's
     /// certificate (a private CA); unset trusts the system's CAs.
     #[arg(long = "redis-ca-file", env = "BLOBPROXY_REDIS_CA_FILE")]

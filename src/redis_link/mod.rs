@@ -3,8 +3,10 @@
 //! itself after a connection breaks). A cluster (`BLOBPROXY_REDIS_CLUSTER_NODES`): redis-rs's
 //! async cluster client, which routes each command to the master of its key's slot, follows
 //! MOVED/ASK, and waits and retries on TRYAGAIN, CLUSTERDOWN and a master that is gone, for up
-//! to [`CLUSTER_RETRY_BOUND`], while the cluster promotes a replica or moves slots. Either
-//! over TLS with `rediss://` ([`tls`]: a private CA, client certificates).
+//! to [`CLUSTER_RETRY_BOUND`], while the cluster promotes a replica or moves slots. A master
+//! watched by Redis Sentinel (`BLOBPROXY_REDIS_SENTINELS`): a `ConnectionManager` to the
+//! master the sentinels name, moved to the new one after a failover ([`sentinel`]). Any of
+//! them over TLS with `rediss://` ([`tls`]: a private CA, client certificates).
 //!
 //! What both leave to their caller: the command that found a connection broken fails. Here
 //! that command is sent once more, at once, on the new connection, so a Redis restart or
@@ -17,6 +19,7 @@
 //! queued twice (drains are idempotent).
 
 mod script;
+mod sentinel;
 mod shards;
 mod tls;
 
@@ -30,9 +33,10 @@ use redis::cluster_routing::{
 };
 use redis::{Cmd, FromRedisValue, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
-pub use crate::config::{RedisServers, RedisTarget, RedisTls};
+pub use crate::config::{RedisServers, RedisTarget, RedisTls, Sentinels};
 pub use script::LuaScript;
 pub(crate) use script::lua_script;
+use sentinel::SentinelConn;
 pub use shards::{CLUSTER_SHARDS, Keyspace, Shard};
 
 /// How long the one retry may wait for the new connection; past it the request fails with the
@@ -55,6 +59,7 @@ pub struct RedisLink {
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(SentinelConn),
 }
 
 /// Connects to Redis; the connection then reconnects by itself.
@@ -101,6 +106,9 @@ pub async fn connect(target: &RedisTarget) -> anyhow::Result<RedisLink> {
             })?;
             Conn::Cluster(conn)
         }
+        RedisServers::Sentinel(sentinels) => {
+            Conn::Sentinel(SentinelConn::connect(sentinels, certificates).await?)
+        }
     };
     Ok(RedisLink {
         conn,
@@ -112,7 +120,7 @@ impl RedisLink {
     /// How blob keys are laid out in this Redis.
     pub fn keyspace(&self) -> Keyspace {
         match self.conn {
-            Conn::Single(_) => Keyspace::Single,
+            Conn::Single(_) | Conn::Sentinel(_) => Keyspace::Single,
             Conn::Cluster(_) => Keyspace::Cluster,
         }
     }
@@ -189,6 +197,7 @@ impl Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd).await,
             Conn::Cluster(c) => c.req_packed_command(cmd).await,
+            Conn::Sentinel(c) => c.send(cmd).await,
         }
     }
 
@@ -201,6 +210,7 @@ impl Conn {
         match self {
             Conn::Single(c) => c.req_packed_commands(pipeline, offset, count).await,
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count).await,
+            Conn::Sentinel(c) => c.send_all(pipeline, offset, count).await,
         }
     }
 }
@@ -235,6 +245,7 @@ impl ConnectionLike for RedisLink {
         match &self.conn {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Sentinel(c) => c.db(),
         }
     }
 }

@@ -27,6 +27,7 @@ mod reliability;
 mod replication;
 mod round_trip;
 mod s3_proxy;
+mod sentinel;
 mod topology;
 mod write_through;
 mod writes;
