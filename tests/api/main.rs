@@ -8,6 +8,7 @@ mod keys;
 mod bad_input;
 mod chaos;
 mod cli;
+mod cloud_credentials;
 mod cluster;
 mod deploy_files;
 mod docs;

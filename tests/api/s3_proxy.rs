@@ -19,6 +19,9 @@ struct Faults {
     slow_downs: (u32, u64),
     /// When each object write arrived.
     put_times: Vec<std::time::Instant>,
+    /// Per request: the access key id it was signed with, and whether it carried a session
+    /// token (`X-Amz-Security-Token`: temporary credentials).
+    signers: Vec<(String, bool)>,
 }
 
 #[derive(Clone)]
@@ -104,6 +107,11 @@ impl S3Proxy {
     }
 
     /// How many requests were refused so far.
+    /// Who signed each request so far: (access key id, whether it carried a session token).
+    pub fn signers(&self) -> Vec<(String, bool)> {
+        self.faults.lock().unwrap().signers.clone()
+    }
+
     pub fn refused_count(&self) -> u64 {
         self.faults.lock().unwrap().refused_count
     }
@@ -118,6 +126,14 @@ async fn forward(req: HttpRequest, body: web::Bytes, state: web::Data<State>) ->
         .into_owned();
     let (delay, refused, slow_down) = {
         let mut faults = faults.lock().unwrap();
+        let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+        let access_key = header("authorization")
+            .and_then(|a| a.split("Credential=").nth(1))
+            .and_then(|c| c.split('/').next())
+            .unwrap_or_default()
+            .to_owned();
+        let token = header("x-amz-security-token").is_some();
+        faults.signers.push((access_key, token));
         let refused = faults
             .refused
             .iter()
