@@ -335,6 +335,60 @@ def access_log_cost(env, port, rounds=2):
     return {setting: median_of(rs) for setting, rs in runs.items()}
 
 
+def make_tls_files(where):
+    """A CA and a server certificate it signed for 127.0.0.1 (openssl), for the TLS phase."""
+    where.mkdir()
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=where)
+    run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=bench CA")
+    run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1")
+    (where / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    return where
+
+
+def redis_tls_cost(env, port, rounds=2):
+    """PUT and GET hit 1 KiB straight to a replica whose Redis connection is TLS (`rediss://`,
+    a CA file), and to one on plain TCP, both to one redis-server serving a plain and a TLS
+    port (the compose file's flags): req/s, and the replica's and Redis's CPU per request."""
+    tls = make_tls_files(work / "tls")
+    plain_port, tls_port = free_port(), free_port()
+    (work / "redis-tls").mkdir()
+    redis = spawn("redis-tls", ["redis-server", "--port", str(plain_port), "--bind", "127.0.0.1",
+                                "--dir", str(work / "redis-tls"), "--save", "", *REDIS_FLAGS,
+                                "--tls-port", str(tls_port), "--tls-cert-file", str(tls / "server.crt"),
+                                "--tls-key-file", str(tls / "server.key"),
+                                "--tls-ca-cert-file", str(tls / "ca.crt"), "--tls-auth-clients", "no"])
+    wait_port("127.0.0.1", tls_port, "redis TLS port")
+    urls = {"plain": f"redis://127.0.0.1:{plain_port}", "tls": f"rediss://127.0.0.1:{tls_port}"}
+    replicas = {}
+    for (kind, url), ip in zip(urls.items(), ["127.0.0.8", "127.0.0.9"]):
+        ca = {"BLOBPROXY_REDIS_CA_FILE": str(tls / "ca.crt")} if kind == "tls" else {}
+        replicas[kind] = (ip, spawn(f"redis-{kind}", [str(BIN), "serve"],
+                                    {**env, "BLOBPROXY_BIND": f"{ip}:{port}", "BLOBPROXY_REDIS_URL": url, **ca}))
+        wait_port(ip, port, f"replica on {kind} Redis")
+    preload(f"http://{replicas['plain'][0]}:{port}", "bench/tls", 2000, 1024)
+    runs = {f"{kind} {op}": [] for kind in urls for op in ["put", "get"]}
+    for _ in range(rounds):
+        for kind, (ip, proc) in replicas.items():
+            for op, mode, keys, prefix in [("put", "put_raw", 100000, f"bench/tls-put/{kind}"),
+                                           ("get", "get_raw", 2000, "bench/tls")]:
+                before, redis_before = cpu_seconds(proc.pid), cpu_seconds(redis.pid)
+                r = wrk(f"http://{ip}:{port}", mode, 1024, keys, prefix, 32)
+                r["replica_us_per_req"] = 1e6 * (cpu_seconds(proc.pid) - before) / r["requests"]
+                r["redis_us_per_req"] = 1e6 * (cpu_seconds(redis.pid) - redis_before) / r["requests"]
+                runs[f"{kind} {op}"].append(r)
+    for _, proc in replicas.values():
+        proc.terminate()
+        proc.wait(15)
+    redis.terminate()
+    redis.wait(15)
+    return {name: median_of(rs) for name, rs in runs.items()}
+
+
 def drain_latency(front, replica, env, s3_port, count=20000):
     """Target 4: one worker drains a backlog of `count` 1 KiB blobs through a proxy that holds
     every S3 request 0, 20 or 50 ms, with 16, 64, 256 or 512 uploads in flight (512: the
@@ -514,6 +568,8 @@ def main():
     results["straight_put"] = phase("straight PUT", lambda: straight_put(replica, ports["redis"], worker))
     log("access log on / off")
     results["access_log"] = phase("access log", lambda: access_log_cost(env, ports["web"]))
+    log("Redis over TLS / plain TCP")
+    results["redis_tls"] = phase("Redis over TLS", lambda: redis_tls_cost(env, ports["web"]))
 
     # Drain: a backlog written with the worker stopped, then drained by a fresh worker.
     def drain(name, size, count):
@@ -661,6 +717,15 @@ def print_table(results, table):
               f"replica {on['replica_us_per_req']:.1f} us CPU per request; none logged {off['req_s']:.0f} req/s, "
               f"{off['replica_us_per_req']:.1f} us (log costs x{on['replica_us_per_req'] / off['replica_us_per_req']:.2f} "
               f"CPU per request)")
+    rt = results.get("redis_tls")
+    if rt:
+        for op in ["put", "get"]:
+            plain, tls = rt[f"plain {op}"], rt[f"tls {op}"]
+            print(f"Redis over TLS, {op.upper()} 1 KiB straight to a replica: TLS {tls['req_s']:.0f} req/s, replica "
+                  f"{tls['replica_us_per_req']:.1f} + Redis {tls['redis_us_per_req']:.1f} us CPU per request; plain "
+                  f"{plain['req_s']:.0f} req/s, {plain['replica_us_per_req']:.1f} + {plain['redis_us_per_req']:.1f} us "
+                  f"(TLS costs x{tls['replica_us_per_req'] / plain['replica_us_per_req']:.2f} replica, "
+                  f"x{tls['redis_us_per_req'] / plain['redis_us_per_req']:.2f} Redis CPU per request)")
     for name, d in results["drain"].items():
         print(f"drain {d['count']} x {name}: {d['objects_s']:.0f} objects/s in {d['seconds']:.1f} s; direct S3 PUT at "
               f"concurrency {WORKER_CONCURRENCY}: {d['direct_s3_objects_s']:.0f} objects/s "
