@@ -159,12 +159,17 @@ async fn a_master_killed_under_writes_is_followed_to_its_replica_losing_no_confi
     // restarts) and the sentinels make it the new master's replica: until then nothing can
     // confirm a write (REPLICA_ACKS=1 answers 504).
     let mut promoted_after = None;
+    // The first answer from a live master (504: it took the write, nothing confirmed it yet).
+    let mut followed_after = None;
     let window = loop {
         let response = apps[0].put("sentinel/probe", "bin", b"probe").await;
-        if response.status() == 201 {
+        let status = response.status();
+        if followed_after.is_none() && (status == 201 || status == 504) {
+            followed_after = Some(killed.elapsed());
+        }
+        if status == 201 {
             break killed.elapsed();
         }
-        let status = response.status();
         assert!(
             status == 503 || status == 504,
             "a write during failover fails cleanly or succeeds: {status}"
@@ -181,7 +186,8 @@ async fn a_master_killed_under_writes_is_followed_to_its_replica_losing_no_confi
     };
     println!(
         "sentinel failover: replica promoted {promoted_after:?} after the SIGKILL (as the \
-         sentinels named it); writes acknowledged again after {window:?}"
+         sentinels named it); the blobproxy replica reached it after {followed_after:?}; writes acknowledged \
+         again after {window:?}"
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
     stop.store(true, Ordering::Relaxed);
