@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::helpers::*;
-use crate::topology::{Dns, nginx_in_front};
+use crate::topology::{Dns, doomed_and_survivor, nginx_in_front};
 
 /// A raw PUT of `data` to `key` named `id`.
 async fn put_named(app: &TestApp, key: &str, id: &str, data: &[u8]) -> reqwest::Response {
@@ -111,31 +111,9 @@ async fn a_put_nginx_resends_after_its_replica_died_is_answered_not_written_twic
     let backends = Backends::start().await;
     let proxy = crate::s3_proxy::S3Proxy::start(backends.s3.port).await;
     let dir = tempfile::tempdir().unwrap();
-    let web_port = free_port();
-    let spawn = |ip: &str, name: &str| {
-        BlobproxyProcess::spawn(
-            &["serve"],
-            &backends,
-            &[
-                ("BLOBPROXY_BIND", format!("{ip}:{web_port}")),
-                ("BLOBPROXY_REPLICA_NAME", name.to_owned()),
-                ("BLOBPROXY_S3_ENDPOINT", proxy.endpoint()),
-                ("BLOBPROXY_WC_TIMEOUT_SECS", "30".to_owned()),
-            ],
-            &dir.path().join(format!("{name}.log")),
-        )
-    };
-    let doomed = spawn("127.0.0.2", "doomed");
-    let _survivor = spawn("127.0.0.3", "survivor");
-    for ip in ["127.0.0.2", "127.0.0.3"] {
-        wait_for_addr(&format!("{ip}:{web_port}"), "replica").await;
-    }
-    let _worker = BlobproxyProcess::spawn(
-        &["worker"],
-        &backends,
-        &[("BLOBPROXY_S3_ENDPOINT", proxy.endpoint())],
-        &dir.path().join("worker.log"),
-    );
+    let wc_timeout = [("BLOBPROXY_WC_TIMEOUT_SECS", "30".to_owned())];
+    let (doomed, _survivor, _worker, web_port) =
+        doomed_and_survivor(&backends, &proxy, dir.path(), &wc_timeout).await;
     // Both replicas in DNS, before the write: nginx gives a request as many tries as it
     // knows replicas when it starts.
     let dns = Dns::start(dir.path(), &["127.0.0.2", "127.0.0.3"]);

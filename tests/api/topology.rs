@@ -209,6 +209,37 @@ fn replica(backends: &Backends, dir: &Path, ip: &str, port: u16, name: &str) -> 
     )
 }
 
+/// Two replicas on one port, at 127.0.0.2 (`doomed`) and 127.0.0.3 (`survivor`), and a worker,
+/// all storing through `proxy`, the replicas with `env` besides; and the replicas' port.
+pub async fn doomed_and_survivor(
+    backends: &Backends,
+    proxy: &crate::s3_proxy::S3Proxy,
+    dir: &Path,
+    env: &[(&str, String)],
+) -> (BlobproxyProcess, BlobproxyProcess, BlobproxyProcess, u16) {
+    let web_port = free_port();
+    let spawn = |ip: &str, name: &str| {
+        let mut all = vec![
+            ("BLOBPROXY_BIND", format!("{ip}:{web_port}")),
+            ("BLOBPROXY_REPLICA_NAME", name.to_owned()),
+            ("BLOBPROXY_S3_ENDPOINT", proxy.endpoint()),
+        ];
+        all.extend(env.iter().cloned());
+        BlobproxyProcess::spawn(&["serve"], backends, &all, &dir.join(format!("{name}.log")))
+    };
+    let (doomed, survivor) = (spawn("127.0.0.2", "doomed"), spawn("127.0.0.3", "survivor"));
+    for ip in ["127.0.0.2", "127.0.0.3"] {
+        wait_for_addr(&format!("{ip}:{web_port}"), "replica").await;
+    }
+    let worker = BlobproxyProcess::spawn(
+        &["worker"],
+        backends,
+        &[("BLOBPROXY_S3_ENDPOINT", proxy.endpoint())],
+        &dir.join("worker.log"),
+    );
+    (doomed, survivor, worker, web_port)
+}
+
 /// Clients writing through nginx without pause, each on a new connection per request, until
 /// stopped; then the number of writes answered 201 and a line for each one that was not.
 struct WriteLoad {
@@ -556,30 +587,8 @@ async fn a_write_in_flight_on_a_replica_that_dies_gets_503_replicas_unavailable_
     let proxy = crate::s3_proxy::S3Proxy::start(backends.s3.port).await;
     proxy.set_delay(Duration::from_secs(3));
     let dir = tempfile::tempdir().unwrap();
-    let web_port = free_port();
-    let spawn = |ip: &str, name: &str| {
-        BlobproxyProcess::spawn(
-            &["serve"],
-            &backends,
-            &[
-                ("BLOBPROXY_BIND", format!("{ip}:{web_port}")),
-                ("BLOBPROXY_REPLICA_NAME", name.to_owned()),
-                ("BLOBPROXY_S3_ENDPOINT", proxy.endpoint()),
-            ],
-            &dir.path().join(format!("{name}.log")),
-        )
-    };
-    let doomed = spawn("127.0.0.2", "doomed");
-    let _survivor = spawn("127.0.0.3", "survivor");
-    for ip in ["127.0.0.2", "127.0.0.3"] {
-        wait_for_addr(&format!("{ip}:{web_port}"), "replica").await;
-    }
-    let _worker = BlobproxyProcess::spawn(
-        &["worker"],
-        &backends,
-        &[("BLOBPROXY_S3_ENDPOINT", proxy.endpoint())],
-        &dir.path().join("worker.log"),
-    );
+    let (doomed, _survivor, _worker, web_port) =
+        doomed_and_survivor(&backends, &proxy, dir.path(), &[]).await;
     // Only the doomed replica in DNS: the write goes there.
     let dns = Dns::start(dir.path(), &["127.0.0.2"]);
     wait_for_addr(&format!("127.0.0.1:{}", dns.port), "dnsmasq").await;
