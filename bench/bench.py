@@ -350,15 +350,18 @@ def make_tls_files(where):
     return where
 
 
-def redis_tls_cost(env, port, rounds=2):
+def redis_tls_cost(env, port, rounds=3):
     """PUT and GET hit 1 KiB straight to a replica whose Redis connection is TLS (`rediss://`,
     a CA file), and to one on plain TCP, both to one redis-server serving a plain and a TLS
-    port (the compose file's flags): req/s, and the replica's and Redis's CPU per request."""
+    port (the compose file's flags): req/s, and the replica's and Redis's CPU per request.
+    Alone: `bench/.venv/bin/python bench/bench.py redis_tls` (after one `bench/run.sh`)."""
     tls = make_tls_files(work / "tls")
     plain_port, tls_port = free_port(), free_port()
     (work / "redis-tls").mkdir()
+    # No automatic AOF rewrite: its fork's CPU would land in whichever run it happens in.
     redis = spawn("redis-tls", ["redis-server", "--port", str(plain_port), "--bind", "127.0.0.1",
                                 "--dir", str(work / "redis-tls"), "--save", "", *REDIS_FLAGS,
+                                "--auto-aof-rewrite-percentage", "0",
                                 "--tls-port", str(tls_port), "--tls-cert-file", str(tls / "server.crt"),
                                 "--tls-key-file", str(tls / "server.key"),
                                 "--tls-ca-cert-file", str(tls / "ca.crt"), "--tls-auth-clients", "no"])
@@ -432,6 +435,22 @@ def drain_latency(front, replica, env, s3_port, count=20000):
         proxy.terminate()
         proxy.wait(15)
     return sorted(rows, key=lambda r: (r["delay_ms"], r["in_flight"]))
+
+
+def redis_tls_alone():
+    """The Redis-over-TLS phase on its own, with its own S3 server, for a quick look."""
+    import atexit
+    atexit.register(stop_all)
+    s3_port, web_port = free_port(), free_port()
+    s3_root = Path(tempfile.mkdtemp(prefix="blobproxy-bench-s3-"))
+    atexit.register(shutil.rmtree, s3_root, True)
+    s3s = shutil.which("s3s-fs") or str(Path.home() / ".cargo/bin/s3s-fs")
+    spawn("s3", [s3s, "--host", "127.0.0.1", "--port", str(s3_port), "--access-key", ACCESS,
+                 "--secret-key", SECRET, str(s3_root)])
+    wait_port("127.0.0.1", s3_port, "s3s-fs")
+    env = {"BLOBPROXY_S3_ENDPOINT": f"http://127.0.0.1:{s3_port}", "AWS_ACCESS_KEY_ID": ACCESS,
+           "AWS_SECRET_ACCESS_KEY": SECRET, "RUST_LOG": "warn"}
+    print(json.dumps(redis_tls_cost(env, web_port), indent=1))
 
 
 def main():
@@ -801,6 +820,9 @@ def chart(table, path):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["redis_tls"]:
+        redis_tls_alone()
+        sys.exit(0)
     res = main()
     tab = ratios(res)
     res["table"] = tab
