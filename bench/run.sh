@@ -6,10 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 scripts/install-deps.sh
-if ! command -v wrk >/dev/null; then
+# wrk loads the topology; openssl makes the certificates of the Redis-over-TLS phase.
+if ! command -v wrk >/dev/null || ! command -v openssl >/dev/null; then
   if [ "$(id -u)" -eq 0 ]; then SUDO=; else SUDO=sudo; fi
   $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk openssl >/dev/null
 fi
 if [ ! -x bench/.venv/bin/python ]; then
   python3 -m venv bench/.venv

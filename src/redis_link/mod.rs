@@ -68,11 +68,8 @@ pub async fn connect(target: &RedisTarget) -> anyhow::Result<RedisLink> {
     let certificates = tls::certificates(&target.tls)?;
     let conn = match &target.servers {
         RedisServers::Single(url) => {
-            let client = match certificates {
-                Some(certificates) => redis::Client::build_with_tls(url.as_str(), certificates),
-                None => redis::Client::open(url.as_str()),
-            }
-            .context("BLOBPROXY_REDIS_URL is not a valid Redis URL")?;
+            let client = tls::client(url, certificates.as_ref())
+                .context("BLOBPROXY_REDIS_URL is not a valid Redis URL")?;
             let config = redis::aio::ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(Duration::from_secs(5)))
                 .set_response_timeout(Some(Duration::from_secs(30)));

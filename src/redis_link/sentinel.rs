@@ -42,7 +42,7 @@ impl SentinelConn {
         sentinels: &Sentinels,
         certificates: Option<redis::TlsCertificates>,
     ) -> anyhow::Result<Self> {
-        let address = master_address(sentinels, &certificates).await?;
+        let address = master_address(sentinels, &certificates, None).await?;
         let manager = manager_for(sentinels, &certificates, &address)
             .await
             .with_context(|| {
@@ -109,10 +109,12 @@ impl Current {
             }
             *asked = Instant::now();
         }
-        let Ok(address) = master_address(&self.sentinels, &self.certificates).await else {
+        let in_use = self.master.lock().unwrap().0.clone();
+        let named = master_address(&self.sentinels, &self.certificates, Some(&in_use)).await;
+        let Ok(address) = named else {
             return false;
         };
-        if self.master.lock().unwrap().0 == address {
+        if address == in_use {
             return false;
         }
         match manager_for(&self.sentinels, &self.certificates, &address).await {
@@ -150,14 +152,19 @@ fn master_may_have_moved(e: &RedisError) -> bool {
 }
 
 /// `host:port` of the master the first sentinel that answers names, checked with `ROLE`.
+/// `in_use`: the master the connection uses, which needs no new check when named again.
 async fn master_address(
     sentinels: &Sentinels,
     certificates: &Option<redis::TlsCertificates>,
+    in_use: Option<&str>,
 ) -> anyhow::Result<String> {
     let mut last_error = None;
     for sentinel in &sentinels.addresses {
         let asked = tokio::time::timeout(SENTINEL_TIMEOUT, async {
             let address = ask(sentinel, &sentinels.master).await?;
+            if in_use == Some(address.as_str()) {
+                return Ok(address);
+            }
             // A sentinel's view can lag a failover: the server itself must say it is master.
             let mut master = client_for(sentinels, certificates, &address)?
                 .get_multiplexed_async_connection()
@@ -211,10 +218,7 @@ fn client_for(
 ) -> RedisResult<redis::Client> {
     let (scheme, _, rest) = url_parts(&sentinels.template);
     let url = format!("{scheme}{address}{rest}");
-    match certificates {
-        Some(certificates) => redis::Client::build_with_tls(url.as_str(), certificates.clone()),
-        None => redis::Client::open(url.as_str()),
-    }
+    super::tls::client(&url, certificates.as_ref())
 }
 
 /// A connection manager to the master at `address`.

@@ -36,6 +36,17 @@ pub(super) fn certificates(tls: &RedisTls) -> anyhow::Result<Option<TlsCertifica
     }))
 }
 
+/// A client of `url`, with `certificates` when there are some.
+pub(super) fn client(
+    url: &str,
+    certificates: Option<&TlsCertificates>,
+) -> redis::RedisResult<redis::Client> {
+    match certificates {
+        Some(certificates) => redis::Client::build_with_tls(url, certificates.clone()),
+        None => redis::Client::open(url),
+    }
+}
+
 /// The error of a connection to `what` that failed: what to fix when TLS is why, else
 /// Redis's error.
 pub(super) fn explained(e: RedisError, what: &str) -> anyhow::Error {
