@@ -2,9 +2,9 @@
 # Installs what the tests and the local stack need, when missing. Debian packages:
 # redis-server, dnsmasq (stands in for Docker's DNS in the topology test), docker-compose v1
 # (validates the compose files without a Docker engine), chromium (loads /docs in a test),
-# and what building nginx needs. From crates.io: s3s-fs (a small S3-compatible server),
-# cargo-nextest, and the source of nginx 1.28 (below). From PyPI, in a venv: schemathesis
-# and moto, for the API fuzzer.
+# prometheus (its promtool tests the alert rules), and what building nginx needs. From
+# crates.io: s3s-fs (a small S3-compatible server), cargo-nextest, and the source of nginx
+# 1.28 (below). From PyPI, in a venv: schemathesis and moto, for the API fuzzer.
 # Safe to run again: it only installs what is not there.
 set -euo pipefail
 
@@ -35,6 +35,7 @@ command -v redis-server >/dev/null || missing_apt+=(redis-server)
 command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || missing_apt+=(dnsmasq-base)
 command -v docker-compose >/dev/null || missing_apt+=(docker-compose)
 [ -x /usr/bin/chromium ] || missing_apt+=(chromium)
+command -v promtool >/dev/null || missing_apt+=(prometheus)
 python3 -c "import ensurepip" 2>/dev/null || missing_apt+=(python3-venv)
 if [ ${#missing_apt[@]} -gt 0 ]; then
   echo "installing ${missing_apt[*]} (apt)"
@@ -42,6 +43,7 @@ if [ ${#missing_apt[@]} -gt 0 ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_apt[@]}" >/dev/null
   # The packages start system services we do not use; the tests start their own servers.
   as_root service redis-server stop >/dev/null 2>&1 || true
+  as_root service prometheus stop >/dev/null 2>&1 || true
 fi
 
 if [ ! -x "$NGINX_DIR/sbin/nginx" ]; then

@@ -45,6 +45,8 @@ enum Command {
         #[command(subcommand)]
         action: blobproxy::ops::DeadLetterAction,
     },
+    /// Print a presigned URL: one key, GET or PUT, until a time; usable without the API key.
+    Presign(blobproxy::ops::presign::PresignArgs),
     /// Exit 0 when the local replica answers GET /healthz with 200 (Docker HEALTHCHECK).
     Healthcheck(blobproxy::ops::healthcheck::HealthcheckArgs),
 }
@@ -91,6 +93,12 @@ async fn run(cli: Cli, niced: Option<std::io::Result<i32>>) -> anyhow::Result<()
     match &cli.command {
         Command::Healthcheck(args) => return blobproxy::ops::healthcheck::probe(args).await,
         Command::Loadgen(args) => return blobproxy::ops::loadgen::run(args.clone()).await,
+        Command::Presign(args) => {
+            let presigned = blobproxy::ops::presign::presign(args)?;
+            println!("{}", presigned.url);
+            eprintln!("expires at {}", presigned.expires_at);
+            return Ok(());
+        }
         _ => {}
     }
     use blobproxy::telemetry::LogTo;
@@ -127,6 +135,8 @@ async fn run(cli: Cli, niced: Option<std::io::Result<i32>>) -> anyhow::Result<()
             eprintln!("{done}");
             Ok(())
         }
-        Command::Healthcheck(_) | Command::Loadgen(_) => unreachable!("handled above"),
+        Command::Healthcheck(_) | Command::Loadgen(_) | Command::Presign(_) => {
+            unreachable!("handled above")
+        }
     }
 }

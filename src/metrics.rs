@@ -46,6 +46,12 @@ pub fn record_request(method: &str, route: &str, status: u16, latency: Duration)
     metrics::histogram!("http_request_duration_seconds", &labels).record(latency.as_secs_f64());
 }
 
+/// An answer with an error code (`s3_unavailable`, `not_found`...): the codes come from the
+/// API's closed table, so the label cannot grow without bound.
+pub fn record_error(code: &'static str) {
+    metrics::counter!("blobproxy_errors_total", "code" => code).increment(1);
+}
+
 pub fn cache_lookup(hit: bool) {
     if hit {
         metrics::counter!("blobproxy_cache_hits_total").increment(1);
@@ -66,12 +72,53 @@ pub struct DeploymentFigures {
     pub uploads: u64,
     pub upload_failures: u64,
     pub orphans: u64,
+    /// The fullest Redis master's memory, when Redis lets `INFO memory` be read.
+    pub redis_memory: Option<RedisMemory>,
+}
+
+/// One Redis master's memory use and its limit (`maxmemory`, 0: none).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisMemory {
+    pub used_bytes: u64,
+    pub max_bytes: u64,
+}
+
+/// What this replica's `/readyz` would answer, and which dependency answers.
+#[derive(Debug, Clone, Copy)]
+pub struct Readiness {
+    pub ready: bool,
+    pub redis_up: bool,
+    pub s3_up: bool,
 }
 
 /// The text exposition: this process's metrics, then the deployment-wide gauges and counters
 /// (`None` when Redis could not be read).
-pub fn render(shared: Option<DeploymentFigures>) -> String {
+pub fn render(shared: Option<DeploymentFigures>, readiness: Readiness) -> String {
     let mut out = install().render();
+    let flag = |up: bool| if up { 1.0 } else { 0.0 };
+    let mut gauge = |name: &str, help: &str, kind: &str, value: f64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
+    };
+    gauge(
+        "blobproxy_ready",
+        "1 when this replica's /readyz answers 200 (Redis and S3 answer, not shutting down).",
+        "gauge",
+        flag(readiness.ready),
+    );
+    gauge(
+        "blobproxy_redis_up",
+        "1 when this replica's Redis answers PING (every master, on a cluster).",
+        "gauge",
+        flag(readiness.redis_up),
+    );
+    gauge(
+        "blobproxy_s3_up",
+        "1 when this replica's S3 bucket answers.",
+        "gauge",
+        flag(readiness.s3_up),
+    );
     let Some(shared) = shared else {
         out.push_str("# Redis unavailable: deployment-wide metrics omitted\n");
         return out;
@@ -81,6 +128,20 @@ pub fn render(shared: Option<DeploymentFigures>) -> String {
             "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
         ));
     };
+    if let Some(memory) = shared.redis_memory {
+        gauge(
+            "blobproxy_redis_memory_used_bytes",
+            "Memory used by the fullest Redis master (the one nearest its maxmemory).",
+            "gauge",
+            memory.used_bytes as f64,
+        );
+        gauge(
+            "blobproxy_redis_memory_max_bytes",
+            "That master's maxmemory (0: no limit set).",
+            "gauge",
+            memory.max_bytes as f64,
+        );
+    }
     gauge(
         "blobproxy_queue_depth",
         "Drain jobs waiting to run.",

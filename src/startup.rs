@@ -119,28 +119,15 @@ impl Application {
             .with_context(|| format!("cannot listen on BLOBPROXY_BIND={bind}"))?;
         let port = listener.local_addr()?.port();
         let service = web::Data::new(deps.service(settings));
-        let replica = settings.replica();
-        let api_key = settings.api_key()?;
-        if api_key.is_none() && !bind.ip().is_loopback() {
+        let http_settings = crate::http::HttpSettings::new(settings)?;
+        let replica = http_settings.replica.clone();
+        if http_settings.api_key.is_none() && !bind.ip().is_loopback() {
             tracing::warn!(
                 %bind,
                 "no API key (BLOBPROXY_API_KEY): anyone who reaches this port can read and write blobs"
             );
         }
         crate::metrics::install();
-        let http_settings = crate::http::HttpSettings {
-            // Room for the base64 of the largest blob plus the key and field names.
-            json_limit: crate::domain::base64_len(settings.server.max_blob_bytes) + 16 * 1024,
-            wc_timeout: settings.server.wc_timeout,
-            replica: replica.clone(),
-            api_key,
-            stopping: Arc::new(AtomicBool::new(false)),
-            body_timeouts: crate::http::BodyTimeouts {
-                total: settings.server.body_timeout,
-                idle: settings.server.body_idle,
-            },
-            access_log: settings.ops.access_log,
-        };
         let stopping = http_settings.stopping.clone();
         let secured = http_settings.api_key.is_some();
         let app = move || {
@@ -148,6 +135,7 @@ impl Application {
             service.connect_this_thread();
             App::new()
                 .wrap(from_fn(crate::http::middleware::require_api_key))
+                .wrap(from_fn(crate::http::cors::cors))
                 .wrap(from_fn(crate::http::middleware::access_log))
                 .wrap(
                     DefaultHeaders::new()

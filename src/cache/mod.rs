@@ -16,6 +16,7 @@
 //!   for the sweep).
 //! - [`retries`]: keys S3 keeps failing for, each waiting for its next attempt on a backoff.
 //! - [`dead_letters`]: keys the worker gave up on.
+//! - [`server`]: the Redis servers themselves (answering, eviction policy, memory).
 //!
 //! Operations on one key go to its shard; those on the whole cache (backlog, listing, dead
 //! letters, counters) ask every shard and merge.
@@ -28,6 +29,7 @@ pub mod layout;
 mod reads;
 mod requests;
 mod retries;
+mod server;
 #[cfg(test)]
 mod test_redis;
 #[cfg(test)]
@@ -45,6 +47,7 @@ pub use draining::{DrainStats, Finish, UploadLease};
 pub use reads::{Cached, Summary};
 pub use requests::REPEAT_WINDOW;
 pub use retries::{Backoff, Failing, FailingKey};
+pub use server::MemoryUse;
 pub use writes::{WriteThrough, Written};
 
 use crate::redis_link::{self, Keyspace, RedisLink, Shard};
@@ -170,47 +173,6 @@ impl BlobCache {
             .iter()
             .map(|shard| ask(self.conn(), shard));
         Ok(futures::future::try_join_all(asked).await?)
-    }
-
-    /// Every master answers PING; used by readiness checks.
-    pub async fn ping(&self) -> Result<(), CacheError> {
-        let _: Vec<String> = self.conn().on_every_master(&redis::cmd("PING")).await?;
-        Ok(())
-    }
-
-    /// Refuses a Redis whose eviction policy could drop records not yet in S3 (they have no
-    /// TTL, so only `allkeys-*` policies can evict them). When CONFIG is not available (managed
-    /// Redis), the operator is trusted, with a warning.
-    pub async fn check_eviction_policy(&self) -> anyhow::Result<()> {
-        let mut config_get = redis::cmd("CONFIG");
-        config_get.arg("GET").arg("maxmemory-policy");
-        let reply: redis::RedisResult<Vec<Vec<String>>> =
-            self.conn().on_every_master(&config_get).await;
-        // The first master whose policy could evict unsaved blobs, else any (all alike).
-        let policies: Vec<String> = reply
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|r| r.get(1).cloned())
-            .collect();
-        let policy = policies
-            .iter()
-            .find(|p| p.starts_with("allkeys"))
-            .or(policies.first())
-            .cloned();
-        let Some(policy) = policy else {
-            tracing::warn!(
-                "cannot read Redis maxmemory-policy (CONFIG disabled); make sure it is noeviction or volatile-*"
-            );
-            return Ok(());
-        };
-        if policy.starts_with("allkeys") {
-            anyhow::bail!(
-                "Redis maxmemory-policy is {policy}, which can evict blobs not yet stored in S3; \
-                 set it to volatile-lru (evicts only blobs already in S3) or noeviction"
-            );
-        }
-        tracing::info!(%policy, "Redis eviction policy keeps unsaved blobs");
-        Ok(())
     }
 }
 

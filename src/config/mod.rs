@@ -7,14 +7,16 @@
 //! it, so a bad value stops the process with an error that names the variable instead of
 //! failing later.
 
+mod browser;
 mod redis_target;
 mod sections;
-mod units;
+pub mod units;
 
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
+pub use browser::BrowserSettings;
 pub use redis_target::{RedisServers, RedisTarget, RedisTls, Sentinels};
 pub use sections::{
     AccessLog, OpsSettings, RedisSettings, S3Settings, ServerSettings, Versioning, WorkerSettings,
@@ -33,6 +35,8 @@ pub struct Settings {
     pub worker: WorkerSettings,
     #[command(flatten)]
     pub ops: OpsSettings,
+    #[command(flatten)]
+    pub browser: BrowserSettings,
 }
 
 /// S3 keys read from secret files.
@@ -190,6 +194,7 @@ impl Settings {
         )?;
         self.api_key()?;
         self.s3_keys()?;
+        self.browser.validate()?;
         Ok(())
     }
 

@@ -93,6 +93,18 @@ impl BlobKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The key as a URL path (`/blobs/<this>`): percent-encoded but for its slashes and
+    /// unreserved characters, so the path decodes back to the key.
+    pub fn url_path(&self) -> String {
+        const ESCAPED: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~')
+            .remove(b'/');
+        percent_encoding::utf8_percent_encode(&self.0, ESCAPED).to_string()
+    }
 }
 
 impl fmt::Display for BlobKey {

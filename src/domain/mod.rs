@@ -1,7 +1,9 @@
 //! What a blob is, independent of HTTP, Redis and S3: validated keys and extensions, and the
-//! base64 form the JSON API uses. Pure code, unit-tested here.
+//! base64 form the JSON API uses, and the signing of presigned URLs ([`presigned`]). Pure
+//! code, unit-tested here.
 
 mod key;
+pub mod presigned;
 
 pub use key::{BlobKey, Extension, InvalidInput, MAX_KEY_BYTES, check_key_chars, content_type};
 

@@ -110,7 +110,7 @@ pub fn parse_put(
 }
 
 /// The JSON body of a write, read within the size and time bounds of every body.
-async fn read_json(
+pub(super) async fn read_json(
     req: &HttpRequest,
     payload: web::Payload,
     settings: &HttpSettings,

@@ -8,10 +8,11 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{ResponseError as _, web};
+use actix_web::{HttpResponse, web};
 use subtle::ConstantTimeEq as _;
 
 use super::HttpSettings;
+use super::presigning::PresignParams;
 use super::request_id::request_id;
 use crate::config::AccessLog;
 use crate::http::error::{ApiError, ErrorCode};
@@ -41,6 +42,13 @@ pub async fn access_log(
     let status = res.status().as_u16();
     let latency = started.elapsed();
     crate::metrics::record_request(method, &route, status, latency);
+    let error = res
+        .response()
+        .error()
+        .and_then(|e| e.as_error::<ApiError>());
+    if let Some(error) = error {
+        crate::metrics::record_error(error.code().as_str());
+    }
     let Some(settings) = res.request().app_data::<web::Data<HttpSettings>>() else {
         return Ok(res);
     };
@@ -116,14 +124,29 @@ fn is_open(path: &str) -> bool {
 }
 
 /// With `BLOBPROXY_API_KEY` set, refuses data requests without `Authorization: Bearer <key>`.
-/// The comparison takes the same time whatever the key sent, so it leaks nothing.
+/// The comparison takes the same time whatever the key sent, so it leaks nothing. A request on
+/// a presigned URL (one with `signature=`) needs no key, but its signature is checked whether
+/// or not a key is set: a changed or expired URL is refused either way.
 pub async fn require_api_key(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody, BoxBody>>, actix_web::Error> {
-    let expected = req
-        .app_data::<web::Data<HttpSettings>>()
-        .and_then(|s| s.api_key.clone());
+    let settings = req.app_data::<web::Data<HttpSettings>>().cloned();
+    // Presigned URLs are for what a URL can be signed for: reading or writing `/blobs/<key>`.
+    // Other requests are taken as they come (a TRACE still gets its 405).
+    let presignable = req.path().starts_with("/blobs/")
+        && matches!(*req.method(), Method::GET | Method::HEAD | Method::PUT);
+    if let Some(presigned) = PresignParams::of(req.query_string()).filter(|_| presignable) {
+        let checked = presigned_request(&req, settings.as_ref().map(|s| s.get_ref()), &presigned);
+        return match checked {
+            Ok(()) => Ok(next.call(req).await?.map_into_left_body()),
+            Err(refused) => {
+                let response = HttpResponse::from_error(refused);
+                Ok(req.into_response(response).map_into_right_body())
+            }
+        };
+    }
+    let expected = settings.and_then(|s| s.api_key.clone());
     if let Some(expected) = expected
         && !is_open(req.path())
     {
@@ -140,11 +163,22 @@ pub async fn require_api_key(
             } else {
                 "the API key is wrong"
             };
-            let response = ApiError::new(ErrorCode::Unauthorized, msg).error_response();
+            let response = HttpResponse::from_error(ApiError::new(ErrorCode::Unauthorized, msg));
             return Ok(req.into_response(response).map_into_right_body());
         }
     }
     Ok(next.call(req).await?.map_into_left_body())
+}
+
+/// Whether a request on a presigned URL may go ahead: for the key, method and time the URL
+/// was signed for.
+fn presigned_request(
+    req: &ServiceRequest,
+    settings: Option<&HttpSettings>,
+    params: &PresignParams,
+) -> Result<(), ApiError> {
+    let key = super::key_from_path(req.path())?;
+    params.check(settings, req.method().as_str(), &key)
 }
 
 #[cfg(test)]

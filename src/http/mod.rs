@@ -5,9 +5,11 @@
 //!   [`range`] for ETags and ranges; [`write`]: what both kinds of write share; [`body`]:
 //!   reading a raw body within limits; [`listing`]: `GET /blobs`; [`history`]: a key's versions.
 //! - [`health`], [`status`]: for orchestrators and operators; [`openapi`]: the document.
-//! - [`middleware`]: request ids ([`request_id`]), the access log, the API key.
+//! - [`middleware`]: request ids ([`request_id`]), the access log, the API key; [`cors`]: calls
+//!   from pages on other origins; [`presigning`]: URLs for one key that need no API key.
 
 mod body;
+pub mod cors;
 
 pub use body::BodyTimeouts;
 pub mod error;
@@ -17,6 +19,7 @@ pub mod json;
 pub mod listing;
 pub mod middleware;
 pub mod openapi;
+pub mod presigning;
 pub mod range;
 pub mod raw;
 mod request_id;
@@ -33,6 +36,7 @@ use std::time::Duration;
 use actix_web::{HttpRequest, HttpResponse, web};
 
 use crate::domain::BlobKey;
+use crate::domain::presigned::Presigner;
 use crate::http::error::{ApiError, ErrorCode};
 
 /// What the handlers and middleware need besides the service.
@@ -52,6 +56,37 @@ pub struct HttpSettings {
     pub body_timeouts: BodyTimeouts,
     /// Which requests get an access log line.
     pub access_log: crate::config::AccessLog,
+    /// Origins whose pages may call the API, when any.
+    pub cors: Option<cors::CorsPolicy>,
+    /// Signs and checks presigned URLs, when the deployment has a presign secret.
+    pub presigner: Option<Presigner>,
+    /// Where clients reach the service, the start of presigned URLs (else each request's host).
+    pub public_url: Option<String>,
+}
+
+impl HttpSettings {
+    /// What the replica's handlers take of `settings`.
+    pub fn new(settings: &crate::config::Settings) -> anyhow::Result<Self> {
+        Ok(HttpSettings {
+            // Room for the base64 of the largest blob plus the key and field names.
+            json_limit: crate::domain::base64_len(settings.server.max_blob_bytes) + 16 * 1024,
+            wc_timeout: settings.server.wc_timeout,
+            replica: settings.replica(),
+            api_key: settings.api_key()?,
+            stopping: Arc::new(AtomicBool::new(false)),
+            body_timeouts: BodyTimeouts {
+                total: settings.server.body_timeout,
+                idle: settings.server.body_idle,
+            },
+            access_log: settings.ops.access_log,
+            cors: cors::CorsPolicy::new(&settings.browser.cors_origins),
+            presigner: settings
+                .browser
+                .presign_secret()?
+                .map(|s| Presigner::new(&s)),
+            public_url: settings.browser.public_url.clone(),
+        })
+    }
 }
 
 /// Registers every route; expects `web::Data<HttpSettings>` and the service in the app data.
@@ -69,6 +104,11 @@ pub fn routes(cfg: &mut web::ServiceConfig, secured: bool) {
     // every `{key:.*}` pattern is a regex.
     .service(only("/put/", "POST", web::post().to(json::put_json)))
     .service(only("/put", "POST", web::post().to(json::put_json)))
+    .service(only(
+        "/presign",
+        "POST",
+        web::post().to(presigning::presign),
+    ))
     .service(only("/blobs", "GET, HEAD", read().to(listing::list)))
     .service(only("/status", "GET, HEAD", read().to(status::status)))
     .service(only("/metrics", "GET, HEAD", read().to(status::metrics)))

@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::body::{Body, TimedBody, read_up_to};
 use super::history::ReadParams;
+use super::presigning::PresignParams;
 use super::range::{RangeAnswer, byte_range, etag, matches_etag, requested_range};
 use super::write::{
     WriteHeaders, WriteParams, WriteResponse, apply_write_concern, idempotency_key, written_answer,
@@ -32,7 +33,7 @@ pub struct RawPutParams {
 
 /// Store a blob sent as the raw body; its Content-Type is kept.
 #[utoipa::path(put, path = "/blobs/{key}", tag = "raw",
-    params(("key" = String, Path, description = "The key; may contain /"), RawPutParams, WriteHeaders),
+    params(("key" = String, Path, description = "The key; may contain /"), RawPutParams, WriteHeaders, PresignParams),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, description = "Stored (ETag header: the version)", body = WriteResponse)),
     security(("api_key" = [])))]
@@ -90,7 +91,7 @@ pub async fn put(
 /// Read a blob's bytes, with its Content-Type, ETag (If-None-Match), and single Range requests.
 /// `HEAD` answers the same headers without the body.
 #[utoipa::path(get, path = "/blobs/{key}", tag = "raw",
-    params(("key" = String, Path, description = "The key; may contain /"), ReadParams),
+    params(("key" = String, Path, description = "The key; may contain /"), ReadParams, PresignParams),
     responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 206, description = "The requested range"),
         (status = 304, description = "If-None-Match matched the ETag")),

@@ -4,7 +4,10 @@
 use actix_web::{HttpResponse, web};
 
 use crate::http::error::ApiError;
-use crate::metrics::DeploymentFigures;
+use std::sync::atomic::Ordering;
+
+use super::HttpSettings;
+use crate::metrics::{DeploymentFigures, Readiness, RedisMemory};
 use crate::service::BlobService;
 
 /// The drain backlog and the dead letters.
@@ -18,9 +21,13 @@ pub async fn status(service: web::Data<BlobService>) -> Result<HttpResponse, Api
 /// Prometheus metrics (text exposition format). Open without an API key.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Metrics", content_type = "text/plain", body = String)))]
-pub async fn metrics(service: web::Data<BlobService>) -> HttpResponse {
+pub async fn metrics(
+    service: web::Data<BlobService>,
+    settings: web::Data<HttpSettings>,
+) -> HttpResponse {
     let shared = async {
         let (status, stats) = tokio::try_join!(service.status(), service.drain_stats()).ok()?;
+        let memory = service.redis_memory().await;
         Some(DeploymentFigures {
             queued_jobs: status.queued_jobs,
             dirty: status.dirty,
@@ -31,9 +38,20 @@ pub async fn metrics(service: web::Data<BlobService>) -> HttpResponse {
             uploads: stats.uploads,
             upload_failures: stats.upload_failures,
             orphans: stats.orphans,
+            redis_memory: memory.map(|m| RedisMemory {
+                used_bytes: m.used_bytes,
+                max_bytes: m.max_bytes,
+            }),
         })
+    };
+    let (shared, down) = tokio::join!(shared, service.unready_dependencies());
+    let up = |name: &str| !down.iter().any(|(n, _)| *n == name);
+    let readiness = Readiness {
+        ready: down.is_empty() && !settings.stopping.load(Ordering::Relaxed),
+        redis_up: up("Redis"),
+        s3_up: up("S3"),
     };
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(crate::metrics::render(shared.await))
+        .body(crate::metrics::render(shared, readiness))
 }

@@ -6,10 +6,12 @@
 //! - [`settle_dead_letter`]: read one dead-lettered blob out, or move it under a valid key.
 //! - [`loadgen`]: write (and read back) random blobs against a running deployment.
 //! - [`healthcheck`]: the Docker `HEALTHCHECK` probe of an image without curl.
+//! - [`presign`]: a presigned URL, made with the replicas' secret.
 
 mod flush;
 pub mod healthcheck;
 pub mod loadgen;
+pub mod presign;
 
 pub use flush::flush;
 

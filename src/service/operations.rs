@@ -50,6 +50,11 @@ impl BlobService {
         })
     }
 
+    /// The Redis master nearest its memory limit, when Redis lets it be read.
+    pub async fn redis_memory(&self) -> Option<crate::cache::MemoryUse> {
+        self.cache.fullest_master().await
+    }
+
     /// Counters of every worker's uploads.
     pub async fn drain_stats(&self) -> Result<DrainStats, ServiceError> {
         Ok(self.cache.stats().await?)

@@ -1,7 +1,5 @@
 //! The API documentation: generated from the code, and readable offline in a real browser.
 
-use std::process::Command;
-
 use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -17,6 +15,7 @@ async fn openapi_covers_every_endpoint() {
         ("/blobs/{key}", "get"),
         ("/blobs/{key}", "delete"),
         ("/remove/{key}", "get"),
+        ("/presign", "post"),
         ("/blobs", "get"),
         ("/status", "get"),
         ("/metrics", "get"),
@@ -49,35 +48,7 @@ async fn openapi_declares_bearer_security_when_an_api_key_is_set() {
 async fn docs_page_lists_the_operations_in_headless_chromium() {
     let backends = Backends::start().await;
     let app = TestApp::spawn(&backends.settings()).await;
-    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("chromium is not installed (scripts/install-deps.sh installs it)");
-    let profile = tempfile::tempdir().unwrap();
-    let url = format!("{}/docs/", app.address);
-    // The network is closed here: only loopback, so the page must load nothing from a CDN.
-    let out = tokio::task::spawn_blocking(move || {
-        Command::new(chromium)
-            .args([
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--virtual-time-budget=10000",
-                "--dump-dom",
-            ])
-            .arg(format!("--user-data-dir={}", profile.path().display()))
-            .arg(url)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let dom = String::from_utf8_lossy(&out.stdout);
+    let dom = chromium_dom(&format!("{}/docs/", app.address)).await;
     for operation in [
         "/put/",
         "/get/{key}",

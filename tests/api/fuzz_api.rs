@@ -1,5 +1,5 @@
 //! The API fuzzer in the suite: schemathesis, driven by the running service's own
-//! `/openapi.json`, all checks, with and without an API key. Any server error, undocumented
+//! `/openapi.json`, all checks, with and without an API key, presigning and CORS on. Any server error, undocumented
 //! status or answer that breaks its schema fails the test.
 //!
 //! S3 here is moto (in the same venv): the fuzzer writes keys like `0` and `0/0`, which AWS
@@ -59,6 +59,10 @@ async fn the_api_holds_to_its_openapi_document_under_schemathesis() {
     settings.server.wc_timeout = std::time::Duration::from_secs(20);
     // Versions kept, so `/history` and `?version=` are fuzzed past their `history_disabled`.
     settings.s3.versioning = Versioning::On;
+    // Presigning and CORS on, so `/presign` is fuzzed past its `presigning_disabled` and every
+    // answer to a listed origin carries the CORS headers.
+    settings.browser.presign_secret = Some("a-presign-secret-for-the-fuzzing-run".into());
+    settings.browser.cors_origins = vec!["http://app.example".into()];
     let app = TestApp::spawn(&settings).await;
     let _worker = TestWorker::spawn(&settings).await;
     fuzz(&app, None).await;

@@ -783,3 +783,36 @@ where
 pub fn redis_layout() -> ShardKeys {
     ShardKeys::single()
 }
+
+/// The DOM of `url` once headless Chromium has run its scripts (up to 10 s of page time).
+/// The network is closed here: a page can reach only loopback.
+pub async fn chromium_dom(url: &str) -> String {
+    let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect("chromium is not installed (scripts/install-deps.sh installs it)");
+    let profile = tempfile::tempdir().unwrap();
+    let url = url.to_owned();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(chromium)
+            .args([
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+            ])
+            .arg(format!("--user-data-dir={}", profile.path().display()))
+            .arg(url)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}

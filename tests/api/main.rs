@@ -6,6 +6,7 @@ mod hostile;
 mod keys;
 
 mod bad_input;
+mod browser;
 mod chaos;
 mod cli;
 mod cloud_credentials;
@@ -19,6 +20,7 @@ mod history;
 mod idempotency;
 mod layout;
 mod ledger;
+mod monitoring;
 mod operators;
 mod queue_contract;
 mod raw;

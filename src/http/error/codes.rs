@@ -37,6 +37,10 @@ error_codes! {
     HeadersTooLarge = "headers_too_large", REQUEST_HEADER_FIELDS_TOO_LARGE, "the request's headers are too large or too many";
     RequestTimeout = "request_timeout", REQUEST_TIMEOUT, "the request's headers did not arrive within 5 s";
     Unauthorized = "unauthorized", UNAUTHORIZED, "API key missing or wrong (`WWW-Authenticate: Bearer`)";
+    PresignedUrlInvalid = "presigned_url_invalid", FORBIDDEN, "a presigned URL that was changed, is for another key, was signed for another method or by another secret, or lacks a part; nothing was read or written";
+    PresignedUrlExpired = "presigned_url_expired", FORBIDDEN, "a presigned URL past its `expires`; nothing was read or written";
+    PresigningDisabled = "presigning_disabled", FORBIDDEN, "`POST /presign` or a presigned URL on a deployment without `BLOBPROXY_PRESIGN_SECRET`";
+    OriginNotAllowed = "origin_not_allowed", FORBIDDEN, "a CORS preflight from an origin not in `BLOBPROXY_CORS_ORIGINS`";
     NotFound = "not_found", NOT_FOUND, "the key is neither cached nor in S3, or was deleted";
     VersionNotFound = "version_not_found", NOT_FOUND, "`?version=`: the bucket does not keep that version of the key (never written, overwritten in Redis before it was drained, a delete, or removed)";
     HistoryDisabled = "history_disabled", CONFLICT, "`/history` while the bucket keeps no versions (`BLOBPROXY_S3_VERSIONING`)";

@@ -13,7 +13,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{health, history, json, listing, raw, status};
+use super::{health, history, json, listing, presigning, raw, status};
 use errors::ErrorResponses;
 use schemas::Schemas;
 
@@ -25,7 +25,7 @@ use schemas::Schemas;
     ),
     paths(
         json::put_json, json::get_json, json::delete, json::remove, listing::list, history::history,
-        raw::put, raw::get, status::status, status::metrics, health::healthz, health::readyz
+        raw::put, raw::get, presigning::presign, status::status, status::metrics, health::healthz, health::readyz
     ),
     components(schemas(crate::http::error::ErrorBody)),
     modifiers(&BearerAuth, &ErrorResponses, &Schemas),
