@@ -437,6 +437,86 @@ def drain_latency(front, replica, env, s3_port, count=20000):
     return sorted(rows, key=lambda r: (r["delay_ms"], r["in_flight"]))
 
 
+def otlp_sink():
+    """An OTLP/HTTP receiver that takes every export and keeps nothing: what a replica sends
+    its traces to in the tracing phase. Returns its address and a count of bytes received."""
+    import http.server
+    import threading
+    received = {"bytes": 0, "exports": 0}
+
+    class Sink(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received["bytes"] += len(body)
+            received["exports"] += 1
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{server.server_address[1]}", received
+
+
+def tracing_cost(env, port, rounds=3):
+    """PUT and GET hit 1 KiB straight to a replica that traces every request to an OTLP
+    receiver (BLOBPROXY_OTLP_ENDPOINT, sample ratio 1) and to one that does not, alternated on
+    the same Redis: req/s and the replica's CPU per request.
+    Alone: `bench/.venv/bin/python bench/bench.py tracing` (after one `bench/run.sh`)."""
+    sink, received = otlp_sink()
+    replicas = {}
+    for kind, ip in [("off", "127.0.0.10"), ("on", "127.0.0.11")]:
+        traced = {"BLOBPROXY_OTLP_ENDPOINT": sink} if kind == "on" else {}
+        replicas[kind] = (ip, spawn(f"tracing-{kind}", [str(BIN), "serve"],
+                                    {**env, "BLOBPROXY_BIND": f"{ip}:{port}", **traced}))
+        wait_port(ip, port, f"replica with tracing {kind}")
+    preload(f"http://{replicas['off'][0]}:{port}", "bench/traced", 2000, 1024)
+    runs = {f"{kind} {op}": [] for kind in replicas for op in ["put", "get"]}
+    for _ in range(rounds):
+        for kind, (ip, proc) in replicas.items():
+            for op, mode, keys, prefix in [("put", "put_raw", 100000, f"bench/traced-put/{kind}"),
+                                           ("get", "get_raw", 2000, "bench/traced")]:
+                before = cpu_seconds(proc.pid)
+                r = wrk(f"http://{ip}:{port}", mode, 1024, keys, prefix, 32)
+                r["replica_us_per_req"] = 1e6 * (cpu_seconds(proc.pid) - before) / r["requests"]
+                runs[f"{kind} {op}"].append(r)
+    for _, proc in replicas.values():
+        proc.terminate()
+        proc.wait(15)
+    result = {name: median_of(rs) for name, rs in runs.items()}
+    result["exported_bytes"] = received["bytes"]
+    result["exports"] = received["exports"]
+    return result
+
+
+def tracing_alone():
+    """The tracing phase on its own, with its own Redis and S3 server."""
+    import atexit
+    atexit.register(stop_all)
+    s3_port, web_port, redis_port = free_port(), free_port(), free_port()
+    s3_root = Path(tempfile.mkdtemp(prefix="blobproxy-bench-s3-"))
+    atexit.register(shutil.rmtree, s3_root, True)
+    s3s = shutil.which("s3s-fs") or str(Path.home() / ".cargo/bin/s3s-fs")
+    spawn("s3", [s3s, "--host", "127.0.0.1", "--port", str(s3_port), "--access-key", ACCESS,
+                 "--secret-key", SECRET, str(s3_root)])
+    wait_port("127.0.0.1", s3_port, "s3s-fs")
+    (work / "redis-tracing").mkdir()
+    spawn("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                    "--dir", str(work / "redis-tracing"), "--save", "", *REDIS_FLAGS,
+                    "--auto-aof-rewrite-percentage", "0"])
+    wait_port("127.0.0.1", redis_port, "redis")
+    env = {"BLOBPROXY_S3_ENDPOINT": f"http://127.0.0.1:{s3_port}", "AWS_ACCESS_KEY_ID": ACCESS,
+           "AWS_SECRET_ACCESS_KEY": SECRET, "RUST_LOG": "warn",
+           "BLOBPROXY_REDIS_URL": f"redis://127.0.0.1:{redis_port}"}
+    print(json.dumps(tracing_cost(env, web_port), indent=1))
+
+
 def redis_tls_alone():
     """The Redis-over-TLS phase on its own, with its own S3 server, for a quick look."""
     import atexit
@@ -589,6 +669,7 @@ def main():
     results["access_log"] = phase("access log", lambda: access_log_cost(env, ports["web"]))
     log("Redis over TLS / plain TCP")
     results["redis_tls"] = phase("Redis over TLS", lambda: redis_tls_cost(env, ports["web"]))
+    results["tracing"] = phase("tracing", lambda: tracing_cost(env, ports["web"]))
 
     # Drain: a backlog written with the worker stopped, then drained by a fresh worker.
     def drain(name, size, count):
@@ -745,6 +826,14 @@ def print_table(results, table):
                   f"{plain['req_s']:.0f} req/s, {plain['replica_us_per_req']:.1f} + {plain['redis_us_per_req']:.1f} us "
                   f"(TLS costs x{tls['replica_us_per_req'] / plain['replica_us_per_req']:.2f} replica, "
                   f"x{tls['redis_us_per_req'] / plain['redis_us_per_req']:.2f} Redis CPU per request)")
+    tr = results.get("tracing")
+    if tr:
+        for op in ["put", "get"]:
+            off, on = tr[f"off {op}"], tr[f"on {op}"]
+            print(f"Tracing, {op.upper()} 1 KiB straight to a replica: every request traced {on['req_s']:.0f} req/s, "
+                  f"replica {on['replica_us_per_req']:.1f} us CPU per request; off {off['req_s']:.0f} req/s, "
+                  f"{off['replica_us_per_req']:.1f} us (tracing costs "
+                  f"x{on['replica_us_per_req'] / off['replica_us_per_req']:.2f} CPU per request)")
     for name, d in results["drain"].items():
         print(f"drain {d['count']} x {name}: {d['objects_s']:.0f} objects/s in {d['seconds']:.1f} s; direct S3 PUT at "
               f"concurrency {WORKER_CONCURRENCY}: {d['direct_s3_objects_s']:.0f} objects/s "
@@ -820,6 +909,9 @@ def chart(table, path):
 
 
 if __name__ == "__main__":
+    if sys.argv[1:] == ["tracing"]:
+        tracing_alone()
+        sys.exit(0)
     if sys.argv[1:] == ["redis_tls"]:
         redis_tls_alone()
         sys.exit(0)

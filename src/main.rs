@@ -89,6 +89,15 @@ fn worker_runtime(threads: usize) -> tokio::runtime::Builder {
     }
 }
 
+fn trace_to(settings: &Settings, role: &'static str) -> Option<blobproxy::telemetry::TraceTo> {
+    Some(blobproxy::telemetry::TraceTo {
+        endpoint: settings.ops.otlp_endpoint.clone()?,
+        sample_ratio: settings.ops.otlp_sample_ratio,
+        role,
+        instance: settings.replica(),
+    })
+}
+
 async fn run(cli: Cli, niced: Option<std::io::Result<i32>>) -> anyhow::Result<()> {
     match &cli.command {
         Command::Healthcheck(args) => return blobproxy::ops::healthcheck::probe(args).await,
@@ -106,7 +115,14 @@ async fn run(cli: Cli, niced: Option<std::io::Result<i32>>) -> anyhow::Result<()
         Command::DeadLetters { .. } => LogTo::Stderr,
         _ => LogTo::Stdout,
     };
-    let _flush_logs_at_exit = blobproxy::telemetry::init(log_to);
+    // The servers send traces when asked to; the operator commands never do.
+    let traces = match &cli.command {
+        Command::Serve(s) => trace_to(s, "serve"),
+        Command::Worker(s) => trace_to(s, "worker"),
+        Command::All(s) => trace_to(s, "all"),
+        _ => None,
+    };
+    let _flush_telemetry_at_exit = blobproxy::telemetry::init(log_to, traces)?;
     match niced {
         Some(Ok(nice)) => {
             tracing::info!(nice, "draining at a lower CPU priority than the replicas")

@@ -1,12 +1,29 @@
+//! Logs and traces.
+//!
 //! Logging: JSON lines when stdout is not a terminal (containers, files), readable text on a
 //! terminal. `RUST_LOG` picks the levels (default `info`). Lines go through a buffer to a
 //! thread of their own, so a thread serving requests never waits on stdout (a line is dropped,
 //! not waited for, if 128k lines are ever pending).
+//!
+//! Traces (`BLOBPROXY_OTLP_ENDPOINT`): the code's own spans (a request, the service, Redis and
+//! S3 calls, a drain) go to an OpenTelemetry collector over OTLP/HTTP, batched by the SDK on a
+//! thread of its own. A request continues its caller's trace (W3C `traceparent`); a write
+//! records its span's context with the blob, and the drain that uploads the blob links to it,
+//! so one trace leads from a PUT to its upload in S3. Off, none of this runs.
 
 use std::io::IsTerminal as _;
+use std::sync::OnceLock;
 
+use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
+use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
 use tracing_appender::non_blocking::WorkerGuard;
-use tracing_subscriber::EnvFilter;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 
 /// Where log lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,21 +33,178 @@ pub enum LogTo {
     Stderr,
 }
 
-/// Starts logging; keep the guard until the process ends (dropping it flushes the buffer).
-pub fn init(to: LogTo) -> WorkerGuard {
+/// Where traces go, and who sends them.
+#[derive(Debug, Clone)]
+pub struct TraceTo {
+    /// The collector's OTLP/HTTP address (`http://collector:4318`).
+    pub endpoint: String,
+    /// The share of new traces kept (a caller's sampled trace is always continued).
+    pub sample_ratio: f64,
+    /// `serve`, `worker`, `all`: the process's part, on every span.
+    pub role: &'static str,
+    /// The replica or host name (`service.instance.id`).
+    pub instance: String,
+}
+
+/// Keeps logging and tracing running; drop it at exit (it flushes both).
+pub struct Telemetry {
+    _logs: WorkerGuard,
+    traces: Option<SdkTracerProvider>,
+}
+
+impl Drop for Telemetry {
+    fn drop(&mut self) {
+        if let Some(traces) = self.traces.take() {
+            // Sends what is batched. On a thread of its own: the exporter's blocking HTTP
+            // client may not run on an async runtime's thread.
+            let _ = std::thread::spawn(move || traces.shutdown()).join();
+        }
+    }
+}
+
+static TRACING: OnceLock<bool> = OnceLock::new();
+
+/// Whether this process sends traces.
+pub fn tracing_on() -> bool {
+    TRACING.get().copied().unwrap_or(false)
+}
+
+/// Starts logging, and tracing when `traces` says where to. Keep the guard until the process
+/// ends.
+pub fn init(to: LogTo, traces: Option<TraceTo>) -> anyhow::Result<Telemetry> {
     let (writer, guard) = match to {
         LogTo::Stdout => tracing_appender::non_blocking(std::io::stdout()),
         LogTo::Stderr => tracing_appender::non_blocking(std::io::stderr()),
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(writer);
-    // A second init (tests start several apps in one process) is harmless: keep the first.
-    let _ = if std::io::stdout().is_terminal() {
-        builder.try_init()
+    let lines = tracing_subscriber::fmt::layer().with_writer(writer);
+    let lines = if std::io::stdout().is_terminal() {
+        lines.boxed()
     } else {
-        builder.json().with_current_span(false).try_init()
+        lines.json().with_current_span(false).boxed()
     };
-    guard
+    let provider = traces.map(tracer_provider).transpose()?;
+    // Only the code's own spans: not its log events (they are lines), nor the SDKs' spans.
+    let spans = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("blobproxy"))
+            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
+                meta.is_span() && meta.target().starts_with("blobproxy")
+            }))
+    });
+    // A second init (tests start several apps in one process) is harmless: keep the first.
+    let _ = tracing_subscriber::registry()
+        .with(lines.with_filter(filter))
+        .with(spans)
+        .try_init();
+    let _ = TRACING.set(provider.is_some());
+    Ok(Telemetry {
+        _logs: guard,
+        traces: provider,
+    })
+}
+
+fn tracer_provider(to: TraceTo) -> anyhow::Result<SdkTracerProvider> {
+    let base = to.endpoint.trim_end_matches('/');
+    let endpoint = if base.ends_with("/v1/traces") {
+        base.to_owned()
+    } else {
+        format!("{base}/v1/traces")
+    };
+    // Built on a thread of its own, for the blocking HTTP client's sake (see Drop above).
+    std::thread::spawn(move || {
+        let exporter = opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_endpoint(endpoint)
+            .build()?;
+        let resource = opentelemetry_sdk::Resource::builder()
+            .with_service_name("blobproxy")
+            .with_attributes([
+                opentelemetry::KeyValue::new("service.instance.id", to.instance),
+                opentelemetry::KeyValue::new("blobproxy.role", to.role),
+                opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            ])
+            .build();
+        Ok(SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+                to.sample_ratio,
+            ))))
+            .with_resource(resource)
+            .build())
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("building the OTLP exporter panicked"))?
+}
+
+/// One `traceparent` value as a propagator's carrier.
+struct TraceParent<'a>(&'a str);
+
+impl Extractor for TraceParent<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == "traceparent").then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec!["traceparent"]
+    }
+}
+
+fn context_of(traceparent: &str) -> opentelemetry::Context {
+    TraceContextPropagator::new().extract(&TraceParent(traceparent))
+}
+
+/// The span of one HTTP request (`method` on the route template `route`), in the trace of
+/// its caller's `traceparent` when it sent one. `Span::none()` when tracing is off.
+pub fn request_span(method: &str, route: &str, traceparent: Option<&str>) -> tracing::Span {
+    if !tracing_on() {
+        return tracing::Span::none();
+    }
+    let span = tracing::debug_span!(
+        target: "blobproxy::http",
+        "request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = method,
+        http.route = route,
+        http.response.status_code = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
+        blobproxy.shard = tracing::field::Empty,
+    );
+    if let Some(traceparent) = traceparent {
+        let _ = span.set_parent(context_of(traceparent));
+    }
+    span
+}
+
+/// The W3C `traceparent` of the current span, when it is traced and sampled: what a write
+/// records with its blob, for the drain to link to.
+pub fn current_traceparent() -> Option<String> {
+    if !tracing_on() {
+        return None;
+    }
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span = span.span_context();
+    (span.is_valid() && span.is_sampled()).then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            span.trace_id(),
+            span.span_id(),
+            span.trace_flags().to_u8()
+        )
+    })
+}
+
+/// Links the current span to the span `traceparent` names (the write that queued what the
+/// current span works on).
+pub fn link_current_to(traceparent: &str) {
+    if !tracing_on() {
+        return;
+    }
+    let linked = context_of(traceparent);
+    let linked = linked.span().span_context().clone();
+    if linked.is_valid() {
+        tracing::Span::current().add_link(linked);
+    }
 }

@@ -152,7 +152,8 @@ impl BlobCache {
     }
 
     /// Marks `version` of `key` as stored in S3, if it is still the newest; see [`Finish`].
-    #[tracing::instrument(skip_all, fields(%key, version))]
+    #[tracing::instrument(name = "redis.finish_upload", skip_all,
+        fields(%key, version, otel.kind = "client"))]
     pub async fn finish_upload(
         &self,
         key: &BlobKey,

@@ -28,6 +28,8 @@ pub(super) struct Queued {
     pub content_type: String,
     pub data: Vec<u8>,
     pub request: Request,
+    /// Its trace, as `put_batch.lua` records it.
+    pub trace: String,
 }
 
 struct Waiting {

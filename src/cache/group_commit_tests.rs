@@ -16,6 +16,7 @@ fn write(key: &str, kind: &'static str, data: &[u8]) -> Queued {
         content_type: "text/plain".into(),
         data: data.to_vec(),
         request: Request::of(None, &BlobKey::parse(key).unwrap(), kind, "", "", &[]),
+        trace: String::new(),
     }
 }
 

@@ -8,7 +8,8 @@
 //! [`layout`]. What [`BlobCache`] does, by concept:
 //! - [`writes`]: a new version (`put`, `delete`), one at a time or a group-committed batch
 //!   ([`group_commit`] gathers them), and the two steps of a write-through. A write that
-//!   names its request is applied once ([`requests`]).
+//!   names its request is applied once ([`requests`]). [`large_writes`]: the two steps of a
+//!   write-through.
 //! - [`reads`]: a record, re-caching a blob read from S3, summaries for a listing.
 //! - [`draining`]: the drain's side: upload leases ([`UploadLease`], which the write-through
 //!   holds too), marking a version clean, the drain counters.
@@ -25,6 +26,7 @@ mod backlog;
 mod dead_letters;
 mod draining;
 mod group_commit;
+mod large_writes;
 pub mod layout;
 mod reads;
 mod requests;
@@ -44,12 +46,14 @@ use std::time::Duration;
 pub use backlog::QueueHealth;
 pub use dead_letters::DeadLetter;
 pub use draining::{DrainStats, Finish, UploadLease};
+pub use large_writes::WriteThrough;
 pub use reads::{Cached, Summary};
 pub use requests::REPEAT_WINDOW;
 pub use retries::{Backoff, Failing, FailingKey};
 pub use server::MemoryUse;
-pub use writes::{WriteThrough, Written};
+pub use writes::Written;
 
+use crate::domain::BlobKey;
 use crate::redis_link::{self, Keyspace, RedisLink, Shard};
 use group_commit::Batcher;
 use layout::ShardKeys;
@@ -97,6 +101,11 @@ impl BlobCache {
     /// The shard of `key`.
     fn shard_of(&self, key: &str) -> &'static Shard {
         self.keyspace.shard_of(key)
+    }
+
+    /// The number of `key`'s shard (for traces).
+    pub fn shard_index(&self, key: &BlobKey) -> usize {
+        self.shard_of(key.as_str()).index()
     }
 
     /// The key names of every shard.

@@ -20,6 +20,8 @@ pub struct Cached {
     pub blob: Option<Blob>,
     pub version: u64,
     pub persisted: bool,
+    /// The `traceparent` of the write of this version, when it was traced.
+    pub trace: Option<String>,
 }
 
 /// A cached record as a listing shows it.
@@ -39,7 +41,7 @@ impl BlobCache {
 
     /// The record of a key named by any string: also one this version's key rules refuse,
     /// written under an earlier version's (a dead letter an operator reads or moves).
-    #[tracing::instrument(skip_all, fields(%key))]
+    #[tracing::instrument(name = "redis.get", skip_all, fields(%key, otel.kind = "client"))]
     pub async fn get_by_name(&self, key: &str) -> Result<Option<Cached>, CacheError> {
         type Fields = (
             Option<String>,
@@ -48,8 +50,9 @@ impl BlobCache {
             Option<String>,
             Option<String>,
             Option<String>,
+            Option<String>,
         );
-        let (kind, data, ext, content_type, version, state): Fields = self
+        let (kind, data, ext, content_type, version, state, trace): Fields = self
             .conn()
             .hmget(
                 self.keys_of(key).record(key),
@@ -60,6 +63,7 @@ impl BlobCache {
                     record::CONTENT_TYPE,
                     record::VERSION,
                     record::STATE,
+                    record::TRACE,
                 ],
             )
             .await?;
@@ -81,12 +85,13 @@ impl BlobCache {
             blob,
             version,
             persisted: state.as_deref() == Some(record::CLEAN),
+            trace,
         }))
     }
 
     /// Caches a blob read from S3 as clean, unless the key has a record already (a newer dirty
     /// version or a delete written meanwhile must win). Returns whether it was cached.
-    #[tracing::instrument(skip_all, fields(%key))]
+    #[tracing::instrument(name = "redis.recache", skip_all, fields(%key, otel.kind = "client"))]
     pub async fn recache(
         &self,
         key: &BlobKey,

@@ -1,9 +1,7 @@
 //! Writes: a new version of a key (a blob, or the marker of its delete) stored as dirty, with
 //! its drain job when nobody drains the key yet; alone (`put.lua`) or with the other small
-//! writes of its HTTP thread (`put_batch.lua`, see [`super::group_commit`]). And the two
-//! Redis steps of a write-through (a blob too large for the cache, streamed straight to S3):
-//! take the key's lease and a version before the upload, settle the cache after it. Both may
-//! run when Redis is full: they store no blob bytes, and the second frees memory.
+//! writes of its HTTP thread (`put_batch.lua`, see [`super::group_commit`]). A traced write
+//! records its span's context with the blob, for the drain to link to (see `put.lua`).
 
 use std::time::Duration;
 
@@ -11,9 +9,9 @@ use redis::FromRedisValue as _;
 
 use super::group_commit::Queued;
 use super::layout::record;
-use super::layout::scripts::{Put, PutBatch, WriteThroughBegin, WriteThroughFinish};
+use super::layout::scripts::{Put, PutBatch};
 use super::requests::{REPEAT_WINDOW, Request, written};
-use super::{BlobCache, CacheError, UploadLease, parse_version};
+use super::{BlobCache, CacheError};
 use crate::domain::{BlobKey, IdempotencyKey};
 use crate::queue::new_job_id;
 use crate::redis_link::RedisLink;
@@ -50,7 +48,8 @@ enum NewVersion<'a> {
 impl BlobCache {
     /// Stores a new version of `key` as dirty (never expires until it is in S3). A write that
     /// names its request (`request`) is applied once: a repeat is answered, not written.
-    #[tracing::instrument(skip_all, fields(%key, size = data.len()))]
+    #[tracing::instrument(name = "redis.put", skip_all,
+        fields(%key, size = data.len(), otel.kind = "client"))]
     pub async fn put(
         &self,
         key: &BlobKey,
@@ -69,7 +68,7 @@ impl BlobCache {
 
     /// Records the delete of `key` as a new, dirty version: reads answer 404 at once, and the
     /// worker removes the S3 object; an older pending upload can never bring the key back.
-    #[tracing::instrument(skip_all, fields(%key))]
+    #[tracing::instrument(name = "redis.delete", skip_all, fields(%key, otel.kind = "client"))]
     pub async fn delete(
         &self,
         key: &BlobKey,
@@ -93,6 +92,7 @@ impl BlobCache {
             NewVersion::Delete => (record::TOMB, "", "", &[][..]),
         };
         let request = Request::of(request, key, kind, extension, content_type, data);
+        let trace = trace_of_write();
         let staged = data.len() >= STAGE_FROM_BYTES;
         // A small write on an HTTP thread goes with the others that thread has waiting.
         if !staged && let Some(batcher) = self.batcher() {
@@ -103,6 +103,7 @@ impl BlobCache {
                 content_type: content_type.to_owned(),
                 data: data.to_vec(),
                 request,
+                trace,
             };
             return batcher.write(self, write).await;
         }
@@ -132,6 +133,7 @@ impl BlobCache {
             staged,
             fingerprint: &request.fingerprint,
             window_secs: REPEAT_WINDOW.as_secs(),
+            trace: &trace,
         };
         let invocation = put.invocation();
         let mut conn = self.conn();
@@ -196,7 +198,8 @@ impl BlobCache {
                 .arg(&write.key)
                 .arg(write.kind)
                 .arg(&write.content_type)
-                .arg(&write.request.fingerprint);
+                .arg(&write.request.fingerprint)
+                .arg(&write.trace);
         }
         let reply: Vec<redis::Value> = invocation.invoke_async(&mut conn).await?;
         let replicated = self.confirm(&mut conn, keys.shard).await?;
@@ -221,80 +224,13 @@ impl BlobCache {
     }
 }
 
-/// Outcome of [`BlobCache::finish_write_through`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteThrough {
-    /// S3 holds the newest version: ours. Any older cached record is gone.
-    Stored,
-    /// A newer write arrived while ours was uploading; it stays (and is queued if dirty).
-    Newer,
-    /// The lease expired mid-upload: another writer may have stored the key meanwhile.
-    Lost,
-}
-
-impl BlobCache {
-    /// Takes `key`'s upload lease for a write-through and hands out its version, or `None`
-    /// while a worker or another write-through holds the lease.
-    pub async fn begin_write_through(
-        &self,
-        key: &BlobKey,
-        ttl: Duration,
-    ) -> Result<Option<(UploadLease, u64)>, CacheError> {
-        let token = UploadLease::new_token();
-        let keys = self.keys_of(key.as_str());
-        let lease = keys.lease(key.as_str());
-        let version: Option<String> = WriteThroughBegin {
-            lease: &lease,
-            version_counter: &keys.version,
-            token: &token,
-            ttl_ms: (ttl.as_millis() as u64).max(1),
-        }
-        .invocation()
-        .invoke_async(&mut self.conn())
-        .await?;
-        let Some(version) = version else {
-            return Ok(None);
-        };
-        let lease = UploadLease::taken(self, key, token, ttl);
-        Ok(Some((lease, parse_version(&version)?)))
-    }
-
-    /// Records that S3 now holds `version` of `key`, written through; releases the lease.
-    pub async fn finish_write_through(
-        &self,
-        key: &BlobKey,
-        lease: &UploadLease,
-        version: u64,
-    ) -> Result<WriteThrough, CacheError> {
-        let keys = self.keys_of(key.as_str());
-        let (record, lease_key) = (keys.record(key.as_str()), keys.lease(key.as_str()));
-        let outcome: String = WriteThroughFinish {
-            record: &record,
-            lease: &lease_key,
-            dirty: &keys.dirty,
-            dirty_by_key: &keys.dirty_by_key,
-            dead: &keys.dead,
-            queue_data: &keys.queue.data,
-            queue_meta: &keys.queue.meta,
-            queue_active: &keys.queue.active,
-            retry: &keys.retry,
-            failing: &keys.failing,
-            failures: &keys.failures,
-            token: lease.token(),
-            version,
-            key: key.as_str(),
-            job_id: &new_job_id(),
-        }
-        .invocation()
-        .invoke_async(&mut self.conn())
-        .await?;
-        match outcome.as_str() {
-            "stored" => Ok(WriteThrough::Stored),
-            "newer" => Ok(WriteThrough::Newer),
-            "lost" => Ok(WriteThrough::Lost),
-            other => Err(CacheError::Protocol(format!(
-                "unexpected write-through outcome {other:?}"
-            ))),
-        }
+/// What a write records of its trace (the record's `TRACE` field, see `put.lua`): its span's
+/// `traceparent`; `-` when this process traces but not this write (an earlier write's is then
+/// cleared); nothing when it does not trace.
+fn trace_of_write() -> String {
+    match crate::telemetry::current_traceparent() {
+        Some(traceparent) => traceparent,
+        None if crate::telemetry::tracing_on() => "-".to_owned(),
+        None => String::new(),
     }
 }

@@ -192,6 +192,14 @@ impl Settings {
             Duration::from_millis(10)..=secs(30),
             "BLOBPROXY_WORKER_POLL_MS",
         )?;
+        if !(0.0..=1.0).contains(&self.ops.otlp_sample_ratio) {
+            bail!("BLOBPROXY_OTLP_SAMPLE_RATIO must be between 0 and 1");
+        }
+        if let Some(url) = &self.ops.otlp_endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            bail!("BLOBPROXY_OTLP_ENDPOINT must start with http:// or https://");
+        }
         self.api_key()?;
         self.s3_keys()?;
         self.browser.validate()?;

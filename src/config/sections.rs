@@ -266,4 +266,18 @@ pub struct OpsSettings {
     #[arg(long = "access-log", env = "BLOBPROXY_ACCESS_LOG", value_enum,
           default_value_t = AccessLog::Errors)]
     pub access_log: AccessLog,
+
+    /// Where to send traces, OpenTelemetry's OTLP over HTTP (`http://collector:4318`; spans
+    /// go to its `/v1/traces`). Unset: no traces, and no cost.
+    #[arg(long = "otlp-endpoint", env = "BLOBPROXY_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+
+    /// The share of requests traced when BLOBPROXY_OTLP_ENDPOINT is set, 0 to 1; a request
+    /// whose caller's `traceparent` says sampled is always traced.
+    #[arg(
+        long = "otlp-sample-ratio",
+        env = "BLOBPROXY_OTLP_SAMPLE_RATIO",
+        default_value_t = 1.0
+    )]
+    pub otlp_sample_ratio: f64,
 }

@@ -57,6 +57,7 @@ pub async fn put_json(
     let (key, extension, bytes) = parse_put(&body, service.limits().max_blob_bytes)?;
     drop(body);
     tracing::Span::current().record("key", key.as_str());
+    super::middleware::record_shard(&req, &service, &key);
     let content_type = extension.content_type();
     let stored = service
         .put(key, &extension, &content_type, &bytes, request.as_ref())

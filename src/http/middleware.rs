@@ -8,14 +8,17 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpMessage as _, HttpRequest, HttpResponse, web};
 use subtle::ConstantTimeEq as _;
+use tracing::Instrument as _;
 
 use super::HttpSettings;
 use super::presigning::PresignParams;
 use super::request_id::request_id;
 use crate::config::AccessLog;
+use crate::domain::BlobKey;
 use crate::http::error::{ApiError, ErrorCode};
+use crate::service::BlobService;
 
 const REQUEST_ID: &str = "x-request-id";
 
@@ -30,7 +33,8 @@ pub async fn access_log(
     let started = Instant::now();
     let request_id = request_id(req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()));
     let method = method_label(req.method());
-    let mut res = next.call(req).await?;
+    let span = request_span(&req, method);
+    let mut res = next.call(req).instrument(span.clone()).await?;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         res.headers_mut()
             .insert(header::HeaderName::from_static(REQUEST_ID), value);
@@ -40,6 +44,10 @@ pub async fn access_log(
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
     let status = res.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
     let latency = started.elapsed();
     crate::metrics::record_request(method, &route, status, latency);
     let error = res
@@ -85,6 +93,41 @@ pub async fn access_log(
         "request"
     );
     Ok(res)
+}
+
+/// The request's span, when this process sends traces: kept in the request's extensions, so
+/// a handler that learns the key from the body can name its shard ([`record_shard`]).
+#[derive(Clone)]
+struct RequestSpan(tracing::Span);
+
+fn request_span(req: &ServiceRequest, method: &str) -> tracing::Span {
+    if !crate::telemetry::tracing_on() {
+        return tracing::Span::none();
+    }
+    let route = req
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let traceparent = req
+        .headers()
+        .get("traceparent")
+        .and_then(|v| v.to_str().ok());
+    let span = crate::telemetry::request_span(method, &route, traceparent);
+    let keyed = ["/blobs/", "/get/", "/remove/", "/history/"];
+    if keyed.iter().any(|p| req.path().starts_with(p))
+        && let Ok(key) = super::key_from_path(req.path())
+        && let Some(service) = req.app_data::<web::Data<BlobService>>()
+    {
+        span.record("blobproxy.shard", service.shard_of(&key));
+    }
+    req.extensions_mut().insert(RequestSpan(span.clone()));
+    span
+}
+
+/// Names the shard of `key` on the request's span (a key read from the body).
+pub fn record_shard(req: &HttpRequest, service: &BlobService, key: &BlobKey) {
+    if let Some(RequestSpan(span)) = req.extensions().get::<RequestSpan>() {
+        span.record("blobproxy.shard", service.shard_of(key));
+    }
 }
 
 /// The method as a metric label and log field: one of a closed set, whatever a client sends

@@ -110,7 +110,8 @@ impl Drainer {
 
     /// Drains one key (`version` made it dirty; for the log). See the module docs for why this
     /// never loses a write.
-    #[tracing::instrument(skip_all, fields(%key, version = version))]
+    #[tracing::instrument(name = "drain", skip_all,
+        fields(%key, version = version, otel.kind = "consumer"))]
     pub async fn drain(&self, key: &str, version: u64) -> Result<Drained, DrainError> {
         let key = match BlobKey::parse(key.to_owned()) {
             Ok(key) => key,
@@ -186,6 +187,10 @@ impl Drainer {
                     return Ok(Drained::Done);
                 }
             };
+            // The trace of this drain leads back to the write that queued this version.
+            if let Some(write) = &cached.trace {
+                crate::telemetry::link_current_to(write);
+            }
             let blob = cached.blob.as_ref();
             match write_to_s3(self.store.as_ref(), &self.cache, key, blob, cached.version).await {
                 Ok(()) => {}

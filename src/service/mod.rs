@@ -90,6 +90,11 @@ impl BlobService {
         self.limits
     }
 
+    /// The number of the Redis shard `key` lives in (for traces).
+    pub fn shard_of(&self, key: &BlobKey) -> usize {
+        self.cache.shard_index(key)
+    }
+
     /// Opens this thread's own Redis connection (call once on each HTTP worker thread).
     pub fn connect_this_thread(&self) {
         self.cache.connect_this_thread();

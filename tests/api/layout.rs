@@ -10,12 +10,18 @@ use std::path::{Path, PathBuf};
 /// crate; `startup` wires everything and `main` only picks a run mode.
 const MAY_USE: &[(&str, &[&str])] = &[
     ("store", &["domain", "config"]),
-    ("cache", &["domain", "queue", "redis_link"]),
+    ("cache", &["domain", "queue", "redis_link", "telemetry"]),
     ("queue", &["redis_link"]),
     ("redis_link", &["config"]),
-    ("jobs", &["cache", "queue", "store", "domain", "shutdown"]),
+    (
+        "jobs",
+        &["cache", "queue", "store", "domain", "shutdown", "telemetry"],
+    ),
     ("service", &["cache", "queue", "store", "domain", "metrics"]),
-    ("http", &["service", "domain", "metrics", "config"]),
+    (
+        "http",
+        &["service", "domain", "metrics", "config", "telemetry"],
+    ),
     ("ops", &["startup", "service", "config", "domain"]),
 ];
 

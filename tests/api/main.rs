@@ -32,5 +32,6 @@ mod round_trip;
 mod s3_proxy;
 mod sentinel;
 mod topology;
+mod traces;
 mod write_through;
 mod writes;

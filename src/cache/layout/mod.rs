@@ -50,6 +50,9 @@ pub mod record {
     pub const VERSION: &str = "v";
     /// [`DIRTY`] (not yet in S3) or [`CLEAN`].
     pub const STATE: &str = "s";
+    /// The W3C `traceparent` of the write of this version, when it was traced: the drain
+    /// links its upload to it. Absent when tracing is off.
+    pub const TRACE: &str = "t";
 
     pub const BLOB: &str = "blob";
     pub const TOMB: &str = "tomb";
@@ -87,6 +90,7 @@ const LUA_NAMES: &[(&str, &str)] = &[
     ("CONTENT_TYPE", record::CONTENT_TYPE),
     ("VERSION", record::VERSION),
     ("STATE", record::STATE),
+    ("TRACE", record::TRACE),
     ("BLOB", record::BLOB),
     ("TOMB", record::TOMB),
     ("DIRTY", record::DIRTY),

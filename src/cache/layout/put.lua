@@ -8,6 +8,9 @@
 -- more CPU than the rest of the write; a RENAME moves the staged hash into place without the
 -- bytes ever entering Lua.
 -- A write that names its request (see requests.lua) and repeats it is answered as before.
+-- `trace`: the write's traceparent, kept in the record's TRACE for the drain to link to; `-`
+-- clears an earlier write's (traced process, write not sampled); empty leaves TRACE alone
+-- (tracing off: no command at all).
 -- Returns {version, QUEUED (a job was queued: the key was clean, absent or dead-lettered) or
 -- DRAINING (the key's drain will take this version)}, or requests.lua's earlier answer.
 -- No allow-oom flag: when Redis is full the first write (SET) fails and nothing is written
@@ -33,6 +36,7 @@ else
   redis.call('HSET', record, KIND, BLOB, DATA, data, EXTENSION, extension, CONTENT_TYPE,
     content_type, VERSION, vs, STATE, DIRTY)
 end
+record_trace(record, trace)
 -- A dirty record must never expire or be evicted: it is the only copy until it is in S3.
 redis.call('PERSIST', record)
 local needs_job = redis.call('ZADD', dirty, 'NX', math.floor(now_us / 1000), key)

@@ -3,8 +3,9 @@
 -- marker, and queues ONE drain job for the keys of the batch nobody drains yet. One script
 -- call, one AOF append, one reply for the whole batch.
 -- Per write, from FIRST_MORE_KEY, two KEYS: its record hash and its request's key; from
--- FIRST_MORE_ARG, six ARGV: data, extension, key, kind (BLOB or TOMB), content type, the
--- request's fingerprint (see requests.lua; a repeat is answered as before, not written).
+-- FIRST_MORE_ARG, seven ARGV: data, extension, key, kind (BLOB or TOMB), content type, the
+-- request's fingerprint (see requests.lua; a repeat is answered as before, not written), its
+-- trace (as put.lua's).
 -- Returns {version of each write..., per write: QUEUED (a job was queued for its key),
 -- DRAINING, or requests.lua's answer (REPEATED, or REUSED with an empty version)}.
 -- No allow-oom flag: when Redis is full the first write (SET) fails and nothing is written.
@@ -17,7 +18,7 @@ local any_dead = redis.call('HLEN', dead) > 0
 local any_failing = redis.call('ZCARD', retry) > 0
 local versions, outcomes, job_keys = {}, {}, {}
 for i = 1, n do
-  local k, a = FIRST_MORE_KEY + (i - 1) * 2, FIRST_MORE_ARG + (i - 1) * 6
+  local k, a = FIRST_MORE_KEY + (i - 1) * 2, FIRST_MORE_ARG + (i - 1) * 7
   local record, request = KEYS[k], KEYS[k + 1]
   local key, kind, fingerprint = ARGV[a + 2], ARGV[a + 3], ARGV[a + 5]
   local vs = string.format('%d', first + i - 1)
@@ -36,6 +37,7 @@ for i = 1, n do
       existed = redis.call('HSET', record, KIND, BLOB, DATA, ARGV[a], EXTENSION, ARGV[a + 1],
         CONTENT_TYPE, ARGV[a + 4], VERSION, vs, STATE, DIRTY) < 6
     end
+    record_trace(record, ARGV[a + 6])
     -- A dirty record must never expire or be evicted: it is the only copy until it is in S3.
     if existed then redis.call('PERSIST', record) end
     local needs_job = redis.call('ZADD', dirty, 'NX', now_ms, key)

@@ -16,25 +16,27 @@ const MARK_DIRTY_LUA: &str = include_str!("mark_dirty.lua");
 const NEXT_VERSION_LUA: &str = include_str!("next_version.lua");
 const FAILURES_LUA: &str = include_str!("failures.lua");
 const REQUESTS_LUA: &str = include_str!("requests.lua");
+const TRACE_LUA: &str = include_str!("trace.lua");
 
 lua_script! {
     /// A new version of a key, dirty, with its drain job if nobody drains the key yet.
     pub(in crate::cache) struct Put<'a> = LAYOUT_LUA,
-        [NEXT_VERSION_LUA, QUEUE_JOB_LUA, REQUESTS_LUA, include_str!("put.lua")] {
+        [NEXT_VERSION_LUA, QUEUE_JOB_LUA, REQUESTS_LUA, TRACE_LUA, include_str!("put.lua")] {
         keys { record, version_counter, dirty, dead, queue_data, queue_meta, queue_active,
                dirty_by_key, stage, retry, request }
         args { data: &'a [u8], extension: &'a str, key: &'a str, kind: &'a str,
                content_type: &'a str, job_id: &'a str, staged: bool, fingerprint: &'a str,
-               window_secs: u64 }
+               window_secs: u64, trace: &'a str }
     }
 }
 
 lua_script! {
     /// Several new versions at once (group commit), and one drain job for those that need
-    /// one. Then per write: its record and its request's key in KEYS, and six ARGV (data,
-    /// extension, key, kind, content type, the request's fingerprint).
+    /// one. Then per write: its record and its request's key in KEYS, and seven ARGV (data,
+    /// extension, key, kind, content type, the request's fingerprint, its trace).
     pub(in crate::cache) struct PutBatch<'a> = LAYOUT_LUA,
-        [NEXT_VERSION_LUA, QUEUE_JOB_LUA, REQUESTS_LUA, include_str!("put_batch.lua")] {
+        [NEXT_VERSION_LUA, QUEUE_JOB_LUA, REQUESTS_LUA, TRACE_LUA,
+         include_str!("put_batch.lua")] {
         keys { version_counter, dirty, dead, queue_data, queue_meta, queue_active, dirty_by_key,
                retry }
         args { job_id: &'a str, window_secs: u64 }

@@ -156,7 +156,8 @@ fn drain_attempt() -> aws_sdk_s3::config::Builder {
 
 #[async_trait::async_trait]
 impl BlobStore for S3Store {
-    #[tracing::instrument(skip_all, fields(%key, version = blob.version, size = blob.data.len()))]
+    #[tracing::instrument(name = "s3.put_object", skip_all,
+        fields(%key, version = blob.version, size = blob.data.len(), otel.kind = "client"))]
     async fn put(&self, key: &BlobKey, blob: &Blob) -> Result<(), StoreError> {
         self.client
             .put_object()
@@ -176,7 +177,8 @@ impl BlobStore for S3Store {
         Ok(())
     }
 
-    #[tracing::instrument(skip_all, fields(%key, version))]
+    #[tracing::instrument(name = "s3.delete_object", skip_all,
+        fields(%key, version, otel.kind = "client"))]
     async fn delete(&self, key: &BlobKey, version: u64) -> Result<(), StoreError> {
         if self.versioned {
             self.mark_deleted(key, version).await?;
@@ -199,12 +201,12 @@ impl BlobStore for S3Store {
         }
     }
 
-    #[tracing::instrument(skip_all, fields(%key))]
+    #[tracing::instrument(name = "s3.get_object", skip_all, fields(%key, otel.kind = "client"))]
     async fn open(&self, key: &BlobKey) -> Result<Option<StoredObject>, StoreError> {
         self.open_object(key, None).await
     }
 
-    #[tracing::instrument(skip_all, fields(%key))]
+    #[tracing::instrument(name = "s3.head_object", skip_all, fields(%key, otel.kind = "client"))]
     async fn describe(&self, key: &BlobKey) -> Result<Option<ObjectInfo>, StoreError> {
         let described = self.describe_object(key, None).await?;
         Ok(described.and_then(|(info, tombstone)| (!tombstone).then_some(info)))
