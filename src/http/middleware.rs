@@ -1,5 +1,5 @@
-//! What wraps every request: the request id, the access log line and request metrics, and the
-//! API key check.
+//! What wraps every request: the request id, its trace span, the access log line and request
+//! metrics, and the API key check (or a presigned URL's).
 
 use std::time::Instant;
 
@@ -22,10 +22,11 @@ use crate::service::BlobService;
 
 const REQUEST_ID: &str = "x-request-id";
 
-/// Takes the caller's `X-Request-Id` (nginx sets one) or makes one, echoes it, records the
-/// request's metrics and logs one line for it (as `BLOBPROXY_ACCESS_LOG` says): method, route, status,
-/// bytes, latency, request id, replica, and the detail of an error the client is not told.
-/// Never bytes of a blob.
+/// Takes the caller's `X-Request-Id` (nginx sets one) or makes one, echoes it, runs the
+/// request in its trace span (when this process sends traces), records the request's metrics
+/// and logs one line for it (as `BLOBPROXY_ACCESS_LOG` says): method, route, status, bytes,
+/// latency, request id, replica, and the detail of an error the client is not told. Never
+/// bytes of a blob.
 pub async fn access_log(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
