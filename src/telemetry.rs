@@ -62,12 +62,24 @@ impl Drop for Telemetry {
     }
 }
 
-static TRACING: OnceLock<bool> = OnceLock::new();
+/// The share of new traces kept, when this process sends traces.
+static SAMPLE_RATIO: OnceLock<Option<f64>> = OnceLock::new();
 
 /// Whether this process sends traces.
 pub fn tracing_on() -> bool {
-    TRACING.get().copied().unwrap_or(false)
+    SAMPLE_RATIO.get().copied().flatten().is_some()
 }
+
+/// Whether a new trace is kept (`BLOBPROXY_OTLP_SAMPLE_RATIO`).
+fn keep_new_trace() -> bool {
+    let ratio = SAMPLE_RATIO.get().copied().flatten().unwrap_or(0.0);
+    ratio >= 1.0 || rand::random::<f64>() < ratio
+}
+
+/// The spans a trace may start with (made only for a trace that is kept); every other span
+/// of the code is traced only inside one of them. So a request not sampled costs no tracing
+/// work beyond the decision: its spans are never handed to the exporter's layer.
+const TRACE_ROOTS: &[&str] = &["request", "work"];
 
 /// Starts logging, and tracing when `traces` says where to. Keep the guard until the process
 /// ends.
@@ -83,13 +95,22 @@ pub fn init(to: LogTo, traces: Option<TraceTo>) -> anyhow::Result<Telemetry> {
     } else {
         lines.json().with_current_span(false).boxed()
     };
+    let ratio = traces.as_ref().map(|t| t.sample_ratio);
     let provider = traces.map(tracer_provider).transpose()?;
-    // Only the code's own spans: not its log events (they are lines), nor the SDKs' spans.
+    // Only the code's own spans (not its log events: they are lines; nor the SDKs' spans), and
+    // only inside a kept trace: a root, or a span whose parent the layer traces.
     let spans = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("blobproxy"))
-            .with_filter(tracing_subscriber::filter::filter_fn(|meta| {
-                meta.is_span() && meta.target().starts_with("blobproxy")
+            // No busy/idle timing, thread or source location per span: clock reads and
+            // strings on every span, which the span names and timestamps make redundant.
+            .with_tracked_inactivity(false)
+            .with_threads(false)
+            .with_location(false)
+            .with_filter(tracing_subscriber::filter::dynamic_filter_fn(|meta, cx| {
+                meta.is_span()
+                    && meta.target().starts_with("blobproxy")
+                    && (TRACE_ROOTS.contains(&meta.name()) || cx.lookup_current().is_some())
             }))
     });
     // A second init (tests start several apps in one process) is harmless: keep the first.
@@ -97,7 +118,7 @@ pub fn init(to: LogTo, traces: Option<TraceTo>) -> anyhow::Result<Telemetry> {
         .with(lines.with_filter(filter))
         .with(spans)
         .try_init();
-    let _ = TRACING.set(provider.is_some());
+    let _ = SAMPLE_RATIO.set(ratio);
     Ok(Telemetry {
         _logs: guard,
         traces: provider,
@@ -125,11 +146,11 @@ fn tracer_provider(to: TraceTo) -> anyhow::Result<SdkTracerProvider> {
                 opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
             ])
             .build();
+        // Whether a trace is kept is decided where it starts (request_span, work_span), so
+        // that a trace not kept makes no spans at all; the SDK keeps what it is given.
         Ok(SdkTracerProvider::builder()
             .with_batch_exporter(exporter)
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                to.sample_ratio,
-            ))))
+            .with_sampler(Sampler::AlwaysOn)
             .with_resource(resource)
             .build())
     })
@@ -155,11 +176,29 @@ fn context_of(traceparent: &str) -> opentelemetry::Context {
 }
 
 /// The span of one HTTP request (`method` on the route template `route`), in the trace of
-/// its caller's `traceparent` when it sent one. `Span::none()` when tracing is off.
-pub fn request_span(method: &str, route: &str, traceparent: Option<&str>) -> tracing::Span {
+/// its caller's `traceparent` when it sent one. `Span::none()` when tracing is off or the
+/// request is not traced: its caller's trace is not sampled, or (without one) the sample
+/// ratio left it out.
+pub fn request_span(
+    method: &str,
+    route: impl FnOnce() -> String,
+    traceparent: Option<&str>,
+) -> tracing::Span {
     if !tracing_on() {
         return tracing::Span::none();
     }
+    let parent = traceparent.map(context_of);
+    let kept = match &parent {
+        Some(parent) if parent.span().span_context().is_valid() => {
+            parent.span().span_context().is_sampled()
+        }
+        _ => keep_new_trace(),
+    };
+    if !kept {
+        return tracing::Span::none();
+    }
+    let route = route();
+    let route = route.as_str();
     let span = tracing::debug_span!(
         target: "blobproxy::http",
         "request",
@@ -171,8 +210,34 @@ pub fn request_span(method: &str, route: &str, traceparent: Option<&str>) -> tra
         otel.status_code = tracing::field::Empty,
         blobproxy.shard = tracing::field::Empty,
     );
-    if let Some(traceparent) = traceparent {
-        let _ = span.set_parent(context_of(traceparent));
+    if let Some(parent) = parent {
+        let _ = span.set_parent(parent);
+    }
+    span
+}
+
+/// The span of one unit of a worker's work (`name`: `drain`, `mirror.copy`) on `key`, linked
+/// to the write that queued it when `queued_by` names that write's span: the work is traced
+/// whenever the write was, else as the sample ratio says. `Span::none()` when not traced.
+pub fn work_span(name: &'static str, key: &str, queued_by: Option<&str>) -> tracing::Span {
+    if !tracing_on() {
+        return tracing::Span::none();
+    }
+    let linked = queued_by
+        .map(|traceparent| context_of(traceparent).span().span_context().clone())
+        .filter(|linked| linked.is_valid() && linked.is_sampled());
+    if linked.is_none() && !keep_new_trace() {
+        return tracing::Span::none();
+    }
+    let span = tracing::debug_span!(
+        target: "blobproxy::jobs",
+        "work",
+        otel.name = name,
+        otel.kind = "consumer",
+        key,
+    );
+    if let Some(linked) = linked {
+        span.add_link(linked);
     }
     span
 }
@@ -194,17 +259,4 @@ pub fn current_traceparent() -> Option<String> {
             span.trace_flags().to_u8()
         )
     })
-}
-
-/// Links the current span to the span `traceparent` names (the write that queued what the
-/// current span works on).
-pub fn link_current_to(traceparent: &str) {
-    if !tracing_on() {
-        return;
-    }
-    let linked = context_of(traceparent);
-    let linked = linked.span().span_context().clone();
-    if linked.is_valid() {
-        tracing::Span::current().add_link(linked);
-    }
 }

@@ -105,14 +105,19 @@ fn request_span(req: &ServiceRequest, method: &str) -> tracing::Span {
     if !crate::telemetry::tracing_on() {
         return tracing::Span::none();
     }
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
     let traceparent = req
         .headers()
         .get("traceparent")
         .and_then(|v| v.to_str().ok());
-    let span = crate::telemetry::request_span(method, &route, traceparent);
+    let route = || {
+        req.match_pattern()
+            .unwrap_or_else(|| "unmatched".to_owned())
+    };
+    let span = crate::telemetry::request_span(method, route, traceparent);
+    // A request not traced costs nothing more.
+    if span.is_none() {
+        return span;
+    }
     let keyed = ["/blobs/", "/get/", "/remove/", "/history/"];
     if keyed.iter().any(|p| req.path().starts_with(p))
         && let Ok(key) = super::key_from_path(req.path())

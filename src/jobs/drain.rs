@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
+use tracing::Instrument as _;
 
 use super::turn::{Refused, write_to_s3};
 use crate::cache::{Backoff, BlobCache, CacheError, Finish, QueueHealth, UploadLease};
@@ -110,8 +111,7 @@ impl Drainer {
 
     /// Drains one key (`version` made it dirty; for the log). See the module docs for why this
     /// never loses a write.
-    #[tracing::instrument(name = "drain", skip_all,
-        fields(%key, version = version, otel.kind = "consumer"))]
+    #[tracing::instrument(skip_all, fields(%key, version = version))]
     pub async fn drain(&self, key: &str, version: u64) -> Result<Drained, DrainError> {
         let key = match BlobKey::parse(key.to_owned()) {
             Ok(key) => key,
@@ -187,12 +187,11 @@ impl Drainer {
                     return Ok(Drained::Done);
                 }
             };
-            // The trace of this drain leads back to the write that queued this version.
-            if let Some(write) = &cached.trace {
-                crate::telemetry::link_current_to(write);
-            }
+            // This upload's trace links back to the write that queued this version.
+            let work = crate::telemetry::work_span("drain", key.as_str(), cached.trace.as_deref());
             let blob = cached.blob.as_ref();
-            match write_to_s3(self.store.as_ref(), &self.cache, key, blob, cached.version).await {
+            let stored = write_to_s3(self.store.as_ref(), &self.cache, key, blob, cached.version);
+            match stored.instrument(work.clone()).await {
                 Ok(()) => {}
                 Err(Refused::Permanent(e)) => {
                     let error = e.to_string();
@@ -219,6 +218,7 @@ impl Drainer {
             match self
                 .cache
                 .finish_upload(key, lease, cached.version, self.cache_ttl)
+                .instrument(work)
                 .await?
             {
                 Finish::Clean | Finish::Gone => return Ok(Drained::Done),

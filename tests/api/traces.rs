@@ -50,19 +50,21 @@ fn attributes(pairs: &[KeyValue]) -> BTreeMap<String, String> {
 
 /// An OTLP/HTTP receiver on a free loopback port: `POST /v1/traces` with a protobuf
 /// `ExportTraceServiceRequest`, answered 200 with an empty (valid) response.
-async fn start_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
+/// Returns its address, the spans it got, and the header lines of the exports.
+async fn start_receiver() -> (String, Arc<Mutex<Vec<Received>>>, Arc<Mutex<Vec<String>>>) {
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", free_port()))
         .await
         .unwrap();
     let address = format!("http://{}", listener.local_addr().unwrap());
     let spans = Arc::new(Mutex::new(Vec::new()));
-    let received = spans.clone();
+    let headers = Arc::new(Mutex::new(Vec::new()));
+    let (received, seen_headers) = (spans.clone(), headers.clone());
     tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 return;
             };
-            let received = received.clone();
+            let (received, seen_headers) = (received.clone(), seen_headers.clone());
             tokio::spawn(async move {
                 let mut stream = BufReader::new(stream);
                 loop {
@@ -79,6 +81,8 @@ async fn start_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
                         }
                         if path.is_empty() {
                             path = line.split(' ').nth(1).unwrap_or_default().to_owned();
+                        } else {
+                            seen_headers.lock().unwrap().push(line.to_ascii_lowercase());
                         }
                         if let Some((name, value)) = line.split_once(':')
                             && name.eq_ignore_ascii_case("content-length")
@@ -124,7 +128,7 @@ async fn start_receiver() -> (String, Arc<Mutex<Vec<Received>>>) {
             });
         }
     });
-    (address, spans)
+    (address, spans, headers)
 }
 
 /// Whether `span` descends from the span `ancestor` among `all`.
@@ -145,12 +149,17 @@ fn descends_from(all: &[Received], span: &Received, ancestor: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_trace_leads_from_a_put_through_redis_to_the_workers_upload_to_s3() {
     let backends = Backends::start().await;
-    let (collector, spans) = start_receiver().await;
+    let (collector, spans, headers) = start_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let env = [
         ("BLOBPROXY_OTLP_ENDPOINT", collector.clone()),
         // The SDK's batch delay (5 s by default), shortened so the test waits less.
         ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
+        // What a collector that wants a key gets: the SDK's own variable.
+        (
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "x-collector-key=sesame".to_owned(),
+        ),
     ];
     let (_web, base) = spawn_serve(&backends, &env, &dir.path().join("web.log")).await;
     let _worker =
@@ -191,6 +200,14 @@ async fn one_trace_leads_from_a_put_through_redis_to_the_workers_upload_to_s3() 
     )
     .await;
     let names: Vec<&str> = all.iter().map(|s| s.name.as_str()).collect();
+    assert!(
+        headers
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|h| h == "x-collector-key: sesame"),
+        "OTEL_EXPORTER_OTLP_HEADERS was not sent"
+    );
 
     // The request: a child of the client's span, in its trace, with its route, status, shard.
     let request = all
@@ -245,7 +262,7 @@ async fn one_trace_leads_from_a_put_through_redis_to_the_workers_upload_to_s3() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn without_an_endpoint_nothing_is_sent_and_records_carry_no_trace() {
     let backends = Backends::start().await;
-    let (_collector, spans) = start_receiver().await;
+    let (_collector, spans, _) = start_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let (_web, base) = spawn_serve(&backends, &[], &dir.path().join("web.log")).await;
     let put = reqwest::Client::new()
@@ -271,4 +288,53 @@ async fn without_an_endpoint_nothing_is_sent_and_records_carry_no_trace() {
         "{fields:?}"
     );
     assert!(spans.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn at_ratio_zero_only_what_the_caller_samples_is_traced_with_its_drain() {
+    let backends = Backends::start().await;
+    let (collector, spans, _) = start_receiver().await;
+    let dir = tempfile::tempdir().unwrap();
+    let env = [
+        ("BLOBPROXY_OTLP_ENDPOINT", collector.clone()),
+        ("BLOBPROXY_OTLP_SAMPLE_RATIO", "0".to_owned()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "200".to_owned()),
+    ];
+    let (_web, base) = spawn_serve(&backends, &env, &dir.path().join("web.log")).await;
+    let _worker =
+        BlobproxyProcess::spawn(&["worker"], &backends, &env, &dir.path().join("worker.log"));
+    let http = reqwest::Client::new();
+    let sampled = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
+    let unsampled = "00-1af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00";
+    for (key, traceparent) in [
+        ("kept", Some(sampled)),
+        ("dropped", Some(unsampled)),
+        ("plain", None),
+    ] {
+        let mut put = http.put(format!("{base}/blobs/{key}")).body("x");
+        if let Some(traceparent) = traceparent {
+            put = put.header("traceparent", traceparent);
+        }
+        assert_eq!(put.send().await.unwrap().status(), 201);
+    }
+    backends.wait_until_drained(Duration::from_secs(20)).await;
+    eventually(Duration::from_secs(30), "the kept drain's spans", || {
+        let spans = spans.clone();
+        async move {
+            let all = spans.lock().unwrap().clone();
+            all.iter().any(|s| s.name == "s3.put_object").then_some(())
+        }
+    })
+    .await;
+    // Give a wrongly kept span time to arrive too.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let all = spans.lock().unwrap().clone();
+    let traces: std::collections::BTreeSet<&str> =
+        all.iter().map(|s| s.trace_id.as_str()).collect();
+    let drains: Vec<&Received> = all.iter().filter(|s| s.name == "drain").collect();
+    assert_eq!(drains.len(), 1, "only the kept write's drain: {drains:?}");
+    assert_eq!(drains[0].attributes["key"], "kept");
+    // The caller's trace, and the drain's own (linked to it): nothing of the other two.
+    assert_eq!(traces.len(), 2, "{traces:?}");
+    assert!(traces.contains("0af7651916cd43dd8448eb211c80319c"));
 }
