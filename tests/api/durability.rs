@@ -546,25 +546,32 @@ async fn a_drain_job_refused_by_a_full_redis_is_reported_as_full_not_as_unavaila
     let deps = blobproxy::startup::Dependencies::connect_with(&settings, Some(credentials()))
         .await
         .unwrap();
-    // Fill Redis with what it may not evict (no TTL), as unsaved blobs are.
+    // Fill Redis with what it may not evict (no TTL), as unsaved blobs are, then push at
+    // once. Redis may free a little memory between the refused SET and the push (the refused
+    // command's own buffer): then it was not full for the push, and the test fills it again.
     let mut redis = backends.redis.client().await;
     let filler = vec![b'x'; 64 * 1024];
-    let mut refused = None;
-    for i in 0..100 {
-        let set: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(format!("filler:{i}"))
-            .arg(&filler)
-            .query_async(&mut redis)
-            .await;
-        if let Err(e) = set {
-            refused = Some(e);
+    let mut pushed = Ok(());
+    for attempt in 0..5 {
+        let mut refused = None;
+        for i in 0..100 {
+            let set: redis::RedisResult<()> = redis::cmd("SET")
+                .arg(format!("filler:{attempt}:{i}"))
+                .arg(&filler)
+                .query_async(&mut redis)
+                .await;
+            if let Err(e) = set {
+                refused = Some(e);
+                break;
+            }
+        }
+        assert!(refused.is_some(), "Redis never filled up");
+        pushed = deps.queue.push(DrainJob::one("a/key".into(), 1)).await;
+        if pushed.is_err() {
             break;
         }
     }
-    assert!(refused.is_some(), "Redis never filled up");
-
-    let pushed = deps.queue.push(DrainJob::one("a/key".into(), 1)).await;
-    let error = pushed.expect_err("a full Redis queued the job");
+    let error = pushed.expect_err("a full Redis queued the job, five times");
     assert!(matches!(error, QueueError::Full(_)), "{error:?}");
     // What the service answers (for `replay-dead-letters` and `/status`): Redis is full,
     // retry later; not "Redis is unavailable".

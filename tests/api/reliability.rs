@@ -261,7 +261,12 @@ async fn keys_an_earlier_version_allowed_are_dead_lettered_with_the_reason_and_c
         .await;
     // A replay gives the two left another drain, which parks them again: never dropped.
     let out = succeeds(blobproxy_command(&backends).arg("replay-dead-letters"));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("re-queued 2"));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("re-queued 2"),
+        "stdout: {}\nstderr: {}\nstatus before: {status}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     app.status_when(
         Duration::from_secs(20),
         "parked again after the replay",
