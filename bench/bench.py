@@ -499,28 +499,20 @@ def tracing_cost(env, port, rounds=3):
 
 def tracing_alone():
     """The tracing phase on its own, with its own Redis and S3 server."""
-    import atexit
-    atexit.register(stop_all)
-    s3_port, web_port, redis_port = free_port(), free_port(), free_port()
-    s3_root = Path(tempfile.mkdtemp(prefix="blobproxy-bench-s3-"))
-    atexit.register(shutil.rmtree, s3_root, True)
-    s3s = shutil.which("s3s-fs") or str(Path.home() / ".cargo/bin/s3s-fs")
-    spawn("s3", [s3s, "--host", "127.0.0.1", "--port", str(s3_port), "--access-key", ACCESS,
-                 "--secret-key", SECRET, str(s3_root)])
-    wait_port("127.0.0.1", s3_port, "s3s-fs")
+    env, web_port = phase_alone()
+    redis_port = free_port()
     (work / "redis-tracing").mkdir()
     spawn("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
                     "--dir", str(work / "redis-tracing"), "--save", "", *REDIS_FLAGS,
                     "--auto-aof-rewrite-percentage", "0"])
     wait_port("127.0.0.1", redis_port, "redis")
-    env = {"BLOBPROXY_S3_ENDPOINT": f"http://127.0.0.1:{s3_port}", "AWS_ACCESS_KEY_ID": ACCESS,
-           "AWS_SECRET_ACCESS_KEY": SECRET, "RUST_LOG": "warn",
-           "BLOBPROXY_REDIS_URL": f"redis://127.0.0.1:{redis_port}"}
+    env["BLOBPROXY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}"
     print(json.dumps(tracing_cost(env, web_port), indent=1))
 
 
-def redis_tls_alone():
-    """The Redis-over-TLS phase on its own, with its own S3 server, for a quick look."""
+def phase_alone():
+    """For a phase run on its own: an S3 server of its own, the settings that reach it, and a
+    port for the phase's replicas."""
     import atexit
     atexit.register(stop_all)
     s3_port, web_port = free_port(), free_port()
@@ -532,6 +524,12 @@ def redis_tls_alone():
     wait_port("127.0.0.1", s3_port, "s3s-fs")
     env = {"BLOBPROXY_S3_ENDPOINT": f"http://127.0.0.1:{s3_port}", "AWS_ACCESS_KEY_ID": ACCESS,
            "AWS_SECRET_ACCESS_KEY": SECRET, "RUST_LOG": "warn"}
+    return env, web_port
+
+
+def redis_tls_alone():
+    """The Redis-over-TLS phase on its own, with its own S3 server, for a quick look."""
+    env, web_port = phase_alone()
     print(json.dumps(redis_tls_cost(env, web_port), indent=1))
 
 

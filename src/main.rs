@@ -52,15 +52,16 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
     // Before anything uses them (the worker's runtime below reads two).
     if let Command::Serve(settings)
     | Command::Worker(settings)
     | Command::All(settings)
     | Command::ReplayDeadLetters(settings)
     | Command::DeadLetters { settings, .. }
-    | Command::Flush { settings, .. } = &cli.command
+    | Command::Flush { settings, .. } = &mut cli.command
     {
+        settings.read_mirrors()?;
         settings.validate()?;
     }
     let (mut runtime, niced) = match &cli.command {

@@ -61,7 +61,7 @@ pub fn cache_lookup(hit: bool) {
 }
 
 /// What the whole deployment shares, read from Redis at scrape time.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct DeploymentFigures {
     pub queued_jobs: u64,
     pub dirty: u64,
@@ -74,6 +74,8 @@ pub struct DeploymentFigures {
     pub orphans: u64,
     /// The fullest Redis master's memory, when Redis lets `INFO memory` be read.
     pub redis_memory: Option<RedisMemory>,
+    /// Each mirror store's lag: (name, keys behind, oldest behind seconds, keys failing).
+    pub mirrors: Vec<(String, u64, f64, u64)>,
 }
 
 /// One Redis master's memory use and its limit (`maxmemory`, 0: none).
@@ -196,5 +198,28 @@ pub fn render(shared: Option<DeploymentFigures>, readiness: Readiness) -> String
         "counter",
         shared.orphans as f64,
     );
+    if !shared.mirrors.is_empty() {
+        let series = [
+            (
+                "blobproxy_mirror_behind_keys",
+                "Keys whose newest version in the primary store a mirror lacks yet.",
+            ),
+            (
+                "blobproxy_mirror_oldest_behind_seconds",
+                "How long the oldest key a mirror lacks has waited (0: caught up).",
+            ),
+            (
+                "blobproxy_mirror_failing_keys",
+                "Keys whose last copy to a mirror failed (each retried).",
+            ),
+        ];
+        for (i, (name, help)) in series.iter().enumerate() {
+            out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
+            for (mirror, behind, oldest, failing) in &shared.mirrors {
+                let value = [*behind as f64, *oldest, *failing as f64][i];
+                out.push_str(&format!("{name}{{mirror=\"{mirror}\"}} {value}\n"));
+            }
+        }
+    }
     out
 }

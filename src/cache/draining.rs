@@ -10,6 +10,7 @@ use redis::AsyncCommands as _;
 
 use super::layout::scripts::{FinishUpload, Lease};
 use super::layout::{record, stats};
+use super::mirrors::OwingMirrors as _;
 use super::{BlobCache, CacheError};
 use crate::domain::BlobKey;
 
@@ -178,6 +179,7 @@ impl BlobCache {
             key: key.as_str(),
         }
         .invocation()
+        .owing_mirrors(self.mirror_keys(keys))
         .invoke_async(&mut self.conn())
         .await?;
         match outcome.as_str() {

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use super::layout::scripts::{WriteThroughBegin, WriteThroughFinish};
+use super::mirrors::OwingMirrors as _;
 use super::{BlobCache, CacheError, UploadLease, parse_version};
 use crate::domain::BlobKey;
 use crate::queue::new_job_id;
@@ -74,6 +75,7 @@ impl BlobCache {
             job_id: &new_job_id(),
         }
         .invocation()
+        .owing_mirrors(self.mirror_keys(keys))
         .invoke_async(&mut self.conn())
         .await?;
         match outcome.as_str() {

@@ -17,6 +17,7 @@
 //!   for the sweep).
 //! - [`retries`]: keys S3 keeps failing for, each waiting for its next attempt on a backoff.
 //! - [`dead_letters`]: keys the worker gave up on.
+//! - [`mirrors`]: what each mirror store has yet to copy from the primary one.
 //! - [`server`]: the Redis servers themselves (answering, eviction policy, memory).
 //!
 //! Operations on one key go to its shard; those on the whole cache (backlog, listing, dead
@@ -28,6 +29,7 @@ mod draining;
 mod group_commit;
 mod large_writes;
 pub mod layout;
+mod mirrors;
 mod reads;
 mod requests;
 mod retries;
@@ -47,6 +49,7 @@ pub use backlog::QueueHealth;
 pub use dead_letters::DeadLetter;
 pub use draining::{DrainStats, Finish, UploadLease};
 pub use large_writes::WriteThrough;
+pub use mirrors::{MirrorCopy, MirrorLag};
 pub use reads::{Cached, Summary};
 pub use requests::REPEAT_WINDOW;
 pub use retries::{Backoff, Failing, FailingKey};
@@ -70,6 +73,8 @@ pub struct BlobCache {
     keyspace: Keyspace,
     /// Every shard's key names, in shard order.
     keys: Arc<Vec<ShardKeys>>,
+    /// The mirror stores' names: each is owed every version the primary store gets.
+    mirrors: Arc<Vec<String>>,
 }
 
 thread_local! {
@@ -90,7 +95,14 @@ impl BlobCache {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             keyspace,
             keys: Arc::new(ShardKeys::all(keyspace)),
+            mirrors: Arc::default(),
         }
+    }
+
+    /// Owes the mirrors `names` every version the primary store gets from now on.
+    pub fn mirrored_to(mut self, names: Vec<String>) -> Self {
+        self.mirrors = Arc::new(names);
+        self
     }
 
     /// The key names of `key`'s shard.

@@ -8,6 +8,7 @@
 //! failing later.
 
 mod browser;
+mod mirror_stores;
 mod redis_target;
 mod sections;
 pub mod units;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use anyhow::{Context as _, bail};
 
 pub use browser::BrowserSettings;
+pub use mirror_stores::MirrorSettings;
 pub use redis_target::{RedisServers, RedisTarget, RedisTls, Sentinels};
 pub use sections::{
     AccessLog, OpsSettings, RedisSettings, S3Settings, ServerSettings, Versioning, WorkerSettings,
@@ -37,6 +39,10 @@ pub struct Settings {
     pub ops: OpsSettings,
     #[command(flatten)]
     pub browser: BrowserSettings,
+    /// The mirror stores `BLOBPROXY_MIRRORS` names, read by [`Settings::read_mirrors`] (their
+    /// variables' names depend on the list).
+    #[arg(skip)]
+    pub mirror_stores: Vec<MirrorSettings>,
 }
 
 /// S3 keys read from secret files.

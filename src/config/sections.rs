@@ -190,6 +190,12 @@ pub struct S3Settings {
           default_value_t = Versioning::Auto)]
     pub versioning: Versioning,
 
+    /// Mirror stores kept in step with this one, comma-separated names (`eu,onprem`); each is
+    /// described by `BLOBPROXY_MIRROR_<NAME>_S3_ENDPOINT`, `_S3_BUCKET`, `_S3_REGION`,
+    /// `_ACCESS_KEY_ID`, `_SECRET_ACCESS_KEY` (and `_FILE` forms).
+    #[arg(long = "mirrors", env = "BLOBPROXY_MIRRORS", value_delimiter = ',')]
+    pub mirrors: Vec<String>,
+
     /// A file holding the access key id (a Docker/Swarm secret); with
     /// AWS_SECRET_ACCESS_KEY_FILE, used instead of the standard AWS credential chain.
     #[arg(long = "aws-access-key-id-file", env = "AWS_ACCESS_KEY_ID_FILE")]

@@ -38,6 +38,14 @@ pub async fn metrics(
             uploads: stats.uploads,
             upload_failures: stats.upload_failures,
             orphans: stats.orphans,
+            mirrors: status
+                .mirrors
+                .iter()
+                .map(|m| {
+                    let oldest = m.oldest_behind_secs.unwrap_or(0.0);
+                    (m.name.clone(), m.behind, oldest, m.failing)
+                })
+                .collect(),
             redis_memory: memory.map(|m| RedisMemory {
                 used_bytes: m.used_bytes,
                 max_bytes: m.max_bytes,

@@ -11,6 +11,7 @@ use futures::StreamExt as _;
 use rand::Rng as _;
 
 use super::drain::{Drained, Drainer};
+use super::mirror::MirrorCopier;
 use crate::cache::QueueHealth;
 use crate::queue::{DrainJob, JobQueue};
 use crate::shutdown::Shutdown;
@@ -96,6 +97,7 @@ fn unique_worker_name(host: &str) -> String {
 /// stops heart-beating) or drained by the sweep.
 pub async fn run(
     drainer: Drainer,
+    copiers: Vec<MirrorCopier>,
     queue: JobQueue,
     concurrency: usize,
     shutdown: Shutdown,
@@ -104,6 +106,10 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let drainer = Arc::new(drainer);
     let vacuum = tokio::spawn(vacuum_finished_jobs(queue.clone()));
+    let copiers: Vec<_> = copiers
+        .into_iter()
+        .map(|copier| tokio::spawn(copier.run(shutdown.clone())))
+        .collect();
     let activity = Arc::new(Activity::default());
     let sweep = tokio::spawn(sweep_orphaned_keys(
         drainer.clone(),
@@ -173,6 +179,9 @@ pub async fn run(
     }
     vacuum.abort();
     sweep.abort();
+    for copier in copiers {
+        let _ = tokio::time::timeout(grace, copier).await;
+    }
     Ok(())
 }
 

@@ -20,7 +20,7 @@ mod write_through;
 pub use failure::ServiceError;
 use failure::confirmed;
 pub use merged_listing::{DEFAULT_LIMIT, Item, MAX_LIMIT, Page, decode_cursor};
-pub use operations::Status;
+pub use operations::{MirrorStatus, Status};
 pub use version_history::{History, HistoryEntry, HistoryStart};
 
 use std::sync::Arc;

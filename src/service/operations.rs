@@ -26,6 +26,20 @@ pub struct Status {
     pub failing_for_secs: Option<f64>,
     /// The longest-failing keys (up to 100), with their last error.
     pub failing_sample: Vec<FailingKey>,
+    /// How far each mirror store is behind the primary one (empty without mirrors).
+    pub mirrors: Vec<MirrorStatus>,
+}
+
+/// One mirror store's lag behind the primary store.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct MirrorStatus {
+    pub name: String,
+    /// Keys whose newest version in the primary store the mirror lacks yet.
+    pub behind: u64,
+    /// How long the oldest of them has waited, in seconds.
+    pub oldest_behind_secs: Option<f64>,
+    /// Keys whose last copy to the mirror failed (each retried on a backoff).
+    pub failing: u64,
 }
 
 impl BlobService {
@@ -38,6 +52,16 @@ impl BlobService {
             async { Ok(self.cache.dead_letters(100).await?) },
             async { Ok(self.cache.failing(100).await?) },
         )?;
+        let lags = self.cache.mirrors().iter().map(async |name| {
+            let lag = self.cache.mirror_lag(name).await?;
+            Ok::<_, ServiceError>(MirrorStatus {
+                name: name.clone(),
+                behind: lag.behind,
+                oldest_behind_secs: lag.oldest_behind_secs,
+                failing: lag.failing,
+            })
+        });
+        let mirrors = futures::future::try_join_all(lags).await?;
         Ok(Status {
             queued_jobs: queued,
             dirty,
@@ -47,6 +71,7 @@ impl BlobService {
             failing_keys: failing.count,
             failing_for_secs: failing.failing_for.map(|d| d.as_secs_f64()),
             failing_sample: failing.sample,
+            mirrors,
         })
     }
 

@@ -584,6 +584,7 @@ impl TestWorker {
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(blobproxy::jobs::worker::run(
             deps.drainer(settings),
+            deps.mirror_copiers(settings),
             deps.queue.clone(),
             settings.worker.concurrency,
             blobproxy::shutdown::from_future(async move {

@@ -20,6 +20,7 @@ mod history;
 mod idempotency;
 mod layout;
 mod ledger;
+mod mirrors;
 mod monitoring;
 mod operators;
 mod queue_contract;

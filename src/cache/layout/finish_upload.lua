@@ -4,6 +4,8 @@
 -- 'gone' (the record left the cache) or 'lost' (the lease expired and another worker may have
 -- stored a newer version before ours landed: the key is marked dirty again to be re-queued).
 redis.call('HINCRBY', stats, UPLOADS, 1)
+-- The primary store has this version (or its delete): every mirror is owed it.
+mark_mirrors_behind(key, version)
 local holder = lease_holder(lease)
 local current = redis.call('HGET', record, VERSION)
 if not current then

@@ -27,6 +27,9 @@
 //! - `<prefix>request:<id>`: `<fingerprint> <version>` of the write an `Idempotency-Key`
 //!   named, for a minute, so a repeat of it is answered instead of written again (see
 //!   `requests.lua`); in the shard of the key written.
+//! - `<prefix>mirror:<name>:behind`, `:due`, `:want`, `:errors`, `:lease:<key>`: what mirror
+//!   `<name>` has yet to copy from the primary store ([`MirrorKeys`]; see `mirrors.lua`). Key
+//!   names and versions only: a mirror that is down costs no blob bytes here.
 //! - the shard's drain queue ([`QueueKeys`]: apalis-redis's keys, named after the queue).
 
 #[cfg(test)]
@@ -188,5 +191,37 @@ impl ShardKeys {
     /// The answer to the write of request `id` (its `Idempotency-Key`).
     pub fn request(&self, id: &str) -> String {
         format!("{}{id}", self.request_prefix)
+    }
+
+    /// What mirror `name` has yet to copy, in this shard.
+    pub fn mirror(&self, name: &str) -> MirrorKeys {
+        let key = |what: &str| self.shard.key(&format!("mirror:{name}:{what}"));
+        MirrorKeys {
+            behind: key("behind"),
+            due: key("due"),
+            want: key("want"),
+            errors: key("errors"),
+            lease_prefix: key("lease:"),
+        }
+    }
+}
+
+/// One mirror's keys in one shard: the keys of blobs it has not copied yet.
+pub struct MirrorKeys {
+    /// Sorted set: key -> when it fell behind (ms), for the mirror's lag.
+    pub behind: String,
+    /// Sorted set: the same keys -> when their next copy is due (ms).
+    pub due: String,
+    /// Hash: the same keys -> the newest version the primary store got.
+    pub want: String,
+    /// Hash: keys whose copy failed -> `<attempts> <error>`.
+    pub errors: String,
+    lease_prefix: String,
+}
+
+impl MirrorKeys {
+    /// The lease of the copier copying `key`.
+    pub fn lease(&self, key: &str) -> String {
+        format!("{}{key}", self.lease_prefix)
     }
 }

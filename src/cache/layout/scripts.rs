@@ -17,6 +17,7 @@ const NEXT_VERSION_LUA: &str = include_str!("next_version.lua");
 const FAILURES_LUA: &str = include_str!("failures.lua");
 const REQUESTS_LUA: &str = include_str!("requests.lua");
 const TRACE_LUA: &str = include_str!("trace.lua");
+const MIRRORS_LUA: &str = include_str!("mirrors.lua");
 
 lua_script! {
     /// A new version of a key, dirty, with its drain job if nobody drains the key yet.
@@ -64,7 +65,7 @@ lua_script! {
 lua_script! {
     /// Marks a version clean once S3 has it, if it is still the newest.
     pub(in crate::cache) struct FinishUpload<'a> = LAYOUT_LUA,
-        [ALLOW_OOM, UPLOAD_LEASE_LUA, MARK_DIRTY_LUA, FAILURES_LUA,
+        [ALLOW_OOM, UPLOAD_LEASE_LUA, MARK_DIRTY_LUA, FAILURES_LUA, MIRRORS_LUA,
          include_str!("finish_upload.lua")] {
         keys { record, lease, dirty, stats, dirty_by_key, retry, failing, failures }
         args { token: &'a str, version: u64, ttl_secs: u64, key: &'a str }
@@ -121,11 +122,38 @@ lua_script! {
 lua_script! {
     /// A write-through's last step: settles the cache once S3 holds the version.
     pub(in crate::cache) struct WriteThroughFinish<'a> = LAYOUT_LUA,
-        [ALLOW_OOM, QUEUE_JOB_LUA, UPLOAD_LEASE_LUA, MARK_DIRTY_LUA, FAILURES_LUA,
+        [ALLOW_OOM, QUEUE_JOB_LUA, UPLOAD_LEASE_LUA, MARK_DIRTY_LUA, FAILURES_LUA, MIRRORS_LUA,
          include_str!("write_through_finish.lua")] {
         keys { record, lease, dirty, dirty_by_key, dead, queue_data, queue_meta, queue_active,
                retry, failing, failures }
         args { token: &'a str, version: u64, key: &'a str, job_id: &'a str }
+    }
+}
+
+lua_script! {
+    /// A copier claims a key one mirror is owed (its lease, and the version owed).
+    pub(in crate::cache) struct MirrorClaim<'a> = LAYOUT_LUA,
+        [ALLOW_OOM, UPLOAD_LEASE_LUA, include_str!("mirror_claim.lua")] {
+        keys { lease, want, due, behind }
+        args { token: &'a str, ttl_ms: u64, key: &'a str }
+    }
+}
+
+lua_script! {
+    /// A key copied to one mirror: caught up there, unless it is owed something newer.
+    pub(in crate::cache) struct MirrorDone<'a> = LAYOUT_LUA,
+        [ALLOW_OOM, UPLOAD_LEASE_LUA, include_str!("mirror_done.lua")] {
+        keys { lease, behind, due, want, errors }
+        args { token: &'a str, key: &'a str, version: &'a str }
+    }
+}
+
+lua_script! {
+    /// A copy to one mirror failed: try again later.
+    pub(in crate::cache) struct MirrorRetry<'a> = LAYOUT_LUA,
+        [ALLOW_OOM, UPLOAD_LEASE_LUA, include_str!("mirror_retry.lua")] {
+        keys { lease, due, errors }
+        args { token: &'a str, key: &'a str, message: &'a str, first_ms: u64, cap_ms: u64 }
     }
 }
 
@@ -144,5 +172,8 @@ pub(super) fn all() -> Vec<&'static crate::redis_link::LuaScript> {
         DropDeadLetter::lua(),
         WriteThroughBegin::lua(),
         WriteThroughFinish::lua(),
+        MirrorClaim::lua(),
+        MirrorDone::lua(),
+        MirrorRetry::lua(),
     ]
 }

@@ -4,6 +4,8 @@
 -- newer one (written while we uploaded) stays, and if it is dirty it gets a drain job: the
 -- workers skipped the key while we held its lease.
 -- Returns 'stored', 'newer' or 'lost' (the lease expired during the upload).
+-- The primary store has this version: every mirror is owed it.
+mark_mirrors_behind(key, version)
 local ours = lease_holder(lease) == token
 if ours then redis.call('DEL', lease) end
 local current = redis.call('HGET', record, VERSION)

@@ -13,13 +13,13 @@ use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{App, web};
 use anyhow::Context as _;
 
-use crate::cache::{Backoff, BlobCache};
 use crate::config::Settings;
-use crate::jobs::{self, Drainer};
-use crate::queue::JobQueue;
-use crate::service::{BlobService, Limits};
+use crate::jobs;
 use crate::shutdown;
-use crate::store::{BlobStore, S3Store};
+
+mod dependencies;
+
+pub use dependencies::Dependencies;
 
 /// In-flight requests and jobs get this long to finish once the process stops (for a replica,
 /// after its shutdown delay); the compose files give Docker's stop grace room for both.
@@ -27,81 +27,6 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(8);
 
 /// How long a replica keeps an idle client connection open.
 const IDLE_CONNECTION_TIMEOUT: Duration = Duration::from_secs(75);
-
-/// How long a key S3 failed for first waits for its next turn (then twice that, up to
-/// `BLOBPROXY_WORKER_RETRY_MAX_SECS`).
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-
-/// Connections to what the service depends on; cheap to clone.
-#[derive(Clone)]
-pub struct Dependencies {
-    cache: BlobCache,
-    /// The bucket keeps every version (`BLOBPROXY_S3_VERSIONING`).
-    history: bool,
-    store: Arc<dyn BlobStore>,
-    /// Public for the tests that push or count jobs themselves.
-    pub queue: JobQueue,
-}
-
-impl Dependencies {
-    /// Connects to Redis and S3 and makes sure the bucket exists. Retries for a while, because
-    /// under Compose or Swarm the dependencies may start after us.
-    pub async fn connect(settings: &Settings) -> anyhow::Result<Self> {
-        Self::connect_with(settings, settings.s3_keys()?.map(Into::into)).await
-    }
-
-    /// Like [`Dependencies::connect`], with explicit S3 credentials instead of the AWS chain.
-    pub async fn connect_with(
-        settings: &Settings,
-        credentials: Option<aws_sdk_s3::config::Credentials>,
-    ) -> anyhow::Result<Self> {
-        let conn = crate::redis_link::connect(&settings.redis_target()).await?;
-        let cache = BlobCache::new(conn.clone()).confirmed_by(
-            settings.redis.replica_acks,
-            settings.redis.replica_ack_timeout,
-        );
-        cache.check_eviction_policy().await?;
-        let mut store = S3Store::connect(&settings.s3, credentials).await?;
-        let history = store.open_bucket(&settings.s3).await?;
-        let poll = settings.worker.poll;
-        Ok(Self {
-            cache,
-            history,
-            store: Arc::new(store),
-            queue: JobQueue::new(conn, poll),
-        })
-    }
-
-    pub fn service(&self, settings: &Settings) -> BlobService {
-        let limits = Limits {
-            max_blob_bytes: settings.server.max_blob_bytes,
-            write_through_bytes: settings.server.write_through_bytes,
-            cache_ttl: settings.redis.cache_ttl,
-            history: self.history,
-        };
-        BlobService::new(
-            self.cache.clone(),
-            self.store.clone(),
-            self.queue.clone(),
-            limits,
-        )
-    }
-
-    pub fn drainer(&self, settings: &Settings) -> Drainer {
-        Drainer::new(
-            self.cache.clone(),
-            self.store.clone(),
-            self.queue.clone(),
-            settings.redis.cache_ttl,
-            Backoff {
-                first: FIRST_RETRY,
-                cap: settings.worker.retry_max,
-            },
-            settings.worker.max_bytes,
-            settings.worker.concurrency,
-        )
-    }
-}
 
 /// The HTTP server, bound and ready to run. Binding happens in `build`, so a test can ask for
 /// port 0 and read the real port from [`Application::port`].
@@ -251,6 +176,7 @@ pub async fn worker(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(concurrency = settings.worker.concurrency, "draining");
     jobs::worker::run(
         deps.drainer(&settings),
+        deps.mirror_copiers(&settings),
         deps.queue.clone(),
         settings.worker.concurrency,
         shutdown,
@@ -274,6 +200,7 @@ pub async fn all(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(port = app.port(), "serving and draining");
     let worker = jobs::worker::run(
         deps.drainer(&settings),
+        deps.mirror_copiers(&settings),
         deps.queue.clone(),
         settings.worker.concurrency,
         shutdown.clone(),
