@@ -546,32 +546,34 @@ async fn a_drain_job_refused_by_a_full_redis_is_reported_as_full_not_as_unavaila
     let deps = blobproxy::startup::Dependencies::connect_with(&settings, Some(credentials()))
         .await
         .unwrap();
-    // Fill Redis with what it may not evict (no TTL), as unsaved blobs are, then push at
-    // once. Redis may free a little memory between the refused SET and the push (the refused
-    // command's own buffer): then it was not full for the push, and the test fills it again.
+    // Fill Redis with what it may not evict (no TTL), as unsaved blobs are: large values until
+    // one is refused, then ever smaller ones, so that no room is left for even a small job
+    // (a refused 64 KiB value alone leaves up to that much free, enough for a job).
     let mut redis = backends.redis.client().await;
-    let filler = vec![b'x'; 64 * 1024];
-    let mut pushed = Ok(());
-    for attempt in 0..5 {
-        let mut refused = None;
-        for i in 0..100 {
+    let mut filled = 0;
+    for size in [64 * 1024, 4 * 1024, 256, 16] {
+        let filler = vec![b'x'; size];
+        for _ in 0..10_000 {
             let set: redis::RedisResult<()> = redis::cmd("SET")
-                .arg(format!("filler:{attempt}:{i}"))
+                .arg(format!("filler:{filled}"))
                 .arg(&filler)
                 .query_async(&mut redis)
                 .await;
-            if let Err(e) = set {
-                refused = Some(e);
+            filled += 1;
+            if set.is_err() {
                 break;
             }
         }
-        assert!(refused.is_some(), "Redis never filled up");
-        pushed = deps.queue.push(DrainJob::one("a/key".into(), 1)).await;
-        if pushed.is_err() {
-            break;
-        }
     }
-    let error = pushed.expect_err("a full Redis queued the job, five times");
+    let refused: redis::RedisResult<()> = redis::cmd("SET")
+        .arg("one-more")
+        .arg("x")
+        .query_async(&mut redis)
+        .await;
+    assert!(refused.is_err(), "Redis never filled up ({filled} values)");
+
+    let pushed = deps.queue.push(DrainJob::one("a/key".into(), 1)).await;
+    let error = pushed.expect_err("a full Redis queued the job");
     assert!(matches!(error, QueueError::Full(_)), "{error:?}");
     // What the service answers (for `replay-dead-letters` and `/status`): Redis is full,
     // retry later; not "Redis is unavailable".
