@@ -31,7 +31,9 @@ impl PresignParams {
         let params: PresignParams = web::Query::from_query(query)
             .map(web::Query::into_inner)
             .unwrap_or_default();
-        params.signature.is_some().then_some(params)
+        // An empty `signature=` is no presigned URL: the request is taken as any other.
+        let signed = params.signature.as_deref().is_some_and(|s| !s.is_empty());
+        signed.then_some(params)
     }
 
     /// Whether a request for `key` by `method` may go ahead on these parameters.

@@ -36,7 +36,7 @@ pub struct RawPutParams {
     params(("key" = String, Path, description = "The key; may contain /"), RawPutParams, WriteHeaders, PresignParams),
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     responses((status = 201, description = "Stored (ETag header: the version)", body = WriteResponse)),
-    security(("api_key" = [])))]
+    security(("api_key" = []), ("presigned" = [])))]
 #[tracing::instrument(skip_all, fields(key = %key))]
 pub async fn put(
     service: web::Data<BlobService>,
@@ -95,7 +95,7 @@ pub async fn put(
     responses((status = 200, description = "The bytes", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 206, description = "The requested range"),
         (status = 304, description = "If-None-Match matched the ETag")),
-    security(("api_key" = [])))]
+    security(("api_key" = []), ("presigned" = [])))]
 #[tracing::instrument(skip_all, fields(key = %key))]
 pub async fn get(
     service: web::Data<BlobService>,

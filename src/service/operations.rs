@@ -123,12 +123,20 @@ impl BlobService {
     /// Gives every dead-lettered key another drain; returns how many were queued.
     pub async fn replay_dead_letters(&self) -> Result<u64, ServiceError> {
         let mut queued = 0;
+        // Each key once: a key that fails again at once is dead-lettered anew while this runs,
+        // and would otherwise be found and re-queued again, for as long as the worker keeps up.
+        let mut replayed = std::collections::HashSet::new();
         loop {
             let (_, letters) = self.cache.dead_letters(500).await?;
+            let letters: Vec<_> = letters
+                .into_iter()
+                .filter(|letter| !replayed.contains(&letter.key))
+                .collect();
             if letters.is_empty() {
                 return Ok(queued);
             }
             for letter in letters {
+                replayed.insert(letter.key.clone());
                 // Forget first: a job that fails again will dead-letter the key anew.
                 if self.cache.forget_dead_letter(&letter.key).await? {
                     let job = DrainJob::one(letter.key.clone(), letter.version);

@@ -24,7 +24,14 @@ async fn fuzz(app: &TestApp, api_key: Option<&str>) {
         .args(["--checks", "all"])
         // A schema cannot say every key rule (bytes per segment, not only whitespace, no `.`
         // segment): a schema-valid key that breaks one gets a documented 400 invalid_key.
-        .args(["--exclude-checks", "positive_data_acceptance"])
+        // A DELETE repeating an `Idempotency-Key` it sent within the last minute is a retry:
+        // answered as the first was, not applied again (the IETF draft's and Stripe's rule;
+        // `Idempotent-Replayed: true`), so the key written meanwhile stays. The fuzzer reuses
+        // header values and takes that for a deleted resource still served.
+        .args([
+            "--exclude-checks",
+            "positive_data_acceptance,use_after_free",
+        ])
         .args(["--max-time", &budget()])
         // One worker: CPython 3.11 before 3.11.8 can fail hypothesis's own source parsing
         // from threads ("AST constructor recursion depth mismatch", cpython#106905).

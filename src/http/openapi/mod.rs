@@ -9,7 +9,7 @@ mod errors;
 mod schemas;
 
 use actix_web::{HttpResponse, web};
-use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -47,6 +47,14 @@ impl Modify for BearerAuth {
             .add_security_scheme(
                 "api_key",
                 SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+            );
+        // The other way into GET/PUT /blobs/{key}: a presigned URL (POST /presign).
+        openapi
+            .components
+            .get_or_insert_default()
+            .add_security_scheme(
+                "presigned",
+                SecurityScheme::ApiKey(ApiKey::Query(ApiKeyValue::new("signature"))),
             );
     }
 }
