@@ -35,6 +35,15 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         timeout_secs: u64,
     },
+    /// Copy what a mirror store lacks from the primary store (a mirror added to a deployment
+    /// that holds objects), resuming where a killed run stopped; or, with --verify, compare
+    /// the two stores.
+    Backfill {
+        #[command(flatten)]
+        settings: Settings,
+        #[command(flatten)]
+        args: blobproxy::ops::fill_mirror::BackfillArgs,
+    },
     /// Queue every dead-lettered key for another drain (after fixing what made S3 refuse it).
     ReplayDeadLetters(Settings),
     /// Read one dead-lettered blob out, or move it under a valid key (keys written under an
@@ -59,7 +68,8 @@ fn main() -> anyhow::Result<()> {
     | Command::All(settings)
     | Command::ReplayDeadLetters(settings)
     | Command::DeadLetters { settings, .. }
-    | Command::Flush { settings, .. } = &mut cli.command
+    | Command::Flush { settings, .. }
+    | Command::Backfill { settings, .. } = &mut cli.command
     {
         settings.read_mirrors()?;
         settings.validate()?;
@@ -113,7 +123,7 @@ async fn run(cli: Cli, niced: Option<std::io::Result<i32>>) -> anyhow::Result<()
     }
     use blobproxy::telemetry::LogTo;
     let log_to = match &cli.command {
-        Command::DeadLetters { .. } => LogTo::Stderr,
+        Command::DeadLetters { .. } | Command::Backfill { .. } => LogTo::Stderr,
         _ => LogTo::Stdout,
     };
     // The servers send traces when asked to; the operator commands never do.
@@ -142,9 +152,16 @@ async fn run(cli: Cli, niced: Option<std::io::Result<i32>>) -> anyhow::Result<()
             let timeout = (timeout_secs > 0).then(|| std::time::Duration::from_secs(timeout_secs));
             blobproxy::ops::flush(settings, timeout).await
         }
+        Command::Backfill { settings, args } => {
+            blobproxy::ops::fill_mirror::backfill(settings, args).await
+        }
         Command::ReplayDeadLetters(s) => {
-            let queued = blobproxy::ops::replay_dead_letters(s).await?;
+            let mirrored = !s.mirror_stores.is_empty();
+            let (queued, copies) = blobproxy::ops::replay_dead_letters(s).await?;
             println!("re-queued {queued} dead-lettered key(s)");
+            if mirrored {
+                println!("re-queued {copies} key(s) a mirror refused");
+            }
             Ok(())
         }
         Command::DeadLetters { settings, action } => {

@@ -60,6 +60,22 @@ pub fn cache_lookup(hit: bool) {
     }
 }
 
+/// A read the primary store failed that a mirror store served.
+pub fn read_from_mirror(mirror: &str) {
+    metrics::counter!("blobproxy_mirror_reads_total", "mirror" => mirror.to_owned()).increment(1);
+}
+
+/// How far one mirror store is behind the primary one.
+#[derive(Debug, Clone)]
+pub struct MirrorFigures {
+    pub name: String,
+    pub behind: u64,
+    /// 0 when caught up.
+    pub oldest_behind_secs: f64,
+    pub failing: u64,
+    pub dead_letters: u64,
+}
+
 /// What the whole deployment shares, read from Redis at scrape time.
 #[derive(Debug, Clone)]
 pub struct DeploymentFigures {
@@ -74,8 +90,8 @@ pub struct DeploymentFigures {
     pub orphans: u64,
     /// The fullest Redis master's memory, when Redis lets `INFO memory` be read.
     pub redis_memory: Option<RedisMemory>,
-    /// Each mirror store's lag: (name, keys behind, oldest behind seconds, keys failing).
-    pub mirrors: Vec<(String, u64, f64, u64)>,
+    /// Each mirror store's lag.
+    pub mirrors: Vec<MirrorFigures>,
 }
 
 /// One Redis master's memory use and its limit (`maxmemory`, 0: none).
@@ -212,12 +228,21 @@ pub fn render(shared: Option<DeploymentFigures>, readiness: Readiness) -> String
                 "blobproxy_mirror_failing_keys",
                 "Keys whose last copy to a mirror failed (each retried).",
             ),
+            (
+                "blobproxy_mirror_dead_letters",
+                "Keys a mirror refused for good (parked until replay-dead-letters or a new version).",
+            ),
         ];
         for (i, (name, help)) in series.iter().enumerate() {
             out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} gauge\n"));
-            for (mirror, behind, oldest, failing) in &shared.mirrors {
-                let value = [*behind as f64, *oldest, *failing as f64][i];
-                out.push_str(&format!("{name}{{mirror=\"{mirror}\"}} {value}\n"));
+            for m in &shared.mirrors {
+                let value = [
+                    m.behind as f64,
+                    m.oldest_behind_secs,
+                    m.failing as f64,
+                    m.dead_letters as f64,
+                ][i];
+                out.push_str(&format!("{name}{{mirror=\"{}\"}} {value}\n", m.name));
             }
         }
     }

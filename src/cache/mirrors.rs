@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::AsyncCommands as _;
 
 use super::layout::MirrorKeys;
-use super::layout::scripts::{MirrorClaim, MirrorDone, MirrorRetry};
+use super::layout::scripts::{MirrorClaim, MirrorDone, MirrorReplay, MirrorRetry};
 use super::retries::Backoff;
 use super::{BlobCache, CacheError, ShardKeys, now_ms};
 
@@ -29,6 +29,8 @@ pub struct MirrorLag {
     pub oldest_behind_secs: Option<f64>,
     /// Keys whose last copy failed (each retried on a backoff).
     pub failing: u64,
+    /// Keys the mirror refused for good, parked until `replay-dead-letters` or a new version.
+    pub dead_letters: u64,
 }
 
 /// Lets a script that ends an upload to the primary store owe it to every mirror.
@@ -39,7 +41,10 @@ pub(super) trait OwingMirrors {
 impl OwingMirrors for redis::ScriptInvocation<'_> {
     fn owing_mirrors(mut self, mirrors: Vec<MirrorKeys>) -> Self {
         for mirror in mirrors {
-            self.key(mirror.behind).key(mirror.due).key(mirror.want);
+            self.key(mirror.behind)
+                .key(mirror.due)
+                .key(mirror.want)
+                .key(mirror.dead);
         }
         self
     }
@@ -123,24 +128,28 @@ impl BlobCache {
     }
 
     /// The copy of `copy.key` to `mirror` failed with `error`: it is due again after a
-    /// backoff. Returns the attempts so far.
+    /// backoff, or, when the mirror refused it for good (`permanent`), parked as a dead letter.
+    /// Returns the attempts so far.
     pub async fn mirror_copy_failed(
         &self,
         mirror: &str,
         copy: &MirrorCopy,
         error: &str,
         backoff: Backoff,
+        permanent: bool,
     ) -> Result<u64, CacheError> {
         let keys = self.keys_of(&copy.key).mirror(mirror);
         Ok(MirrorRetry {
             lease: &keys.lease(&copy.key),
             due: &keys.due,
             errors: &keys.errors,
+            dead: &keys.dead,
             token: &copy.token,
             key: &copy.key,
             message: error,
             first_ms: backoff.first.as_millis() as u64,
             cap_ms: backoff.cap.as_millis() as u64,
+            permanent: u8::from(permanent),
         }
         .invocation()
         .invoke_async(&mut self.conn())
@@ -152,20 +161,24 @@ impl BlobCache {
         let per_shard = self
             .ask_every_shard(async |mut conn, shard| {
                 let keys = shard.mirror(mirror);
-                let (behind, oldest, failing): (u64, Vec<(String, f64)>, u64) = redis::pipe()
-                    .zcard(&keys.behind)
-                    .zrange_withscores(&keys.behind, 0, 0)
-                    .hlen(&keys.errors)
-                    .query_async(&mut conn)
-                    .await?;
-                Ok((behind, oldest.first().map(|(_, since)| *since), failing))
+                let (behind, oldest, failing, dead): (u64, Vec<(String, f64)>, u64, u64) =
+                    redis::pipe()
+                        .zcard(&keys.behind)
+                        .zrange_withscores(&keys.behind, 0, 0)
+                        .hlen(&keys.errors)
+                        .hlen(&keys.dead)
+                        .query_async(&mut conn)
+                        .await?;
+                let oldest = oldest.first().map(|(_, since)| *since);
+                Ok((behind, oldest, failing, dead))
             })
             .await?;
         let now = now_ms() as f64;
         let mut lag = MirrorLag::default();
-        for (behind, oldest, failing) in per_shard {
+        for (behind, oldest, failing, dead) in per_shard {
             lag.behind += behind;
             lag.failing += failing;
+            lag.dead_letters += dead;
             if let Some(since) = oldest {
                 let age = ((now - since) / 1000.0).max(0.0);
                 lag.oldest_behind_secs =
@@ -173,6 +186,45 @@ impl BlobCache {
             }
         }
         Ok(lag)
+    }
+
+    /// The mirrors still owed a version of `key` (empty: every mirror has what the primary
+    /// store has). One round trip: the key's mirror keys are all in its shard.
+    pub async fn mirrors_owing(&self, key: &str) -> Result<Vec<String>, CacheError> {
+        if self.mirrors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys = self.keys_of(key);
+        let mut pipe = redis::pipe();
+        for name in self.mirrors.iter() {
+            pipe.hexists(keys.mirror(name).want, key);
+        }
+        let owed: Vec<bool> = pipe.query_async(&mut self.conn()).await?;
+        Ok(self
+            .mirrors
+            .iter()
+            .zip(owed)
+            .filter(|(_, owed)| *owed)
+            .map(|(name, _)| name.clone())
+            .collect())
+    }
+
+    /// Makes every key `mirror` refused for good due again; returns how many.
+    pub async fn replay_mirror_dead_letters(&self, mirror: &str) -> Result<u64, CacheError> {
+        let per_shard = self
+            .ask_every_shard(async |mut conn, shard| {
+                let keys = shard.mirror(mirror);
+                let replayed: u64 = MirrorReplay {
+                    dead: &keys.dead,
+                    due: &keys.due,
+                }
+                .invocation()
+                .invoke_async(&mut conn)
+                .await?;
+                Ok(replayed)
+            })
+            .await?;
+        Ok(per_shard.into_iter().sum())
     }
 
     /// The mirrors this cache owes versions to.

@@ -18,6 +18,7 @@
 //! - [`retries`]: keys S3 keeps failing for, each waiting for its next attempt on a backoff.
 //! - [`dead_letters`]: keys the worker gave up on.
 //! - [`mirrors`]: what each mirror store has yet to copy from the primary one.
+//! - [`mirror_backfill`]: a back-fill's hold on a key, and its cursor.
 //! - [`server`]: the Redis servers themselves (answering, eviction policy, memory).
 //!
 //! Operations on one key go to its shard; those on the whole cache (backlog, listing, dead
@@ -29,6 +30,7 @@ mod draining;
 mod group_commit;
 mod large_writes;
 pub mod layout;
+mod mirror_backfill;
 mod mirrors;
 mod reads;
 mod requests;
@@ -49,6 +51,7 @@ pub use backlog::QueueHealth;
 pub use dead_letters::DeadLetter;
 pub use draining::{DrainStats, Finish, UploadLease};
 pub use large_writes::WriteThrough;
+pub use mirror_backfill::BackfillCursor;
 pub use mirrors::{MirrorCopy, MirrorLag};
 pub use reads::{Cached, Summary};
 pub use requests::REPEAT_WINDOW;

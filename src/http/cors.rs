@@ -22,7 +22,8 @@ use crate::http::error::{ApiError, ErrorCode};
 const METHODS: &str = "GET, HEAD, PUT, POST, DELETE";
 /// What a page may read of an answer besides the CORS-safelisted headers.
 const EXPOSED: &str = "ETag, Content-Length, Content-Range, Accept-Ranges, Location, \
-    X-Request-Id, X-Served-By, Idempotent-Replayed, WWW-Authenticate, Allow";
+    X-Request-Id, X-Served-By, X-Blob-Version, X-Blob-Extension, X-Blob-Store, \
+    Idempotent-Replayed, WWW-Authenticate, Allow";
 /// How long a browser may reuse a preflight's answer (seconds).
 const PREFLIGHT_MAX_AGE: &str = "3600";
 

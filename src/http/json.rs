@@ -14,7 +14,7 @@ use super::write::{
 use super::{HttpSettings, KeyPath};
 use crate::domain::{BlobKey, Extension, base64_len, decode_base64, encode_base64};
 use crate::http::error::{ApiError, ErrorCode};
-use crate::service::{BlobService, Opened, ServiceError};
+use crate::service::BlobService;
 
 /// A blob, base64-encoded.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -152,20 +152,20 @@ pub async fn get_json(
     params: web::Query<ReadParams>,
     KeyPath(key): KeyPath,
 ) -> Result<HttpResponse, ApiError> {
-    let blob = match params.version {
-        None => service.get(&key).await?,
-        Some(version) => match service.open_version(&key, version).await? {
-            Opened::Whole(blob) => blob,
-            Opened::Streaming(object) => object.read_all().await.map_err(ServiceError::from)?,
-        },
+    let read = match params.version {
+        None => service.open(&key).await?,
+        Some(version) => service.open_version(&key, version).await?,
     };
-    Ok(HttpResponse::Ok().json(GetResponse {
-        key: key.as_str(),
-        extension: &blob.extension,
-        data: encode_base64(&blob.data),
-        size: blob.data.len(),
-        version: blob.version,
-    }))
+    let blob = read.opened.read_all().await?;
+    Ok(HttpResponse::Ok()
+        .insert_header(("X-Blob-Store", read.served_by.header_value()))
+        .json(GetResponse {
+            key: key.as_str(),
+            extension: &blob.extension,
+            data: encode_base64(&blob.data),
+            size: blob.data.len(),
+            version: blob.version,
+        }))
 }
 
 /// Delete a blob: every replica answers 404 at once; a worker removes the S3 object.

@@ -25,10 +25,11 @@ pub struct RawPutParams {
     #[serde(default)]
     #[param(max_length = 32, pattern = "^[A-Za-z0-9._-]*$")]
     ext: Option<String>,
-    /// Write concern: 0 (in Redis and queued) or 1 (in S3).
+    /// Write concern: `0` (in Redis and queued), `1` (in the primary store) or `all` (in the
+    /// primary store and every mirror store); see the JSON write's `wc`.
     #[serde(default)]
-    #[param(minimum = 0, maximum = 1)]
-    wc: Option<u8>,
+    #[param(value_type = Option<String>, pattern = "^(0|1|all)$")]
+    wc: Option<String>,
 }
 
 /// Store a blob sent as the raw body; its Content-Type is kept.
@@ -46,7 +47,10 @@ pub async fn put(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    let concern = WriteParams { wc: params.wc }.concern()?;
+    let concern = WriteParams {
+        wc: params.wc.clone(),
+    }
+    .concern()?;
     let request = idempotency_key(&req)?;
     let extension = Extension::parse(params.ext.clone().unwrap_or_default())?;
     let sent_type = req
@@ -103,10 +107,11 @@ pub async fn get(
     KeyPath(key): KeyPath,
     req: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
-    let opened = match params.version {
+    let read = match params.version {
         None => service.open(&key).await?,
         Some(version) => service.open_version(&key, version).await?,
     };
+    let (opened, served_by) = (read.opened, read.served_by);
     let (version, extension, content_type, total) = match &opened {
         Opened::Whole(blob) => (
             blob.version,
@@ -144,6 +149,7 @@ pub async fn get(
         .insert_header((header::ACCEPT_RANGES, "bytes"))
         .insert_header(("X-Blob-Version", version.to_string()))
         .insert_header(("X-Blob-Extension", extension))
+        .insert_header(("X-Blob-Store", served_by.header_value()))
         // Stored bytes are the writer's, not ours: a browser must never run them in this
         // origin (where /docs lives). `sandbox` gives a page a unique origin and no scripts;
         // `nosniff` (on every answer) stops a guess that turns bytes into HTML.

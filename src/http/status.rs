@@ -7,7 +7,7 @@ use crate::http::error::ApiError;
 use std::sync::atomic::Ordering;
 
 use super::HttpSettings;
-use crate::metrics::{DeploymentFigures, Readiness, RedisMemory};
+use crate::metrics::{DeploymentFigures, MirrorFigures, Readiness, RedisMemory};
 use crate::service::BlobService;
 
 /// The drain backlog and the dead letters.
@@ -41,9 +41,12 @@ pub async fn metrics(
             mirrors: status
                 .mirrors
                 .iter()
-                .map(|m| {
-                    let oldest = m.oldest_behind_secs.unwrap_or(0.0);
-                    (m.name.clone(), m.behind, oldest, m.failing)
+                .map(|m| MirrorFigures {
+                    name: m.name.clone(),
+                    behind: m.behind,
+                    oldest_behind_secs: m.oldest_behind_secs.unwrap_or(0.0),
+                    failing: m.failing,
+                    dead_letters: m.dead_letters,
                 })
                 .collect(),
             redis_memory: memory.map(|m| RedisMemory {

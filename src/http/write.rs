@@ -13,28 +13,39 @@ use crate::service::{BlobService, Stored};
 pub enum WriteConcern {
     /// In Redis (AOF-backed) and queued for S3.
     Cached,
-    /// In S3 (this version or a newer one).
+    /// In the primary store (this version or a newer one).
     Persisted,
+    /// In the primary store and in every mirror store.
+    Mirrored,
 }
 
-/// `?wc=0` (default): answer once the write is in Redis and queued; `?wc=1`: once it is in S3.
+/// `?wc=0` (default): answer once the write is in Redis and queued; `?wc=1`: once it is in the
+/// primary store; `?wc=all`: once it is in the primary store and every mirror.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct WriteParams {
-    /// Write concern: 0 answers once the write is in Redis and queued; 1 once it is in S3.
+    /// Write concern: `0` answers once the write is in Redis and queued; `1` once the primary
+    /// store has it; `all` once the primary store and every mirror store have it (the same as
+    /// `1` without mirrors). `1` and `all` answer 504 after `BLOBPROXY_WC_TIMEOUT_SECS`; the
+    /// write stands.
     #[serde(default)]
-    #[param(minimum = 0, maximum = 1)]
-    pub wc: Option<u8>,
+    #[param(value_type = Option<String>, pattern = "^(0|1|all)$")]
+    pub wc: Option<String>,
 }
 
 impl WriteParams {
     pub fn concern(&self) -> Result<WriteConcern, ApiError> {
-        match self.wc {
-            None | Some(0) => Ok(WriteConcern::Cached),
-            Some(1) => Ok(WriteConcern::Persisted),
+        match self.wc.as_deref() {
+            None | Some("0") => Ok(WriteConcern::Cached),
+            Some("1") => Ok(WriteConcern::Persisted),
+            Some("all") => Ok(WriteConcern::Mirrored),
             Some(other) => Err(ApiError::new(
                 ErrorCode::InvalidQuery,
-                format!("wc must be 0 (in Redis and queued) or 1 (in S3), not {other}"),
+                format!(
+                    "wc must be 0 (in Redis and queued), 1 (in the primary store) or all (in \
+                     every store), not {:?}",
+                    other.chars().take(16).collect::<String>()
+                ),
             )),
         }
     }
@@ -123,30 +134,40 @@ pub fn written_answer(
     status.json(body)
 }
 
-/// Applies the write concern: with `wc=1`, waits for S3 or answers 504 (the write stands).
-/// Returns whether S3 holds the write.
+/// Applies the write concern: with `wc=1`, waits for the primary store, with `wc=all` for the
+/// mirrors too, or answers 504 (the write stands). Returns whether the primary store holds it.
 pub async fn apply_write_concern(
     service: &BlobService,
     settings: &HttpSettings,
     concern: WriteConcern,
     stored: &Stored,
 ) -> Result<bool, ApiError> {
-    if stored.persisted {
-        return Ok(true);
-    }
     if concern == WriteConcern::Cached {
-        return Ok(false);
+        return Ok(stored.persisted);
     }
-    if service
-        .wait_persisted(&stored.key, stored.version, settings.wc_timeout)
-        .await?
+    let timeout = settings.wc_timeout;
+    let deadline = tokio::time::Instant::now() + timeout;
+    if !stored.persisted
+        && !service
+            .wait_persisted(&stored.key, stored.version, timeout)
+            .await?
     {
-        Ok(true)
-    } else {
-        Err(ApiError::persist_timeout(
+        return Err(ApiError::persist_timeout(
             stored.key.as_str(),
             stored.version,
-            settings.wc_timeout.as_secs(),
-        ))
+            timeout.as_secs(),
+        ));
     }
+    if concern == WriteConcern::Mirrored {
+        let behind = service.wait_mirrored(&stored.key, deadline).await?;
+        if !behind.is_empty() {
+            return Err(ApiError::mirror_timeout(
+                stored.key.as_str(),
+                stored.version,
+                timeout.as_secs(),
+                &behind,
+            ));
+        }
+    }
+    Ok(true)
 }

@@ -137,36 +137,56 @@ impl MirrorCopier {
             Ok(()) => {
                 self.cache.mirror_copied(&self.name, &copy).await?;
             }
-            Err(error) => {
-                let error = error.to_string();
+            Err(failed) => {
+                // Only the mirror's own refusal parks a key: the primary store failing to
+                // give it is the primary's trouble, and passes.
+                let permanent = matches!(failed, CopyFailed::Mirror(StoreError::Permanent(_)));
+                let error = failed.to_string();
                 let attempts = self
                     .cache
-                    .mirror_copy_failed(&self.name, &copy, &error, self.retry)
+                    .mirror_copy_failed(&self.name, &copy, &error, self.retry, permanent)
                     .await?;
-                tracing::warn!(mirror = %self.name, %key, %error, attempts, "copy to the mirror failed; retrying it later");
+                if permanent {
+                    tracing::error!(mirror = %self.name, %key, %error, "the mirror refused the key for good; dead-lettering it");
+                } else {
+                    tracing::warn!(mirror = %self.name, %key, %error, attempts, "copy to the mirror failed; retrying it later");
+                }
             }
         }
         Ok(true)
     }
 
     /// Makes the mirror hold what the primary store holds for the key.
-    async fn copy_object(&self, copy: &MirrorCopy) -> Result<(), StoreError> {
+    async fn copy_object(&self, copy: &MirrorCopy) -> Result<(), CopyFailed> {
         // A key the store cannot hold is never in the primary store either.
         let Ok(key) = BlobKey::parse(copy.key.clone()) else {
             return Ok(());
         };
-        match self.primary.open(&key).await? {
+        match self.primary.open(&key).await.map_err(CopyFailed::Primary)? {
             Some(object) => {
                 // A blob larger than the whole budget goes alone.
                 let size = u32::try_from(object.length).unwrap_or(u32::MAX);
                 let _held = self.bytes.acquire_many(size.min(self.max_bytes)).await;
-                let blob = object.read_all().await?;
-                self.mirror.put(&key, &blob).await
+                let blob = object.read_all().await.map_err(CopyFailed::Primary)?;
+                self.mirror
+                    .put(&key, &blob)
+                    .await
+                    .map_err(CopyFailed::Mirror)
             }
             None => {
                 let version = copy.owed.parse().unwrap_or(0);
-                self.mirror.delete(&key, version).await
+                let deleted = self.mirror.delete(&key, version).await;
+                deleted.map_err(CopyFailed::Mirror)
             }
         }
     }
+}
+
+/// Which side of a copy failed.
+#[derive(Debug, thiserror::Error)]
+enum CopyFailed {
+    #[error("reading the primary store: {0}")]
+    Primary(StoreError),
+    #[error("{0}")]
+    Mirror(StoreError),
 }

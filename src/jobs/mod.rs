@@ -5,10 +5,14 @@
 //! - [`worker`]: the apalis worker process around it, the sweep and the vacuum.
 //! - [`mirror`]: the copiers that keep each mirror store in step with the primary one.
 
+pub mod backfill;
+mod backfill_check;
 pub mod drain;
 pub mod mirror;
 mod turn;
 pub mod worker;
 
+pub use backfill::{Backfill, BackfillPace};
+pub use backfill_check::Differences;
 pub use drain::Drainer;
 pub use mirror::{CopyPace, MirrorCopier};

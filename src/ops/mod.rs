@@ -7,7 +7,9 @@
 //! - [`loadgen`]: write (and read back) random blobs against a running deployment.
 //! - [`healthcheck`]: the Docker `HEALTHCHECK` probe of an image without curl.
 //! - [`presign`]: a presigned URL, made with the replicas' secret.
+//! - [`fill_mirror`]: back-fill a mirror store, or compare it with the primary one.
 
+pub mod fill_mirror;
 mod flush;
 pub mod healthcheck;
 pub mod loadgen;
@@ -19,11 +21,13 @@ use crate::config::Settings;
 use crate::domain::BlobKey;
 use crate::startup::Dependencies;
 
-/// `blobproxy replay-dead-letters`: gives every dead-lettered key another drain. Returns how
-/// many keys were queued.
-pub async fn replay_dead_letters(settings: Settings) -> anyhow::Result<u64> {
+/// `blobproxy replay-dead-letters`: gives every dead-lettered key another drain, and every
+/// key a mirror refused for good another copy. Returns how many of each.
+pub async fn replay_dead_letters(settings: Settings) -> anyhow::Result<(u64, u64)> {
     let deps = Dependencies::connect(&settings).await?;
-    Ok(deps.service(&settings).replay_dead_letters().await?)
+    let service = deps.service(&settings);
+    let drains = service.replay_dead_letters().await?;
+    Ok((drains, service.replay_mirror_dead_letters().await?))
 }
 
 /// `blobproxy dead-letters ...`: what an operator decides about one dead-lettered key.

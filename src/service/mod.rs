@@ -8,12 +8,14 @@
 //! job if nobody drains the key yet -> with write concern 1, wait until S3 has it.
 //! GET: cache (a delete marker answers 404), else S3 and re-cache as clean (never over a newer
 //! record). Blobs over the write-through size skip the cache ([`write_through`]).
+//! Reads fall back to a mirror store when the primary fails ([`reading`]).
 //! Listing merges the cache's dirty keys with S3's listing ([`merged_listing`]).
 //! Operators: the backlog and the dead letters ([`operations`]).
 
 mod failure;
 mod merged_listing;
 mod operations;
+mod reading;
 mod version_history;
 mod write_through;
 
@@ -21,6 +23,7 @@ pub use failure::ServiceError;
 use failure::confirmed;
 pub use merged_listing::{DEFAULT_LIMIT, Item, MAX_LIMIT, Page, decode_cursor};
 pub use operations::{MirrorStatus, Status};
+pub use reading::{Opened, Read, ServedBy};
 pub use version_history::{History, HistoryEntry, HistoryStart};
 
 use std::sync::Arc;
@@ -29,15 +32,9 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::cache::{BlobCache, Written};
-use crate::domain::{Blob, BlobKey, Extension, IdempotencyKey};
+use crate::domain::{BlobKey, Extension, IdempotencyKey};
 use crate::queue::JobQueue;
-use crate::store::{BlobStore, StoredObject};
-
-/// A blob being read: whole, or streaming from S3 (see [`BlobService::open`]).
-pub enum Opened {
-    Whole(Blob),
-    Streaming(StoredObject),
-}
+use crate::store::BlobStore;
 
 /// What a PUT or DELETE did.
 #[derive(Debug, Clone)]
@@ -69,6 +66,8 @@ pub struct BlobService {
     store: Arc<dyn BlobStore>,
     queue: JobQueue,
     limits: Limits,
+    /// The mirror stores, by name: reads fall back to them when the primary store fails.
+    mirrors: Arc<Vec<(String, Arc<dyn BlobStore>)>>,
 }
 
 impl BlobService {
@@ -83,7 +82,14 @@ impl BlobService {
             store,
             queue,
             limits,
+            mirrors: Arc::default(),
         }
+    }
+
+    /// Reads that miss the cache fall back to `mirrors` (in order) when the primary fails.
+    pub fn reading_mirrors(mut self, mirrors: Vec<(String, Arc<dyn BlobStore>)>) -> Self {
+        self.mirrors = Arc::new(mirrors);
+        self
     }
 
     pub fn limits(&self) -> Limits {
@@ -214,40 +220,22 @@ impl BlobService {
         }
     }
 
-    /// Reads the newest version of a blob, whole.
-    #[tracing::instrument(skip_all, fields(%key))]
-    pub async fn get(&self, key: &BlobKey) -> Result<Blob, ServiceError> {
-        match self.open(key).await? {
-            Opened::Whole(blob) => Ok(blob),
-            Opened::Streaming(object) => Ok(object.read_all().await?),
+    /// Waits until every mirror store has what the primary store has of `key` (call once the
+    /// primary has the version waited for). Returns the mirrors still owed it at `deadline`.
+    pub async fn wait_mirrored(
+        &self,
+        key: &BlobKey,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<String>, ServiceError> {
+        let mut pause = Duration::from_millis(5);
+        loop {
+            let owing = self.cache.mirrors_owing(key.as_str()).await?;
+            if owing.is_empty() || tokio::time::Instant::now() + pause > deadline {
+                return Ok(owing);
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 3 / 2).min(Duration::from_millis(50));
         }
-    }
-
-    /// Reads the newest version of a blob: whole when it is cached or small, else (a blob
-    /// over the write-through size, only in S3) as a stream straight from S3, so a replica
-    /// never holds such a blob whole, nor puts it in the cache.
-    #[tracing::instrument(skip_all, fields(%key))]
-    pub async fn open(&self, key: &BlobKey) -> Result<Opened, ServiceError> {
-        // A Redis error must not fall through to S3: Redis may hold a newer, dirty version.
-        let cached = self.cache.get(key).await?;
-        crate::metrics::cache_lookup(cached.is_some());
-        if let Some(cached) = cached {
-            return cached
-                .blob
-                .map(Opened::Whole)
-                .ok_or_else(|| ServiceError::NotFound(key.to_string()));
-        }
-        let Some(object) = self.store.open(key).await? else {
-            return Err(ServiceError::NotFound(key.to_string()));
-        };
-        if object.length > self.limits.write_through_bytes as u64 {
-            return Ok(Opened::Streaming(object));
-        }
-        let blob = object.read_all().await?;
-        if let Err(e) = self.cache.recache(key, &blob, self.limits.cache_ttl).await {
-            tracing::warn!(error = %e, "cannot re-cache a blob read from S3");
-        }
-        Ok(Opened::Whole(blob))
     }
 
     /// What is down: (`"Redis"` or `"S3"`, its error); empty when both answer.

@@ -40,6 +40,9 @@ pub struct MirrorStatus {
     pub oldest_behind_secs: Option<f64>,
     /// Keys whose last copy to the mirror failed (each retried on a backoff).
     pub failing: u64,
+    /// Keys the mirror refused for good: parked, still behind, until `replay-dead-letters`
+    /// or a new version of the key.
+    pub dead_letters: u64,
 }
 
 impl BlobService {
@@ -59,6 +62,7 @@ impl BlobService {
                 behind: lag.behind,
                 oldest_behind_secs: lag.oldest_behind_secs,
                 failing: lag.failing,
+                dead_letters: lag.dead_letters,
             })
         });
         let mirrors = futures::future::try_join_all(lags).await?;
@@ -118,6 +122,15 @@ impl BlobService {
         };
         self.cache.drop_dead_letter(from, version).await?;
         Ok(stored)
+    }
+
+    /// Gives every key a mirror store refused for good another copy; returns how many.
+    pub async fn replay_mirror_dead_letters(&self) -> Result<u64, ServiceError> {
+        let mut replayed = 0;
+        for mirror in self.cache.mirrors() {
+            replayed += self.cache.replay_mirror_dead_letters(mirror).await?;
+        }
+        Ok(replayed)
     }
 
     /// Gives every dead-lettered key another drain; returns how many were queued.

@@ -7,7 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 
-use super::{BlobService, Opened, ServiceError};
+use super::{BlobService, Opened, Read, ServedBy, ServiceError};
 use crate::domain::BlobKey;
 use crate::store::{StoreError, StoredVersion};
 
@@ -140,12 +140,14 @@ impl BlobService {
 
     /// Reads `version` of `key`: from Redis when it is the cached one, else from S3 (never
     /// re-cached: the cache holds the newest version only).
-    pub async fn open_version(&self, key: &BlobKey, version: u64) -> Result<Opened, ServiceError> {
+    pub async fn open_version(&self, key: &BlobKey, version: u64) -> Result<Read, ServiceError> {
         let not_kept = || ServiceError::VersionNotFound(key.to_string(), version);
         if let Some(cached) = self.cache.get(key).await?
             && cached.version == version
         {
-            return cached.blob.map(Opened::Whole).ok_or_else(not_kept);
+            let opened = cached.blob.map(Opened::Whole).ok_or_else(not_kept)?;
+            let served_by = ServedBy::Cache;
+            return Ok(Read { opened, served_by });
         }
         let object = if self.limits.history {
             self.store.open_version(key, version).await?
@@ -154,9 +156,12 @@ impl BlobService {
             self.store.open(key).await?.filter(|o| o.version == version)
         };
         let object = object.ok_or_else(not_kept)?;
-        if object.length > self.limits.write_through_bytes as u64 {
-            return Ok(Opened::Streaming(object));
-        }
-        Ok(Opened::Whole(object.read_all().await?))
+        let opened = if object.length > self.limits.write_through_bytes as u64 {
+            Opened::Streaming(object)
+        } else {
+            Opened::Whole(object.read_all().await?)
+        };
+        let served_by = ServedBy::Primary;
+        Ok(Read { opened, served_by })
     }
 }

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::cache::{Backoff, BlobCache};
 use crate::config::Settings;
-use crate::jobs::{CopyPace, Drainer, MirrorCopier};
+use crate::jobs::{Backfill, BackfillPace, CopyPace, Drainer, MirrorCopier};
 use crate::queue::JobQueue;
 use crate::service::{BlobService, Limits};
 use crate::store::{BlobStore, S3Store};
@@ -27,6 +27,8 @@ pub struct Dependencies {
     store: Arc<dyn BlobStore>,
     /// The mirror stores, by name (`BLOBPROXY_MIRRORS`).
     mirrors: Vec<(String, Arc<dyn BlobStore>)>,
+    /// The mirrors whose buckets keep versions.
+    mirrors_with_history: Vec<String>,
     /// Public for the tests that push or count jobs themselves.
     pub queue: JobQueue,
 }
@@ -55,6 +57,7 @@ impl Dependencies {
         let mut store = S3Store::connect(&settings.s3, credentials.clone()).await?;
         let history = store.open_bucket(&settings.s3).await?;
         let mut mirrors: Vec<(String, Arc<dyn BlobStore>)> = Vec::new();
+        let mut mirrors_with_history = Vec::new();
         for mirror in &settings.mirror_stores {
             // A mirror's own keys, else the primary's (the chain, or what the caller passed).
             let keys = mirror
@@ -63,9 +66,13 @@ impl Dependencies {
                 .map(Into::into)
                 .or_else(|| credentials.clone());
             let mut copy = S3Store::connect(&mirror.s3, keys).await?;
-            copy.open_bucket(&mirror.s3)
+            let versioned = copy
+                .open_bucket(&mirror.s3)
                 .await
                 .with_context(|| format!("mirror {}", mirror.name))?;
+            if versioned {
+                mirrors_with_history.push(mirror.name.clone());
+            }
             mirrors.push((mirror.name.clone(), Arc::new(copy)));
         }
         let poll = settings.worker.poll;
@@ -74,6 +81,7 @@ impl Dependencies {
             history,
             store: Arc::new(store),
             mirrors,
+            mirrors_with_history,
             queue: JobQueue::new(conn, poll),
         })
     }
@@ -91,6 +99,7 @@ impl Dependencies {
             self.queue.clone(),
             limits,
         )
+        .reading_mirrors(self.mirrors.clone())
     }
 
     pub fn drainer(&self, settings: &Settings) -> Drainer {
@@ -133,6 +142,32 @@ impl Dependencies {
                 )
             })
             .collect()
+    }
+}
+
+impl Dependencies {
+    /// The back-fill (and `verify`) of the mirror `name`.
+    /// `rate`: objects written per second at most (0: no limit).
+    pub fn backfill(&self, name: &str, concurrency: usize, rate: f64) -> anyhow::Result<Backfill> {
+        let pace = BackfillPace {
+            concurrency,
+            per_second: (rate > 0.0).then_some(rate),
+        };
+        let Some((_, mirror)) = self.mirrors.iter().find(|(n, _)| n == name) else {
+            let known: Vec<&str> = self.mirrors.iter().map(|(n, _)| n.as_str()).collect();
+            anyhow::bail!(
+                "no mirror named {name:?} (BLOBPROXY_MIRRORS names: {})",
+                known.join(", ")
+            );
+        };
+        let histories = self.history && self.mirrors_with_history.iter().any(|n| n == name);
+        Ok(Backfill::new(
+            name.to_owned(),
+            self.cache.clone(),
+            (self.store.clone(), mirror.clone()),
+            histories,
+            pace,
+        ))
     }
 }
 

@@ -226,6 +226,8 @@ pub struct S3Server {
     pub port: u16,
     pub dir: tempfile::TempDir,
     pub kind: S3Kind,
+    /// The secret s3s-fs takes at its next (re)start, when not the tests' own.
+    pub secret_key: Option<String>,
     proc: Option<Proc>,
 }
 
@@ -244,6 +246,7 @@ impl S3Server {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             kind,
+            secret_key: None,
             proc: None,
         };
         server.restart().await;
@@ -264,7 +267,8 @@ impl S3Server {
             S3Kind::S3sFs => {
                 let child = Command::new(program("s3s-fs"))
                     .args(["--host", "127.0.0.1", "--port", &self.port.to_string()])
-                    .args(["--access-key", ACCESS_KEY, "--secret-key", SECRET_KEY])
+                    .args(["--access-key", ACCESS_KEY, "--secret-key"])
+                    .arg(self.secret_key.as_deref().unwrap_or(SECRET_KEY))
                     .arg(self.dir.path())
                     .stdout(Stdio::null())
                     .stderr(Stdio::null())
@@ -705,6 +709,11 @@ impl BlobproxyProcess {
             .status()
             .unwrap();
         assert!(status.success());
+    }
+
+    /// Whether the process has exited (it is reaped if so).
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_some()
     }
 
     /// Waits for the process to exit; returns its exit code.

@@ -5,6 +5,7 @@ mod helpers;
 mod hostile;
 mod keys;
 
+mod backfill;
 mod bad_input;
 mod browser;
 mod chaos;
@@ -20,6 +21,7 @@ mod history;
 mod idempotency;
 mod layout;
 mod ledger;
+mod mirror_failover;
 mod mirrors;
 mod monitoring;
 mod operators;

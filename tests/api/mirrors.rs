@@ -8,7 +8,8 @@ use blobproxy::config::{MirrorSettings, Settings};
 
 use crate::helpers::*;
 
-fn with_mirror(backends: &Backends, mirror: &S3Server) -> Settings {
+/// `backends`' settings with `mirror` as the mirror store named `second`.
+pub fn with_mirror(backends: &Backends, mirror: &S3Server) -> Settings {
     let mut settings = backends.settings();
     // A copy that failed is tried again within 2 s, not the default 30.
     settings.worker.retry_max = Duration::from_secs(2);
@@ -24,7 +25,7 @@ fn with_mirror(backends: &Backends, mirror: &S3Server) -> Settings {
 }
 
 /// The mirror's lag as `/status` reports it: (keys behind, keys failing).
-async fn lag(app: &TestApp) -> (u64, u64) {
+pub async fn lag(app: &TestApp) -> (u64, u64) {
     let status = app.status().await;
     let mirror = &status["mirrors"][0];
     assert_eq!(mirror["name"], "second", "{status}");
@@ -34,7 +35,7 @@ async fn lag(app: &TestApp) -> (u64, u64) {
     )
 }
 
-async fn caught_up(app: &TestApp, within: Duration) {
+pub async fn caught_up(app: &TestApp, within: Duration) {
     eventually(within, "the mirror to catch up", || async {
         (lag(app).await == (0, 0)).then_some(())
     })

@@ -201,6 +201,8 @@ impl ShardKeys {
             due: key("due"),
             want: key("want"),
             errors: key("errors"),
+            dead: key("dead"),
+            backfill: key("backfill"),
             lease_prefix: key("lease:"),
         }
     }
@@ -216,6 +218,11 @@ pub struct MirrorKeys {
     pub want: String,
     /// Hash: keys whose copy failed -> `<attempts> <error>`.
     pub errors: String,
+    /// Hash: keys the mirror refused for good -> `<attempts> <error>` (parked, still behind).
+    pub dead: String,
+    /// Hash (used in the first shard only): a back-fill's cursor, `after` (the last key
+    /// done, in the primary store's key order), `objects` and `versions` copied so far.
+    pub backfill: String,
     lease_prefix: String,
 }
 

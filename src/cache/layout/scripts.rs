@@ -152,8 +152,38 @@ lua_script! {
     /// A copy to one mirror failed: try again later.
     pub(in crate::cache) struct MirrorRetry<'a> = LAYOUT_LUA,
         [ALLOW_OOM, UPLOAD_LEASE_LUA, include_str!("mirror_retry.lua")] {
-        keys { lease, due, errors }
-        args { token: &'a str, key: &'a str, message: &'a str, first_ms: u64, cap_ms: u64 }
+        keys { lease, due, errors, dead }
+        args {
+            token: &'a str, key: &'a str, message: &'a str, first_ms: u64, cap_ms: u64,
+            permanent: u8
+        }
+    }
+}
+
+lua_script! {
+    /// Every key one mirror refused for good: due again.
+    pub(in crate::cache) struct MirrorReplay<'a> = LAYOUT_LUA,
+        [ALLOW_OOM, include_str!("mirror_replay.lua")] {
+        keys { dead, due }
+        args {}
+    }
+}
+
+lua_script! {
+    /// A back-fill holds a key's copier lease for one mirror.
+    pub(in crate::cache) struct MirrorHold<'a> = LAYOUT_LUA,
+        [ALLOW_OOM, UPLOAD_LEASE_LUA, include_str!("mirror_hold.lua")] {
+        keys { lease }
+        args { token: &'a str, ttl_ms: u64 }
+    }
+}
+
+lua_script! {
+    /// A back-fill releases a key's copier lease.
+    pub(in crate::cache) struct MirrorRelease<'a> = LAYOUT_LUA,
+        [ALLOW_OOM, UPLOAD_LEASE_LUA, include_str!("mirror_release.lua")] {
+        keys { lease, want, due }
+        args { token: &'a str, key: &'a str }
     }
 }
 
@@ -175,5 +205,8 @@ pub(super) fn all() -> Vec<&'static crate::redis_link::LuaScript> {
         MirrorClaim::lua(),
         MirrorDone::lua(),
         MirrorRetry::lua(),
+        MirrorReplay::lua(),
+        MirrorHold::lua(),
+        MirrorRelease::lua(),
     ]
 }

@@ -58,7 +58,8 @@ error_codes! {
     S3Unavailable = "s3_unavailable", SERVICE_UNAVAILABLE, "S3 is down or refused; nothing was written";
     NotReady = "not_ready", SERVICE_UNAVAILABLE, "`/readyz`: Redis or S3 does not answer";
     ShuttingDown = "shutting_down", SERVICE_UNAVAILABLE, "`/readyz`: the replica is stopping (it still serves meanwhile)";
-    PersistTimeout = "persist_timeout", GATEWAY_TIMEOUT, "`wc=1` and S3 did not get the write in time; the write stands";
+    PersistTimeout = "persist_timeout", GATEWAY_TIMEOUT, "`wc=1` or `wc=all` and the primary store did not get the write in time; the write stands";
+    MirrorTimeout = "mirror_timeout", GATEWAY_TIMEOUT, "`wc=all` and a mirror store did not get the write in time; the write stands and reaches it later";
     ReplicaAckTimeout = "replica_ack_timeout", GATEWAY_TIMEOUT, "fewer Redis replicas than `BLOBPROXY_REDIS_REPLICA_ACKS` confirmed the write within `BLOBPROXY_REDIS_REPLICA_ACK_TIMEOUT_MS`; the write stands on the primary";
 }
 

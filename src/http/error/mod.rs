@@ -99,6 +99,23 @@ impl ApiError {
         }
     }
 
+    pub fn mirror_timeout(key: &str, version: u64, secs: u64, behind: &[String]) -> Self {
+        Self {
+            extra: Extra::Written {
+                key: key.to_owned(),
+                version,
+            },
+            ..Self::new(
+                MirrorTimeout,
+                format!(
+                    "stored in the primary store, but not yet in mirror {} after {secs} s; it \
+                     will get there without further action",
+                    behind.join(", ")
+                ),
+            )
+        }
+    }
+
     pub fn replica_ack_timeout(key: &str, version: u64) -> Self {
         Self {
             extra: Extra::Written {

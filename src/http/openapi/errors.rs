@@ -18,6 +18,7 @@ const WRITE_FAILURES: &[ErrorCode] = &[
     RedisUnavailable,
     S3Unavailable,
     PersistTimeout,
+    MirrorTimeout,
     ReplicaAckTimeout,
 ];
 /// What a read can answer.

@@ -171,7 +171,7 @@ mod tests {
             .iter()
             .find(|p| p["name"] == "wc")
             .unwrap();
-        assert_eq!(wc["schema"]["maximum"].as_f64(), Some(1.0));
+        assert_eq!(wc["schema"]["pattern"], "^(0|1|all)$");
         let body = &raw_put["requestBody"];
         assert_ne!(body["required"], true);
         assert_eq!(
