@@ -195,7 +195,9 @@ fn sample(scrape: &str, name: &str) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_metric_the_dashboard_and_the_alerts_name_is_exported() {
     let mut backends = Backends::start_with_maxmemory("64mb").await;
-    let settings = backends.settings();
+    // With a mirror store, whose lag is exported too.
+    let mirror = S3Server::start_kind(S3Kind::S3sFs).await;
+    let settings = crate::mirrors::with_mirror(&backends, &mirror);
     let app = TestApp::spawn(&settings).await;
     let worker = TestWorker::spawn(&settings).await;
     // Traffic that touches every per-process metric: a write, a cached read, a read that
