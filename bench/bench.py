@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / "target" / "release" / "blobproxy"
 DELAY_PROXY = ROOT / "target" / "release" / "examples" / "delay_proxy"
+BARE_COPY = ROOT / "target" / "release" / "examples" / "bare_copy"
 BARE_REPLICA = ROOT / "target" / "release" / "examples" / "bare_replica"
 # The nginx scripts/install-deps.sh builds (the config needs >= 1.27.3; Debian 12 has 1.22).
 NGINX = Path(os.environ.get("BLOBPROXY_NGINX_DIR", Path.home() / ".cache/blobproxy/nginx-1.28.3")) / "sbin/nginx"
@@ -527,6 +528,99 @@ def phase_alone():
     return env, web_port
 
 
+def s3s_fs(name):
+    """Another s3s-fs on a free port, on a directory of its own; returns its endpoint."""
+    port, root = free_port(), Path(tempfile.mkdtemp(prefix=f"blobproxy-bench-{name}-"))
+    s3s = shutil.which("s3s-fs") or str(Path.home() / ".cargo/bin/s3s-fs")
+    spawn(name, [s3s, "--host", "127.0.0.1", "--port", str(port), "--access-key", ACCESS,
+                 "--secret-key", SECRET, str(root)])
+    wait_port("127.0.0.1", port, name)
+    return f"http://127.0.0.1:{port}"
+
+
+def mirror_env(name, endpoint):
+    upper = name.upper()
+    return {"BLOBPROXY_MIRRORS": name, f"BLOBPROXY_MIRROR_{upper}_S3_ENDPOINT": endpoint,
+            f"BLOBPROXY_MIRROR_{upper}_S3_BUCKET": BUCKET}
+
+
+def mirror_cost(count=5000, rounds=2):
+    """What a mirror store costs the drain, and how fast a back-fill goes.
+    Drain: `count` 1 KiB writes made with the worker stopped, then drained by a fresh worker
+    with no mirror, and by one with a mirror (until the mirror has every one): CPU per object
+    of the worker, Redis and each S3 server, alternated `rounds` times on one Redis.
+    Back-fill: the primary's objects copied to an empty s3s-fs by `blobproxy backfill` and by
+    the S3 client alone (bench/bare_copy.rs), 32 keys at once each, alternated.
+    Alone: `bench/.venv/bin/python bench/bench.py mirror` (after one `bench/run.sh`)."""
+    env, web_port = phase_alone()
+    primary_pid = procs[-1].pid
+    redis_port = free_port()
+    (work / "redis-mirror").mkdir()
+    spawn("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
+                    "--dir", str(work / "redis-mirror"), "--save", "", *REDIS_FLAGS,
+                    "--auto-aof-rewrite-percentage", "0"])
+    wait_port("127.0.0.1", redis_port, "redis")
+    env["BLOBPROXY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}"
+    mirror = s3s_fs("mirror")
+    mirror_pid = procs[-1].pid
+    replica = f"http://127.0.0.1:{web_port}"
+    spawn("mirror-replica", [str(BIN), "serve"], {**env, "BLOBPROXY_BIND": f"127.0.0.1:{web_port}"})
+    wait_port("127.0.0.1", web_port, "replica")
+    runs = {"none": [], "mirror": []}
+    for r in range(rounds):
+        for kind in runs:
+            prefix = f"bench/mirror/{kind}/{r}"
+            subprocess.run([str(BIN), "loadgen", "--url", replica, "--amount", str(count), "--size", "1024",
+                            "--concurrency", "32", "--raw", "--prefix", prefix, "--json"],
+                           capture_output=True, text=True, check=True)
+            time.sleep(1)
+            worker_env = {**env, **(mirror_env("m1", mirror) if kind == "mirror" else {})}
+            before = {"redis": redis_cpu(redis_port), "primary_s3": cpu_seconds(primary_pid),
+                      "mirror_s3": cpu_seconds(mirror_pid)}
+            started = time.time()
+            worker = spawn("mirror-worker", [str(BIN), "worker"], worker_env)
+            before["worker"] = 0.0
+            wait_drained(replica, timeout=600)
+            if kind == "mirror":  # until the mirror has every write too
+                subprocess.run([str(BIN), "flush", "--timeout-secs", "600"], env={**os.environ, **worker_env},
+                               capture_output=True, text=True, check=True)
+            seconds = time.time() - started
+            after = {"redis": redis_cpu(redis_port), "primary_s3": cpu_seconds(primary_pid),
+                     "mirror_s3": cpu_seconds(mirror_pid), "worker": cpu_seconds(worker.pid)}
+            worker.terminate()
+            worker.wait(15)
+            runs[kind].append({"objects_s": count / seconds,
+                               "us_per_object": {k: round(1e6 * (after[k] - before[k]) / count, 1) for k in after}})
+    drain = {}
+    for kind, rs in runs.items():
+        per = {k: sorted(r["us_per_object"][k] for r in rs)[len(rs) // 2] for k in rs[0]["us_per_object"]}
+        drain[kind] = {"objects_s": sorted(r["objects_s"] for r in rs)[len(rs) // 2], "us_per_object": per,
+                       "runs": rs}
+    backfill = {"blobproxy": [], "bare_copy": []}
+    for r in range(rounds):
+        for kind in backfill:
+            target = s3s_fs(f"backfill-{kind}-{r}")
+            started = time.time()
+            if kind == "blobproxy":
+                subprocess.run([str(BIN), "backfill", "m2", "--rate", "0", "--keys-at-once", "32"],
+                               env={**os.environ, **env, **mirror_env("m2", target)}, capture_output=True, text=True, check=True)
+                copied = 2 * rounds * count
+                backfill[kind].append(copied / (time.time() - started))
+            else:
+                out = subprocess.run([str(BARE_COPY), target, "32"], env={**os.environ, **env}, capture_output=True, text=True,
+                                     check=True)
+                backfill[kind].append(json.loads(out.stdout)["objects_s"])
+    median = {k: sorted(v)[len(v) // 2] for k, v in backfill.items()}
+    return {"drain": drain, "backfill_objects_s": median, "backfill_runs": backfill,
+            "drain_cost_ratio": {k: round(drain["mirror"]["us_per_object"][k] / max(drain["none"]["us_per_object"][k], 0.1), 2)
+                                 for k in drain["none"]["us_per_object"]},
+            "backfill_vs_bare_copy": round(median["blobproxy"] / median["bare_copy"], 2)}
+
+
+def mirror_alone():
+    print(json.dumps(mirror_cost(), indent=1))
+
+
 def redis_tls_alone():
     """The Redis-over-TLS phase on its own, with its own S3 server, for a quick look."""
     env, web_port = phase_alone()
@@ -912,6 +1006,9 @@ def chart(table, path):
 if __name__ == "__main__":
     if sys.argv[1:] == ["tracing"]:
         tracing_alone()
+        sys.exit(0)
+    if sys.argv[1:] == ["mirror"]:
+        mirror_alone()
         sys.exit(0)
     if sys.argv[1:] == ["redis_tls"]:
         redis_tls_alone()

@@ -16,5 +16,5 @@ if [ ! -x bench/.venv/bin/python ]; then
   python3 -m venv bench/.venv
   bench/.venv/bin/pip install -q boto3 matplotlib
 fi
-cargo build --release --quiet --bins --example delay_proxy --example bare_replica
+cargo build --release --quiet --bins --example delay_proxy --example bare_replica --example bare_copy
 exec bench/.venv/bin/python bench/bench.py "$@"

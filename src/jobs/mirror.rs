@@ -10,6 +10,7 @@
 //! error kept for `/status`; the key is never dropped.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt as _;
@@ -21,6 +22,8 @@ use crate::store::{BlobStore, StoreError};
 
 /// How long a copier holds a key without finishing before another may take it.
 const COPY_LEASE: Duration = Duration::from_secs(60);
+/// How long a stopping copier waits for its copies under way.
+const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Keys fetched per shard per round.
 const BATCH: usize = 256;
 
@@ -53,6 +56,8 @@ pub struct MirrorCopier {
     retry: Backoff,
     /// How long an idle copier waits before it looks again.
     poll: Duration,
+    /// Set when the worker stops: no new key is claimed, copies under way finish.
+    stopping: Arc<AtomicBool>,
 }
 
 impl MirrorCopier {
@@ -74,16 +79,24 @@ impl MirrorCopier {
             max_bytes,
             retry: pace.retry,
             poll: pace.poll,
+            stopping: Arc::default(),
         }
     }
 
-    /// Copies until `stop` resolves.
+    /// Copies until `stop` resolves; then lets the copies under way finish (for up to
+    /// [`STOP_GRACE`]), so a stopped worker leaves no key leased for [`COPY_LEASE`].
     pub async fn run(self, stop: impl Future<Output = ()>) {
         tokio::pin!(stop);
         loop {
+            let round = self.round();
+            tokio::pin!(round);
             let copied = tokio::select! {
-                copied = self.round() => copied,
-                () = &mut stop => return,
+                copied = &mut round => copied,
+                () = &mut stop => {
+                    self.stopping.store(true, Ordering::Relaxed);
+                    let _ = tokio::time::timeout(STOP_GRACE, round).await;
+                    return;
+                }
             };
             let pause = match copied {
                 Ok(0) => self.poll,
@@ -126,6 +139,9 @@ impl MirrorCopier {
 
     #[tracing::instrument(name = "mirror.copy", skip_all, fields(mirror = %self.name, %key))]
     async fn copy(&self, key: String) -> Result<bool, CacheError> {
+        if self.stopping.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
         let Some(copy) = self
             .cache
             .claim_mirror_copy(&self.name, &key, COPY_LEASE)

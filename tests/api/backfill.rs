@@ -7,6 +7,9 @@ use std::time::Duration;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
 use futures::StreamExt as _;
 
+use blobproxy::domain::{Blob, BlobKey};
+use blobproxy::store::{BlobStore as _, S3Store};
+
 use crate::helpers::*;
 
 /// The environment that names `mirror` as the mirror store `second`.
@@ -61,23 +64,33 @@ async fn objects_copied(backends: &Backends) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backfill_killed_halfway_resumes_and_verify_finds_the_mirror_clean() {
     const OBJECTS: usize = 10_000;
-    // The deployment before the mirror: 10,000 objects in the primary store (s3s-fs).
+    // The deployment before the mirror: 10,000 objects in the primary store (s3s-fs), as the
+    // drain writes them (its S3 client, straight: through a replica and a worker this took
+    // minutes of a loaded machine, and the drain has tests of its own).
     let backends = Backends::start_on(S3Kind::S3sFs).await;
     let settings = backends.settings();
-    let app = TestApp::spawn(&settings).await;
-    let worker = TestWorker::spawn(&settings).await;
+    let mut primary = S3Store::connect(&settings.s3, Some(credentials()))
+        .await
+        .unwrap();
+    primary.open_bucket(&settings.s3).await.unwrap();
     futures::stream::iter(0..OBJECTS)
-        .for_each_concurrent(64, |i| {
-            let app = &app;
+        .for_each_concurrent(32, |i| {
+            let primary = &primary;
             async move {
                 let key = format!("old/{i:05}");
-                let response = app.put(&key, "bin", key.as_bytes()).await;
-                assert_eq!(response.status(), 201);
+                let blob = Blob {
+                    data: key.clone().into_bytes().into(),
+                    extension: "bin".into(),
+                    content_type: "application/octet-stream".into(),
+                    version: 1_000 + i as u64,
+                };
+                primary
+                    .put(&BlobKey::parse(key).unwrap(), &blob)
+                    .await
+                    .unwrap();
             }
         })
         .await;
-    backends.wait_until_drained(Duration::from_secs(300)).await;
-    worker.stop().await;
     // The mirror is added: another s3s-fs (moto, at ~100 requests a second here, would make
     // this test take minutes; the other mirror tests pair moto with s3s-fs).
     let mirror = S3Server::start_kind(S3Kind::S3sFs).await;
@@ -86,7 +99,7 @@ async fn a_backfill_killed_halfway_resumes_and_verify_finds_the_mirror_clean() {
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut first = BlobproxyProcess::spawn_from(
         blobproxy_command(&backends),
-        &["backfill", "second", "--rate", "0"],
+        &["backfill", "second", "--rate", "0", "--keys-at-once", "32"],
         &mirror_env(&mirror),
         log.path(),
     );
@@ -113,7 +126,11 @@ async fn a_backfill_killed_halfway_resumes_and_verify_finds_the_mirror_clean() {
         "{in_mirror} objects in the mirror when killed"
     );
     // Resumed: it starts after the last page it finished, and ends with every object there.
-    let (code, said) = run(&mut backfill(&backends, &mirror, &["--rate", "0"]));
+    let (code, said) = run(&mut backfill(
+        &backends,
+        &mirror,
+        &["--rate", "0", "--keys-at-once", "32"],
+    ));
     assert_eq!(code, Some(0), "{said}");
     assert!(said.contains("resuming after"), "{said}");
     let keys = mirror.keys().await;

@@ -2,7 +2,9 @@
 //! dnsmasq for Docker's DNS), 3 replicas and 2 workers (`blobproxy` processes), Redis (a
 //! single server with AOF, each process reaching it through its own [`TcpCut`] so one can be
 //! cut off; or a 3-master cluster with a replica each and `BLOBPROXY_REDIS_REPLICA_ACKS=1`),
-//! and s3s-fs behind the fault proxy. And how each fault of the nemesis is done and undone.
+//! and s3s-fs behind the fault proxy, with another s3s-fs as a mirror store (reached
+//! directly: the faults of S3 are the primary's). And how each fault of the nemesis is done
+//! and undone.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -43,6 +45,8 @@ pub struct Cast {
     dir: tempfile::TempDir,
     redis: Redis,
     proxy: S3Proxy,
+    /// Its endpoint: the server itself is the run's, so it can go down on its own schedule.
+    mirror_endpoint: String,
     replicas: Vec<Player>,
     workers: Vec<Player>,
     dns: Dns,
@@ -56,8 +60,8 @@ pub struct Cast {
 const REPLICA_IPS: [&str; 3] = ["127.0.0.2", "127.0.0.3", "127.0.0.4"];
 
 impl Cast {
-    /// `replica_acks`: `BLOBPROXY_REDIS_REPLICA_ACKS` of a cluster.
-    pub async fn start(topology: Topology, replica_acks: u32) -> Self {
+    /// `replica_acks`: `BLOBPROXY_REDIS_REPLICA_ACKS` of a cluster; `mirror`: the mirror store.
+    pub async fn start(topology: Topology, replica_acks: u32, mirror: &S3Server) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let redis = match topology {
             Topology::Single => {
@@ -79,6 +83,7 @@ impl Cast {
             replica_acks,
             redis,
             proxy,
+            mirror_endpoint: mirror.endpoint(),
             replicas: Vec::new(),
             workers: Vec::new(),
             dns: Dns::start(dir.path(), &REPLICA_IPS),
@@ -171,6 +176,10 @@ impl Cast {
             (Redis::Cluster(cluster), None) => cluster.node_urls()[0].clone(),
         };
         let mut command = blobproxy_command_for(&redis_url, &self.proxy.endpoint());
+        command
+            .env("BLOBPROXY_MIRRORS", "dr")
+            .env("BLOBPROXY_MIRROR_DR_S3_ENDPOINT", &self.mirror_endpoint)
+            .env("BLOBPROXY_MIRROR_DR_S3_BUCKET", BUCKET);
         if let Redis::Cluster(cluster) = &self.redis {
             command.env(
                 "BLOBPROXY_REDIS_CLUSTER_NODES",

@@ -82,6 +82,8 @@ impl Op {
 pub struct Final {
     pub s3: Option<(String, u64)>,
     pub reads: Vec<Option<(String, u64)>>,
+    /// What the mirror store holds (`None` in a run without one).
+    pub mirror: Option<Option<(String, u64)>>,
 }
 
 /// A broken promise, with the operations that show it.
@@ -310,6 +312,17 @@ pub fn check(history: &[Op], finals: &BTreeMap<String, Final>) -> Verdict {
                 }
             }
         }
+        if let Some(mirror) = &end.mirror
+            && mirror != &end.s3
+        {
+            anomaly(
+                format!(
+                    "{key}: the mirror holds {mirror:?} after the flush, S3 holds {:?}",
+                    end.s3
+                ),
+                vec![],
+            );
+        }
         for (replica, read) in end.reads.iter().enumerate() {
             if read != &end.s3 {
                 anomaly(
@@ -419,6 +432,7 @@ mod tests {
             "k".to_owned(),
             Final {
                 reads: vec![s3.clone()],
+                mirror: Some(s3.clone()),
                 s3,
             },
         )])
@@ -489,6 +503,11 @@ mod tests {
         diverged.get_mut("k").unwrap().reads[0] = None;
         let found = check(&[write("a", 0, 10, 1)], &diverged).anomalies;
         assert!(found[0].what.contains("replica 0 reads"));
+        let mut behind = finals(Some(("b", 2)));
+        behind.get_mut("k").unwrap().mirror = Some(Some(("a".into(), 1)));
+        let history = [write("a", 0, 10, 1), write("b", 20, 30, 2)];
+        let found = check(&history, &behind).anomalies;
+        assert!(found[0].what.contains("the mirror holds"), "{found:?}");
     }
 
     #[test]

@@ -20,6 +20,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::helpers::{S3Kind, S3Server};
 use cast::{Cast, Topology};
 use history::{Answer, Final, Kind, Op};
 use nemesis::Fault;
@@ -76,8 +77,12 @@ struct Report {
 }
 
 async fn run_once(topology: Topology, seed: u64, length: Duration, replica_acks: u32) -> Report {
-    let mut cast = Cast::start(topology, replica_acks).await;
+    let mirror = S3Server::start_kind(S3Kind::S3sFs).await;
+    let mut cast = Cast::start(topology, replica_acks, &mirror).await;
     let plan = nemesis::schedule(seed, length, 3, 2, topology == Topology::Single);
+    // The mirror's own outage, drawn apart so the other faults keep their seeds' schedules;
+    // it may overlap any of them.
+    let (mirror_down, mirror_lasts) = nemesis::mirror_outage(seed, length);
     // Without replica acks a failover may lose what the dead master acknowledged last, by
     // design: then what the checker finds is counted and shown, not failed.
     let weaker_by_design = topology == Topology::Cluster
@@ -99,6 +104,15 @@ async fn run_once(topology: Topology, seed: u64, length: Duration, replica_acks:
     let clients: Vec<_> = (0..CLIENTS)
         .map(|client| tokio::spawn(workload.clone().client(client, until)))
         .collect();
+    let started = workload.started;
+    let mirror = tokio::spawn(async move {
+        let mut mirror = mirror;
+        tokio::time::sleep_until((started + mirror_down).into()).await;
+        mirror.stop();
+        tokio::time::sleep(mirror_lasts).await;
+        mirror.restart().await;
+        mirror
+    });
     let mut text = String::new();
     writeln!(
         text,
@@ -124,8 +138,17 @@ async fn run_once(topology: Topology, seed: u64, length: Duration, replica_acks:
     for client in clients {
         client.await.unwrap();
     }
+    let mirror = mirror.await.unwrap();
+    writeln!(
+        text,
+        "  {:>7.1}s-{:>6.1}s the mirror store down",
+        mirror_down.as_secs_f64(),
+        (mirror_down + mirror_lasts).as_secs_f64()
+    )
+    .unwrap();
+    // Waits for the mirror too.
     let (flushed, said) = cast.flush(Duration::from_secs(180)).await;
-    let finals = finals(&cast, &keys).await;
+    let finals = finals(&cast, &mirror, &keys).await;
     let history = std::mem::take(&mut *workload.history.lock().unwrap());
     let verdict = history::check(&history, &finals);
     write_counts(&mut text, &history);
@@ -175,8 +198,9 @@ async fn run_once(topology: Topology, seed: u64, length: Duration, replica_acks:
     Report { text, anomalies }
 }
 
-/// What each key holds once the run is over: in S3, and as each replica reads it.
-async fn finals(cast: &Cast, keys: &[String]) -> BTreeMap<String, Final> {
+/// What each key holds once the run is over: in S3, in the mirror, and as each replica reads
+/// it.
+async fn finals(cast: &Cast, mirror: &S3Server, keys: &[String]) -> BTreeMap<String, Final> {
     let http = reqwest::Client::new();
     let mut finals = BTreeMap::new();
     for key in keys {
@@ -211,7 +235,12 @@ async fn finals(cast: &Cast, keys: &[String]) -> BTreeMap<String, Final> {
             .await;
             reads.push(read);
         }
-        finals.insert(key.clone(), Final { s3, reads });
+        let mirror = mirror
+            .object(key)
+            .await
+            .map(|o| (value_of(&o.data), o.version));
+        let mirror = Some(mirror);
+        finals.insert(key.clone(), Final { s3, reads, mirror });
     }
     finals
 }

@@ -106,6 +106,16 @@ pub fn schedule(
     }
 }
 
+/// When the mirror store goes down in a run of `length`, and for how long: from its own
+/// stream of the seed, so adding it left every seed's other faults as they were.
+pub fn mirror_outage(seed: u64, length: Duration) -> (Duration, Duration) {
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x6d69_7272_6f72);
+    let quiet_end = length.saturating_sub(Duration::from_secs(5)).as_millis() as u64;
+    let lasts = rng.random_range(2_000..8_000).min(quiet_end / 2);
+    let at = rng.random_range(1_000..quiet_end.saturating_sub(lasts).max(1_001));
+    (Duration::from_millis(at), Duration::from_millis(lasts))
+}
+
 #[test]
 fn one_seed_gives_one_schedule_and_the_run_ends_healed() {
     let length = Duration::from_secs(120);
