@@ -3,7 +3,7 @@
 //! Redis (no lease, no cursor) and no HEAD of the mirror. The most a back-fill built on this
 //! client could reach on the machine: `bench/bench.py mirror` runs it beside `backfill`.
 //!
-//!     cargo run --release --example bare_copy -- TO_ENDPOINT CONCURRENCY
+//!     cargo run --release --example bare_copy -- TO_ENDPOINT AT_ONCE
 //!
 //! Takes the primary store from `BLOBPROXY_S3_*` and `AWS_*` like the service; prints one JSON
 //! line: objects copied, objects/s, and this process's CPU per object in ms.
@@ -19,7 +19,8 @@ use futures::{StreamExt as _, TryStreamExt as _};
 #[derive(clap::Parser)]
 struct Args {
     to: String,
-    concurrency: usize,
+    /// Objects copied at once.
+    at_once: usize,
     #[command(flatten)]
     settings: Settings,
 }
@@ -63,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
                 }
                 Ok::<_, anyhow::Error>(1)
             })
-            .buffer_unordered(args.concurrency)
+            .buffer_unordered(args.at_once)
             .try_collect::<Vec<usize>>()
             .await?
             .len();
