@@ -501,14 +501,20 @@ def tracing_cost(env, port, rounds=3):
 def tracing_alone():
     """The tracing phase on its own, with its own Redis and S3 server."""
     env, web_port = phase_alone()
-    redis_port = free_port()
-    (work / "redis-tracing").mkdir()
-    spawn("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-                    "--dir", str(work / "redis-tracing"), "--save", "", *REDIS_FLAGS,
-                    "--auto-aof-rewrite-percentage", "0"])
-    wait_port("127.0.0.1", redis_port, "redis")
-    env["BLOBPROXY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}"
+    own_redis(env, "redis-tracing")
     print(json.dumps(tracing_cost(env, web_port), indent=1))
+
+
+def own_redis(env, name):
+    """A Redis of a phase run alone (the compose files' settings, no AOF rewrite), in `env`;
+    returns its port."""
+    port = free_port()
+    (work / name).mkdir()
+    spawn(name, ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(work / name),
+                 "--save", "", *REDIS_FLAGS, "--auto-aof-rewrite-percentage", "0"])
+    wait_port("127.0.0.1", port, "redis")
+    env["BLOBPROXY_REDIS_URL"] = f"redis://127.0.0.1:{port}"
+    return port
 
 
 def phase_alone():
@@ -554,13 +560,7 @@ def mirror_cost(count=5000, rounds=2):
     Alone: `bench/.venv/bin/python bench/bench.py mirror` (after one `bench/run.sh`)."""
     env, web_port = phase_alone()
     primary_pid = procs[-1].pid
-    redis_port = free_port()
-    (work / "redis-mirror").mkdir()
-    spawn("redis", ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1",
-                    "--dir", str(work / "redis-mirror"), "--save", "", *REDIS_FLAGS,
-                    "--auto-aof-rewrite-percentage", "0"])
-    wait_port("127.0.0.1", redis_port, "redis")
-    env["BLOBPROXY_REDIS_URL"] = f"redis://127.0.0.1:{redis_port}"
+    redis_port = own_redis(env, "redis-mirror")
     mirror = s3s_fs("mirror")
     mirror_pid = procs[-1].pid
     replica = f"http://127.0.0.1:{web_port}"
