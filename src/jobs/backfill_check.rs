@@ -145,6 +145,24 @@ impl Backfill {
         Ok(found)
     }
 
+    /// How many keys the primary store lists after `after` (the back-fill's bar: counted
+    /// beside it, a page of keys at a time, none kept).
+    pub async fn keys_after(&self, after: Option<String>) -> Result<u64, BackfillError> {
+        let (primary, _) = self.stores();
+        let mut walk = Walk::new(primary);
+        walk.after = after;
+        let mut count = 0;
+        while walk
+            .next()
+            .await
+            .map_err(|e| store_failed("listing the primary store", e))?
+            .is_some()
+        {
+            count += 1;
+        }
+        Ok(count)
+    }
+
     async fn record(
         &self,
         found: &mut Differences,

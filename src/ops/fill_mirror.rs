@@ -2,6 +2,8 @@
 //! mirror added to a deployment that already holds objects), with a progress line; resumes
 //! where a killed run stopped. `--verify` compares the two stores instead.
 
+use std::sync::{Arc, OnceLock};
+
 use crate::config::Settings;
 use crate::startup::Dependencies;
 
@@ -69,16 +71,42 @@ pub async fn backfill(settings: Settings, args: BackfillArgs) -> anyhow::Result<
     } else {
         ""
     };
+    // The keys left, counted beside the copy (a listing is far cheaper than the copies), make
+    // the line a bar with an ETA once known.
+    line.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} keys checked; {msg}")
+            .expect("valid template"),
+    );
+    let left = Arc::new(OnceLock::new());
+    let counting = {
+        let (fill, left, after) = (fill.clone(), left.clone(), start.after.clone());
+        tokio::spawn(async move {
+            if let Ok(count) = fill.keys_after(after).await {
+                let _ = left.set(count);
+            }
+        })
+    };
+    let bar = indicatif::ProgressStyle::with_template(
+        "{spinner} [{bar:30}] {pos}/{len} keys checked, {per_sec}, eta {eta}; {msg}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ");
     let (done, looked_at) = fill
         .run(|cursor, looked_at| {
+            if let (None, Some(left)) = (line.length(), left.get()) {
+                line.set_length(*left);
+                line.set_style(bar.clone());
+            }
+            line.set_position(looked_at);
             line.set_message(format!(
-                "{looked_at} keys checked; {} objects ({} versions) copied; at {:?}",
+                "{} objects ({} versions) copied; at {:?}",
                 cursor.objects,
                 cursor.versions,
                 cursor.after.as_deref().unwrap_or("")
             ))
         })
         .await?;
+    counting.abort();
     line.finish_and_clear();
     println!(
         "back-filled mirror {}: {} objects{histories} copied ({} versions); {looked_at} keys \

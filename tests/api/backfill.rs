@@ -95,7 +95,7 @@ async fn a_backfill_killed_halfway_resumes_and_verify_finds_the_mirror_clean() {
     // this test take minutes; the other mirror tests pair moto with s3s-fs).
     let mirror = S3Server::start_kind(S3Kind::S3sFs).await;
 
-    // Killed once it copied some: the cursor says how far it got.
+    // Killed halfway: once its cursor says it copied 5,000.
     let log = tempfile::NamedTempFile::new().unwrap();
     let mut first = BlobproxyProcess::spawn_from(
         blobproxy_command(&backends),
@@ -104,12 +104,12 @@ async fn a_backfill_killed_halfway_resumes_and_verify_finds_the_mirror_clean() {
         log.path(),
     );
     let killed_at = std::time::Instant::now();
-    while objects_copied(&backends).await < 3000 {
+    while objects_copied(&backends).await < 5000 {
         let said = || std::fs::read_to_string(log.path()).unwrap();
         assert!(!first.exited(), "the back-fill ended early: {}", said());
         assert!(
             killed_at.elapsed() < Duration::from_secs(300),
-            "the back-fill did not copy 3000 objects in 300 s: {}",
+            "the back-fill did not copy 5000 objects in 300 s: {}",
             said()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -122,7 +122,7 @@ async fn a_backfill_killed_halfway_resumes_and_verify_finds_the_mirror_clean() {
     let done_before: usize = after.trim_start_matches("old/").parse::<usize>().unwrap() + 1;
     let in_mirror = mirror.keys().await.len();
     assert!(
-        (3000..OBJECTS).contains(&in_mirror),
+        (5000..OBJECTS).contains(&in_mirror),
         "{in_mirror} objects in the mirror when killed"
     );
     // Resumed: it starts after the last page it finished, and ends with every object there.
