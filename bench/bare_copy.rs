@@ -8,6 +8,9 @@
 //! Takes the primary store from `BLOBPROXY_S3_*` and `AWS_*` like the service; prints one JSON
 //! line: objects copied, objects/s, and this process's CPU per object in ms.
 
+#[path = "process_cpu.rs"]
+mod process_cpu;
+
 use std::time::Instant;
 
 use blobproxy::config::Settings;
@@ -15,6 +18,7 @@ use blobproxy::domain::BlobKey;
 use blobproxy::store::{BlobStore as _, S3Store};
 use clap::Parser as _;
 use futures::{StreamExt as _, TryStreamExt as _};
+use process_cpu::cpu_seconds;
 
 #[derive(clap::Parser)]
 struct Args {
@@ -23,17 +27,6 @@ struct Args {
     at_once: usize,
     #[command(flatten)]
     settings: Settings,
-}
-
-fn cpu_seconds() -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF cannot fail.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 #[tokio::main]

@@ -19,6 +19,9 @@
 //! Takes `BLOBPROXY_*` and `AWS_*` from the environment like the worker; prints one JSON line:
 //! objects/s and this process's CPU per object in ms.
 
+#[path = "process_cpu.rs"]
+mod process_cpu;
+
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -29,6 +32,7 @@ use blobproxy::store::{BlobStore as _, S3Store};
 use bytes::Bytes;
 use clap::Parser as _;
 use futures::StreamExt as _;
+use process_cpu::cpu_seconds;
 use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
 use tokio::net::TcpStream;
 
@@ -51,17 +55,6 @@ struct Args {
 enum RedisRead {
     RedisRs,
     Raw,
-}
-
-fn cpu_seconds() -> f64 {
-    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: getrusage fills the struct it is given; RUSAGE_SELF cannot fail.
-    let usage = unsafe {
-        libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr());
-        usage.assume_init()
-    };
-    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    secs(usage.ru_utime) + secs(usage.ru_stime)
 }
 
 /// Where each upload's bytes come from.
